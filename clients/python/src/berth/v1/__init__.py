@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC stubs for berth.v1 (make protos; never edit)."""
