@@ -1,0 +1,1 @@
+"""Berth's server processes. Each sub-package is one process; `common` is the shared kit."""

@@ -1,0 +1,1 @@
+"""The service kit: bootstrap, interceptors, settings, storage, logging, metrics. No business rules."""

@@ -1,0 +1,103 @@
+"""SQLAlchemy async engines from plain URLs, and Alembic migrations per owning service."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from berth.client.errors import BerthError, Unavailable
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+# Plain scheme -> the async driver Berth uses for it.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "mysql": "mysql+aiomysql",
+    "mariadb": "mysql+aiomysql",
+}
+
+
+def async_url(url: str | URL) -> URL:
+    """`postgresql://…` -> `postgresql+asyncpg://…`; explicit drivers are kept."""
+    parsed = make_url(url)
+    if "+" not in parsed.drivername:
+        driver = _ASYNC_DRIVERS.get(parsed.drivername)
+        if driver is None:
+            raise ValueError(
+                f"unsupported database {parsed.drivername!r}: use sqlite, postgresql or mysql/mariadb"
+            )
+        parsed = parsed.set(drivername=driver)
+    if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def create_engine(url: str | URL, **kwargs: object) -> AsyncEngine:
+    """An async engine with sane defaults for each backend."""
+    parsed = async_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"timeout": 30})
+    else:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 10)
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_timeout", 10)
+    engine = create_async_engine(parsed, **kwargs)  # type: ignore[arg-type]
+    if backend == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+    return engine
+
+
+def _sqlite_begin_immediate(connection: object) -> None:
+    # A deferred transaction that reads and then writes fails at once with "database is
+    # locked" when another writer got in between; taking the write lock up front makes
+    # it wait (busy_timeout) instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (the driver's own BEGIN is deferred).
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    # WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def alembic_config(migrations_dir: Path, url: str | URL) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.attributes["url"] = async_url(url)
+    return config
+
+
+def upgrade(migrations_dir: Path, url: str | URL, revision: str = "head") -> None:
+    """Walk the service's migrations up to `revision` (synchronous: run it before serving)."""
+    command.upgrade(alembic_config(migrations_dir, url), revision)
+
+
+def unavailable_database(exc: BaseException) -> BerthError | None:
+    """Error translator: a database that cannot be reached is UNAVAILABLE, not INTERNAL."""
+    if isinstance(
+        exc, OperationalError | InterfaceError | PoolTimeout | ConnectionError | TimeoutError
+    ) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return Unavailable(
+            "the database is unavailable; try again shortly", reason="DATABASE_UNAVAILABLE"
+        )
+    return None

@@ -1,0 +1,255 @@
+"""Server interceptors: request id, access log + metrics, error translation, authentication.
+
+Each interceptor opens a scope around the whole call (a unary call or a whole stream);
+`wrap_handler` applies a scope to any of the four handler kinds, so each interceptor is
+only its scope. Order, outermost first: request id, observe, errors, auth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from berth.client.errors import BerthError, Internal, PermissionDenied, Unavailable
+from grpc import aio
+
+from services.common import auth, logs, metrics
+
+log = logging.getLogger("berth.access")
+
+REQUEST_ID_KEY = "x-request-id"
+
+
+@dataclass
+class CallInfo:
+    """What one call's interceptors share."""
+
+    method: str
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    principal: str = "-"
+
+    @property
+    def service_and_method(self) -> tuple[str, str]:
+        _, service, name = (
+            self.method.rsplit("/", 2) if self.method.count("/") >= 2 else ("", "", self.method)
+        )
+        return service, name
+
+
+current_call: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar(
+    "current_call", default=None
+)
+
+Scope = Callable[[aio.ServicerContext], contextlib.AbstractAsyncContextManager[None]]
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler, scope: Scope) -> grpc.RpcMethodHandler:
+    """Run every kind of handler inside `scope(context)`."""
+    if handler.unary_unary or handler.stream_unary:
+        inner = handler.unary_unary or handler.stream_unary
+
+        async def unary(request: Any, context: aio.ServicerContext) -> Any:
+            async with scope(context):
+                return await inner(request, context)
+
+        factory = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return factory(unary, handler.request_deserializer, handler.response_serializer)
+
+    inner_stream = handler.unary_stream or handler.stream_stream
+
+    async def streaming(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        async with scope(context):
+            async for response in inner_stream(request, context):
+                yield response
+
+    factory = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(streaming, handler.request_deserializer, handler.response_serializer)
+
+
+class ScopedInterceptor(aio.ServerInterceptor):
+    """An interceptor defined by an async context manager around each call."""
+
+    def scope(self, method: str) -> Scope:
+        raise NotImplementedError
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        return wrap_handler(handler, self.scope(handler_call_details.method))
+
+
+def _metadata(context: aio.ServicerContext, key: str) -> str | None:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode()
+    return None
+
+
+class RequestIdInterceptor(ScopedInterceptor):
+    """Takes the caller's x-request-id (or makes one) for logs, errors and the reply."""
+
+    def scope(self, method: str) -> Scope:
+        @contextlib.asynccontextmanager
+        async def scope(context: aio.ServicerContext) -> AsyncIterator[None]:
+            rid = (_metadata(context, REQUEST_ID_KEY) or "")[:64] or uuid.uuid4().hex[:16]
+            info_token = current_call.set(CallInfo(method, rid))
+            rid_token = logs.request_id.set(rid)
+            try:
+                yield
+            finally:
+                logs.request_id.reset(rid_token)
+                current_call.reset(info_token)
+
+        return scope
+
+
+class ObserveInterceptor(ScopedInterceptor):
+    """One access-log line and the Prometheus counters per call."""
+
+    def __init__(self, quiet_methods: frozenset[str] = frozenset()) -> None:
+        self._quiet = quiet_methods
+
+    def scope(self, method: str) -> Scope:
+        level = logging.DEBUG if method in self._quiet else logging.INFO
+
+        @contextlib.asynccontextmanager
+        async def scope(context: aio.ServicerContext) -> AsyncIterator[None]:
+            info = current_call.get()
+            assert info is not None, "RequestIdInterceptor must run first"
+            try:
+                yield
+            except BaseException:
+                if info.code is grpc.StatusCode.OK:
+                    info.code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                elapsed = time.perf_counter() - info.started
+                service, name = info.service_and_method
+                metrics.RPC_HANDLED.labels(service, name, info.code.name).inc()
+                metrics.RPC_SECONDS.labels(service, name).observe(elapsed)
+                if log.isEnabledFor(level):
+                    log.log(
+                        level,
+                        "rpc",
+                        extra={
+                            "method": method,
+                            "code": info.code.name,
+                            "ms": round(elapsed * 1000, 2),
+                            "principal": info.principal,
+                            "peer": context.peer(),
+                        },
+                    )
+
+        return scope
+
+
+Translator = Callable[[BaseException], BerthError | None]
+
+
+class ErrorInterceptor(ScopedInterceptor):
+    """Domain errors become google.rpc.Status; anything unexpected becomes INTERNAL.
+
+    `translators` turn infrastructure exceptions (a database that went away) into
+    BerthErrors; the first that answers wins.
+    """
+
+    def __init__(self, translators: tuple[Translator, ...] = ()) -> None:
+        self._translators = translators
+
+    def _translate(self, exc: BaseException) -> BerthError:
+        if isinstance(exc, BerthError):
+            return exc
+        for translate in self._translators:
+            translated = translate(exc)
+            if translated is not None:
+                return translated
+        return Internal("internal error; the server log has the details under this request id")
+
+    def scope(self, method: str) -> Scope:
+        @contextlib.asynccontextmanager
+        async def scope(context: aio.ServicerContext) -> AsyncIterator[None]:
+            info = current_call.get()
+            try:
+                yield
+            except aio.AbortError:
+                raise
+            except Exception as exc:
+                error = self._translate(exc)
+                if isinstance(error, Internal) and not isinstance(exc, BerthError):
+                    log.error("unexpected error in %s", method, exc_info=exc)
+                elif isinstance(error, Unavailable):
+                    log.warning("dependency unavailable in %s: %s", method, exc)
+                if info is not None:
+                    info.code = error.code
+                status = error.to_status()
+                rid = info.request_id if info else "-"
+                await context.abort(
+                    error.code,
+                    error.message
+                    if error.code is not grpc.StatusCode.INTERNAL
+                    else f"{error.message} ({rid})",
+                    trailing_metadata=(
+                        ("grpc-status-details-bin", status.SerializeToString()),
+                        (REQUEST_ID_KEY, rid),
+                    ),
+                )
+
+        return scope
+
+
+PUBLIC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+REFLECTION_PREFIX = "/grpc.reflection."
+
+
+class AuthInterceptor(ScopedInterceptor):
+    """Bearer tokens -> Principal, and the method policy. No tokens: everyone is admin."""
+
+    def __init__(self, tokens: auth.TokenTable | None, policy: auth.MethodPolicy) -> None:
+        self._tokens = tokens
+        self._policy = policy
+
+    def scope(self, method: str) -> Scope:
+        @contextlib.asynccontextmanager
+        async def scope(context: aio.ServicerContext) -> AsyncIterator[None]:
+            if self._tokens is None or method in PUBLIC_METHODS:
+                principal = auth.ANONYMOUS_ADMIN
+            else:
+                principal = self._tokens.authenticate(_metadata(context, "authorization"))
+                readable = method.startswith(REFLECTION_PREFIX) and "reader" in principal.roles
+                if not (readable or self._policy.allows(principal, method)):
+                    raise PermissionDenied(
+                        f"{principal.name} ({', '.join(sorted(principal.roles))}) may not call {method}",
+                        metadata={"method": method},
+                    )
+            info = current_call.get()
+            if info is not None:
+                info.principal = principal.name
+            token = auth.current_principal.set(principal)
+            try:
+                yield
+            finally:
+                auth.current_principal.reset(token)
+
+        return scope

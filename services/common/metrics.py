@@ -1,0 +1,30 @@
+"""Prometheus metrics shared by every process, served over HTTP when BERTH_METRICS_LISTEN is set."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+from services.common.settings import split_host_port
+
+log = logging.getLogger(__name__)
+
+RPC_HANDLED = Counter(
+    "berth_grpc_server_handled_total",
+    "RPCs completed, by method and status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+RPC_SECONDS = Histogram(
+    "berth_grpc_server_handling_seconds",
+    "Time from the start of an RPC to its end (whole stream for streaming RPCs).",
+    ["grpc_service", "grpc_method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def serve_metrics(listen: str) -> None:
+    """Start the /metrics HTTP endpoint in a daemon thread."""
+    host, port = split_host_port(listen)
+    start_http_server(port, addr=host)
+    log.info("metrics served", extra={"address": f"http://{listen}/metrics"})

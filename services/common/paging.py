@@ -1,0 +1,57 @@
+"""Opaque page tokens bound to the query that made them, and page-size rules (AIP-158)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+
+from berth.client.errors import InvalidArgument
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Page:
+    """Where a page starts (`after` an ordering key) and how many rows it holds."""
+
+    after: str | int | None
+    size: int
+
+
+def _fingerprint(query: tuple[object, ...]) -> str:
+    return hashlib.sha256(repr(query).encode()).hexdigest()[:16]
+
+
+def encode_token(after: str | int, query: tuple[object, ...]) -> str:
+    raw = json.dumps({"a": after, "q": _fingerprint(query)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def read_page(page_size: int, page_token: str, query: tuple[object, ...]) -> Page:
+    """Validate size and token; a token from another query is INVALID_ARGUMENT."""
+    if page_size < 0:
+        raise InvalidArgument.field("page_size", f"must not be negative (got {page_size})")
+    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    if not page_token:
+        return Page(None, size)
+    try:
+        padded = page_token + "=" * (-len(page_token) % 4)
+        doc = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        after, fingerprint = doc["a"], doc["q"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument.field("page_token", "is not a token this server issued") from None
+    if fingerprint != _fingerprint(query):
+        raise InvalidArgument.field(
+            "page_token", "belongs to a different query: keep the filters of the first page"
+        )
+    return Page(after, size)
+
+
+def next_token(rows: list[object], page: Page, key: str, query: tuple[object, ...]) -> str:
+    """The token for the page after `rows` (fetched with size + 1), or '' on the last page."""
+    if len(rows) <= page.size:
+        return ""
+    return encode_token(getattr(rows[page.size - 1], key), query)

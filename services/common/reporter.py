@@ -1,0 +1,139 @@
+"""Every Berth process registers `(host, binary)` in the registry and heartbeats from then on.
+
+The reporter never gives up: while the registry is unreachable it retries with backoff and
+logs each failure once per attempt; when the registry forgets the service (deleted), it
+registers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import berth
+import grpc
+from berth.v1 import registry_pb2, registry_pb2_grpc
+from grpc import aio
+
+from services.common.backoff import Backoff
+from services.common.channels import aio_channel, call_metadata
+from services.common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.CANCELLED,
+}
+
+
+class ServiceReporter:
+    """Registers this process and keeps its heartbeat stream going, in a background task."""
+
+    def __init__(self, settings: CommonSettings, binary: str, endpoint: str) -> None:
+        self._settings = settings
+        self._binary = binary
+        self._endpoint = endpoint
+        self._task: asyncio.Task[None] | None = None
+        self.service_uuid: str | None = None
+        self.registered = asyncio.Event()
+        self.heartbeats = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"reporter:{self._binary}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        target = self._settings.registry_url
+        metadata = call_metadata(self._settings, target)
+        backoff = Backoff()
+        async with aio_channel(target, self._settings) as channel:
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            while True:
+                try:
+                    interval = await self._register(stub, metadata)
+                    backoff.reset()
+                    await self._beat(stub, metadata, interval)
+                except aio.AioRpcError as exc:
+                    delay = backoff.next_delay()
+                    level = logging.WARNING if exc.code() in _RETRYABLE else logging.ERROR
+                    log.log(
+                        level,
+                        "cannot report to the registry; retrying",
+                        extra={
+                            "registry": target,
+                            "code": exc.code().name,
+                            "error": exc.details(),
+                            "retry_in_s": round(delay, 1),
+                        },
+                    )
+                    await asyncio.sleep(delay)
+
+    async def _register(
+        self, stub: registry_pb2_grpc.RegistryServiceStub, metadata: tuple[tuple[str, str], ...]
+    ) -> float:
+        request = registry_pb2.RegisterServiceRequest(
+            host=self._settings.host,
+            binary=self._binary,
+            endpoint=self._endpoint,
+            build_version=berth.__version__,
+        )
+        response = await stub.RegisterService(request, metadata=metadata, timeout=10)
+        self.service_uuid = response.service.uuid
+        self.registered.set()
+        log.info(
+            "registered",
+            extra={
+                "binary": self._binary,
+                "host": self._settings.host,
+                "uuid": self.service_uuid,
+                "version": response.service.version,
+            },
+        )
+        return (
+            response.report_interval.ToTimedelta().total_seconds() or self._settings.report_interval
+        )
+
+    async def _beat(
+        self,
+        stub: registry_pb2_grpc.RegistryServiceStub,
+        metadata: tuple[tuple[str, str], ...],
+        interval: float,
+    ) -> None:
+        """Heartbeat over one stream until it fails; NOT_FOUND (deleted) returns to re-register."""
+        interval = min(interval, self._settings.report_interval)
+        call = stub.HeartbeatStream(metadata=metadata)
+        try:
+            while True:
+                await call.write(
+                    registry_pb2.HeartbeatStreamRequest(service_uuid=self.service_uuid)
+                )
+                response = await asyncio.wait_for(call.read(), timeout=max(interval, 5.0))
+                if response is aio.EOF:
+                    raise aio.AioRpcError(
+                        grpc.StatusCode.UNAVAILABLE, None, None, details="heartbeat stream closed"
+                    )
+                self.heartbeats += 1
+                await asyncio.sleep(interval)
+        except aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                log.warning("the registry no longer knows this service; registering again")
+                return
+            raise
+        except TimeoutError:
+            raise aio.AioRpcError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, None, None, details="no heartbeat answer"
+            ) from None
+        finally:
+            call.cancel()

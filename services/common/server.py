@@ -1,0 +1,149 @@
+"""The gRPC server every Berth process runs: interceptors, health, reflection, TLS, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common import auth, interceptors
+from services.common.settings import CommonSettings, split_host_port
+
+log = logging.getLogger(__name__)
+
+Registrar = Callable[[aio.Server], None]
+
+
+class StartupError(Exception):
+    """The process cannot start as configured; the message says why and what to change."""
+
+
+@dataclass
+class ServiceSpec:
+    """What a process serves: servicers to add, their full names, and its auth policy."""
+
+    registrars: list[Registrar]
+    service_names: list[str]
+    policy: auth.MethodPolicy = field(default_factory=auth.MethodPolicy)
+    quiet_methods: frozenset[str] = frozenset()
+    translators: tuple[interceptors.Translator, ...] = ()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _load_tokens(settings: CommonSettings) -> auth.TokenTable | None:
+    if settings.auth_file is None:
+        return None
+    try:
+        return auth.TokenTable.load(settings.auth_file)
+    except (OSError, ValueError, KeyError) as exc:
+        raise StartupError(f"cannot use BERTH_AUTH_FILE: {exc}") from exc
+
+
+def _credentials(settings: CommonSettings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert_file is None:
+        if settings.tls_client_ca_file is not None:
+            raise StartupError(
+                "BERTH_TLS_CLIENT_CA_FILE (mutual TLS) needs BERTH_TLS_CERT_FILE and BERTH_TLS_KEY_FILE"
+            )
+        return None
+    if settings.tls_key_file is None:
+        raise StartupError("BERTH_TLS_CERT_FILE needs BERTH_TLS_KEY_FILE")
+    try:
+        pair = (settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())
+        client_ca = (
+            settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+        )
+    except OSError as exc:
+        raise StartupError(f"cannot read TLS files: {exc}") from exc
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def build_server(
+    settings: CommonSettings, spec: ServiceSpec
+) -> tuple[aio.Server, int, health.aio.HealthServicer]:
+    """A ready-to-start server bound to `settings.listen_address` -> (server, port, health)."""
+    host, _ = split_host_port(settings.listen_address)
+    tokens = _load_tokens(settings)
+    if tokens is None and not is_loopback(host):
+        raise StartupError(
+            f"refusing to listen on {settings.listen_address} without credentials: anyone who can "
+            "reach it could change the registry. Set BERTH_AUTH_FILE to a tokens file, or listen "
+            "on 127.0.0.1."
+        )
+    if tokens is None:
+        log.warning("no credentials configured: serving loopback only, every caller is admin")
+    server = aio.server(
+        interceptors=[
+            interceptors.RequestIdInterceptor(),
+            interceptors.ObserveInterceptor(spec.quiet_methods),
+            interceptors.ErrorInterceptor(spec.translators),
+            interceptors.AuthInterceptor(tokens, spec.policy),
+        ],
+        options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 20000)],
+    )
+    for register in spec.registrars:
+        register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    credentials = _credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(settings.listen_address)
+    else:
+        port = server.add_secure_port(settings.listen_address, credentials)
+    if port == 0:
+        raise StartupError(f"cannot bind {settings.listen_address}: address in use or not local")
+    return server, port, health_servicer
+
+
+async def set_serving(
+    health_servicer: health.aio.HealthServicer, names: Iterable[str], serving: bool
+) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ["", *names]:
+        await health_servicer.set(name, status)
+
+
+async def run_until_signalled(
+    server: aio.Server,
+    health_servicer: health.aio.HealthServicer,
+    names: list[str],
+    grace_s: float,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then: NOT_SERVING -> drain calls -> stop loops -> close pools."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await set_serving(health_servicer, names, True)
+    await stop.wait()
+    log.info("stopping: health NOT_SERVING, draining calls", extra={"grace_s": grace_s})
+    await set_serving(health_servicer, names, False)
+    await server.stop(grace_s)
+    if on_stop is not None:
+        await on_stop()
+    log.info("stopped")

@@ -1,0 +1,110 @@
+"""Typed settings for every Berth process, from BERTH_* variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "BERTH_"
+
+
+class CommonSettings(BaseSettings):
+    """What every process needs: where it listens, who it is, how it talks to the registry."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # The binary name this process registers as; each process class sets its own.
+    binary: ClassVar[str] = "berth"
+    default_port: ClassVar[int] = 0
+
+    config: Path | None = Field(None, description="TOML file with these settings (env wins)")
+    host: str = Field(default_factory=socket.gethostname, min_length=1, max_length=255)
+    listen: str = Field("", description="host:port to serve gRPC on; port 0 picks a free one")
+    data_dir: Path = Path("data")
+    auth_file: Path | None = Field(None, description="TOML file of bearer tokens and roles")
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = Field(None, description="require client certs (mTLS)")
+    # How this process reaches the registry (its own registration and heartbeats).
+    registry_url: str = "127.0.0.1:50051"
+    token: str | None = Field(None, description="bearer token this process presents")
+    tls_ca_file: Path | None = Field(None, description="CA bundle to verify servers")
+    report_interval: float = Field(10.0, gt=0, description="seconds between heartbeats")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    metrics_listen: str = Field("", description="host:port for Prometheus /metrics; empty: off")
+    shutdown_grace: float = Field(10.0, ge=0, description="seconds to drain calls on stop")
+    # The endpoint other processes should use to reach this one (default: the bound address).
+    advertise: str = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        import os
+
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(f"{ENV_PREFIX}CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("listen", "metrics_listen", "advertise")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value:
+            split_host_port(value)
+        return value
+
+    @field_validator("tls_key_file")
+    @classmethod
+    def _key_needs_cert(cls, value: Path | None, info: Any) -> Path | None:
+        if value is not None and info.data.get("tls_cert_file") is None:
+            raise ValueError("needs BERTH_TLS_CERT_FILE too")
+        return value
+
+    @property
+    def listen_address(self) -> str:
+        return self.listen or f"127.0.0.1:{self.default_port}"
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port); raises ValueError with a sentence."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not host:port")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: port must be a number from 0 to 65535")
+    return host.strip("[]"), int(port)
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build settings or stop the process with one line per bad variable."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        reported = set()
+        for error in exc.errors():
+            name = ENV_PREFIX + str(error["loc"][0]).upper() if error["loc"] else "BERTH_CONFIG"
+            if name not in reported:  # a union type reports one error per member: say it once
+                reported.add(name)
+                print(f"{cls.binary}: invalid setting {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None

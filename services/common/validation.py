@@ -1,0 +1,65 @@
+"""Checks of request fields shared by every service: names, uuids, enums."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid as uuidlib
+
+from berth.client.errors import InvalidArgument
+
+MAX_NAME = 255
+
+
+def name(field: str, value: str, *, required: bool = True, max_length: int = MAX_NAME) -> str:
+    """A host, binary or aggregate name: 1-255 printable characters."""
+    if not value:
+        if required:
+            raise InvalidArgument.field(field, "must not be empty")
+        return value
+    if len(value) > max_length:
+        raise InvalidArgument.field(
+            field, f"must be at most {max_length} characters (got {len(value)})"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value):
+        raise InvalidArgument.field(field, "must not contain control or unassigned characters")
+    if value != value.strip():
+        raise InvalidArgument.field(field, "must not start or end with whitespace")
+    return value
+
+
+def text(field: str, value: str, *, max_length: int = MAX_NAME) -> str:
+    """Free text such as a disabled reason: printable, bounded, may be empty."""
+    if len(value) > max_length:
+        raise InvalidArgument.field(
+            field, f"must be at most {max_length} characters (got {len(value)})"
+        )
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\t" for ch in value):
+        raise InvalidArgument.field(field, "must not contain control characters")
+    return value
+
+
+def uuid(field: str, value: str) -> str:
+    try:
+        return str(uuidlib.UUID(value))
+    except ValueError:
+        raise InvalidArgument.field(field, f"must be a UUID (got {value[:64]!r})") from None
+
+
+def looks_like_uuid(value: str) -> bool:
+    try:
+        uuidlib.UUID(value)
+    except ValueError:
+        return False
+    return len(value) >= 32
+
+
+def enum(field: str, value: int, enum_type: object, *, allow_unspecified: bool = False) -> int:
+    """Reject unknown numbers (proto3 keeps them) and, unless allowed, the zero value."""
+    descriptor = enum_type.DESCRIPTOR  # type: ignore[attr-defined]
+    known = {v.number for v in descriptor.values}
+    if value not in known:
+        raise InvalidArgument.field(field, f"{value} is not a known {descriptor.name}")
+    if value == 0 and not allow_unspecified:
+        names = ", ".join(v.name for v in descriptor.values if v.number)
+        raise InvalidArgument.field(field, f"must be set: one of {names}")
+    return value

@@ -1,0 +1,160 @@
+"""Assembles the registry process: storage, feed, heartbeats, sweeper, servicers, server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from berth.v1 import host_pb2, host_pb2_grpc, registry_pb2, registry_pb2_grpc
+from grpc import aio
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from services.common import auth, db
+from services.common.reporter import ServiceReporter
+from services.common.server import ServiceSpec, build_server
+from services.registry.aggregates import Aggregates
+from services.registry.events import EventFeed
+from services.registry.heartbeats import HeartbeatBatcher
+from services.registry.host_servicer import HostServicer
+from services.registry.liveness import Clock, Liveness, utcnow
+from services.registry.servicer import RegistryServicer
+from services.registry.services_table import ServicesTable
+from services.registry.settings import RegistrySettings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "store" / "migrations"
+BINARY = "berth-registry"
+SERVICE_NAMES = [
+    registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+    host_pb2.DESCRIPTOR.services_by_name["HostService"].full_name,
+]
+_R = "/berth.v1.RegistryService/"
+_H = "/berth.v1.HostService/"
+POLICY = auth.MethodPolicy(
+    read_methods=frozenset(
+        {
+            _R + m
+            for m in (
+                "ListServices",
+                "GetService",
+                "WatchServices",
+                "ListAggregates",
+                "GetAggregate",
+            )
+        }
+        | {_H + "ListHosts", _H + "DescribeHost"}
+    ),
+    agent_methods=frozenset({_R + "RegisterService", _R + "Heartbeat", _R + "HeartbeatStream"}),
+)
+QUIET = frozenset({_R + "Heartbeat", _R + "HeartbeatStream"})
+
+
+@dataclass
+class Registry:
+    """A running registry; `stop()` undoes `start_registry()`."""
+
+    server: aio.Server
+    port: int
+    engine: AsyncEngine
+    feed: EventFeed
+    heartbeats: HeartbeatBatcher
+    services: ServicesTable
+    health: object
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    reporter: ServiceReporter | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def stop(self, grace_s: float = 1.0) -> None:
+        await self.server.stop(grace_s)
+        if self.reporter is not None:
+            await self.reporter.stop()
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.feed.stop()
+        await self.heartbeats.stop()
+        await self.engine.dispose()
+
+
+async def _sweep_forever(services: ServicesTable, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await services.sweep()
+        except Exception as exc:
+            log.warning("liveness sweep failed: %s", exc)
+
+
+async def start_registry(
+    settings: RegistrySettings,
+    *,
+    clock: Clock = utcnow,
+    report_self: bool = True,
+    migrate: bool | None = None,
+) -> Registry:
+    """Migrate, wire and start a registry; tests call this with BERTH_LISTEN=127.0.0.1:0."""
+    if settings.auto_migrate if migrate is None else migrate:
+        await asyncio.to_thread(db.upgrade, MIGRATIONS, settings.database_url)
+    engine = db.create_engine(settings.database_url)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    liveness = Liveness(settings.service_down_time, clock)
+    feed = EventFeed(
+        sessions, poll_interval_s=settings.watch_poll_interval, retention=settings.event_retention
+    )
+    services = ServicesTable(sessions, liveness, feed, settings.default_availability_zone)
+    aggregates = Aggregates(sessions, liveness, feed, services)
+    heartbeats = HeartbeatBatcher(engine, sessions, liveness, settings.report_interval)
+    feed.add_listener(heartbeats.on_event)
+    registry_servicer = RegistryServicer(
+        sessions,
+        services,
+        aggregates,
+        heartbeats,
+        feed,
+        settings.report_interval,
+        settings.service_down_time,
+    )
+    host_servicer = HostServicer(sessions, services)
+    spec = ServiceSpec(
+        registrars=[
+            lambda s: registry_pb2_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s),
+            lambda s: host_pb2_grpc.add_HostServiceServicer_to_server(host_servicer, s),
+        ],
+        service_names=SERVICE_NAMES,
+        policy=POLICY,
+        quiet_methods=QUIET,
+        translators=(db.unavailable_database,),
+    )
+    server, port, health = build_server(settings, spec)
+    await feed.start()
+    heartbeats.start()
+    await server.start()
+    registry = Registry(server, port, engine, feed, heartbeats, services, health)
+    registry.tasks.append(
+        asyncio.create_task(
+            _sweep_forever(services, settings.sweep_interval), name="liveness-sweeper"
+        )
+    )
+    if report_self:
+        host, _ = settings.listen_address.rsplit(":", 1)
+        endpoint = settings.advertise or f"{host}:{port}"
+        # The registry registers itself like any process, through its own front door.
+        self_settings = settings.model_copy(update={"registry_url": f"127.0.0.1:{port}"})
+        registry.reporter = ServiceReporter(self_settings, BINARY, endpoint)
+        registry.reporter.start()
+    log.info(
+        "registry serving",
+        extra={
+            "address": f"{settings.listen_address.rsplit(':', 1)[0]}:{port}",
+            "database": db.async_url(settings.database_url).render_as_string(hide_password=True),
+        },
+    )
+    return registry

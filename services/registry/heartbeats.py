@@ -1,0 +1,144 @@
+"""Heartbeats by group commit: calls wait for the next batch, one UPDATE stores a whole batch.
+
+A heartbeat is stamped with the registry's clock when it arrives, not when its batch is
+written, so a slow database delays answers but never ages anyone's `last_seen_up`. While
+the database cannot be written, callers get UNAVAILABLE and the liveness rules stop
+declaring services down (see liveness.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from berth.client.errors import NotFound, Unavailable
+from berth.v1 import common_pb2, registry_pb2
+from google.protobuf.duration_pb2 import Duration
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.common import auth
+from services.registry.liveness import Liveness
+from services.registry.store import repository as repo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Known:
+    """What a heartbeat needs to know of its service, cached per replica."""
+
+    id: int
+    host: str
+    report_count: int
+    disabled: bool
+    forced_down: bool
+
+
+class HeartbeatBatcher:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        liveness: Liveness,
+        report_interval_s: float,
+        max_batch: int = 5000,
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._liveness = liveness
+        self._interval = Duration()
+        self._interval.FromMilliseconds(int(report_interval_s * 1000))
+        self._max_batch = max_batch
+        self._known: dict[str, Known] = {}
+        self._pending: dict[int, list] = {}
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_forever(), name="heartbeat-flusher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pending:
+            await self._flush()
+
+    async def beat(self, service_uuid: str) -> registry_pb2.HeartbeatResult:
+        known = self._known.get(service_uuid) or await self._load(service_uuid)
+        auth.require_host(known.host)
+        now = self._liveness.clock()
+        entry = self._pending.setdefault(known.id, [0, now])
+        entry[0] += 1
+        entry[1] = now
+        known.report_count += 1
+        done = self._done
+        self._wake.set()
+        await asyncio.shield(done)
+        result = registry_pb2.HeartbeatResult(
+            service_uuid=service_uuid,
+            report_count=known.report_count,
+            disabled=known.disabled,
+            forced_down=known.forced_down,
+            report_interval=self._interval,
+        )
+        result.last_seen_up.FromDatetime(now)
+        return result
+
+    async def _load(self, service_uuid: str) -> Known:
+        async with self._sessions() as session:
+            row = await repo.service_by_uuid(session, service_uuid)
+        if row is None:
+            raise NotFound(
+                f"no live service {service_uuid}: register it first (RegisterService)",
+                reason="SERVICE_NOT_FOUND",
+                metadata={"service_uuid": service_uuid},
+            )
+        known = Known(row.id, row.host, row.report_count, row.disabled, row.forced_down)
+        self._known[service_uuid] = known
+        return known
+
+    def on_event(self, event: registry_pb2.WatchServicesResponse) -> None:
+        """Keep the cache true to changes made through any replica."""
+        if not event.HasField("service"):
+            return
+        svc = event.service
+        if event.type == common_pb2.EVENT_TYPE_DELETED:
+            self._known.pop(svc.uuid, None)
+        elif (known := self._known.get(svc.uuid)) is not None:
+            known.disabled, known.forced_down = svc.disabled, svc.forced_down
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Write everything pending in one transaction, then answer its callers."""
+        batch, done = self._pending, self._done
+        self._pending, self._done = {}, asyncio.get_running_loop().create_future()
+        rows = [(service_id, n, seen) for service_id, (n, seen) in batch.items()]
+        try:
+            for start in range(0, len(rows), self._max_batch):
+                async with self._engine.begin() as conn:
+                    await repo.apply_heartbeats(conn, rows[start : start + self._max_batch])
+        except Exception as exc:
+            self._liveness.deaf()
+            log.warning("cannot store %d heartbeats: %s", len(rows), exc)
+            done.set_exception(
+                Unavailable(
+                    "the registry cannot store heartbeats now; retry shortly",
+                    reason="DATABASE_UNAVAILABLE",
+                )
+            )
+            done.exception()  # retrieved here so an unanswered batch logs nothing more
+            return
+        self._liveness.listening()
+        self.batches += 1
+        done.set_result(None)

@@ -1,0 +1,67 @@
+"""HostService over gRPC (Nova's os-hosts): host-list now; describe, update, action later."""
+
+from __future__ import annotations
+
+from berth.client.errors import Unimplemented
+from berth.v1 import host_pb2, host_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common import paging, validation
+from services.registry.services_table import ServicesTable
+from services.registry.store import repository as repo
+
+
+class HostServicer(host_pb2_grpc.HostServiceServicer):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], services: ServicesTable) -> None:
+        self._sessions = sessions
+        self._services = services
+
+    async def ListHosts(self, request, context):
+        """One row per live service, as os-hosts: (host_name, service topic, zone)."""
+        zone = validation.name("zone", request.zone, required=False)
+        query = ("hosts", zone)
+        page = paging.read_page(request.page_size, request.page_token, query)
+        rows: list[host_pb2.HostSummary] = []
+        after = page.after
+        token = ""
+        async with self._sessions() as session:
+            while len(rows) < page.size:
+                batch = await repo.list_services(session, after_id=after, limit=page.size * 2)  # type: ignore[arg-type]
+                if not batch:
+                    break
+                for row, proto in zip(
+                    batch, await self._services.protos(session, batch), strict=True
+                ):
+                    after = row.id
+                    if zone and proto.availability_zone != zone:
+                        continue
+                    rows.append(
+                        host_pb2.HostSummary(
+                            host_name=row.host, service=row.topic, zone=proto.availability_zone
+                        )
+                    )
+                    if len(rows) == page.size:
+                        break
+            if len(rows) == page.size and await repo.list_services(
+                session, after_id=after, limit=1
+            ):
+                token = paging.encode_token(after, query)  # type: ignore[arg-type]
+        return host_pb2.ListHostsResponse(hosts=rows, next_page_token=token)
+
+    async def DescribeHost(self, request, context):
+        raise Unimplemented(
+            "host-describe needs the node service, which this release does not run yet",
+            reason="NOT_YET_AVAILABLE",
+        )
+
+    async def UpdateHost(self, request, context):
+        raise Unimplemented(
+            "host-update (status, maintenance) is not implemented yet", reason="NOT_YET_AVAILABLE"
+        )
+        yield  # pragma: no cover - makes this a streaming handler
+
+    async def HostAction(self, request, context):
+        raise Unimplemented(
+            "host-action (startup, shutdown, reboot) is not implemented yet",
+            reason="NOT_YET_AVAILABLE",
+        )

@@ -1,0 +1,231 @@
+"""The services table's rules: register, update, delete, list, and the events they publish."""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable, Sequence
+
+from berth.client.errors import FailedPrecondition, InvalidArgument, NotFound
+from berth.v1 import common_pb2, registry_pb2
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common import auth, validation
+from services.registry import convert
+from services.registry.events import EventFeed
+from services.registry.liveness import Liveness
+from services.registry.store import repository as repo
+from services.registry.store.models import Service
+
+log = logging.getLogger(__name__)
+
+# Asked before a compute service is deleted: raises FailedPrecondition while its host has
+# instances, and deletes the host's compute nodes otherwise (wired to the node service).
+HostGuard = Callable[[str], Awaitable[None]]
+
+
+class ServicesTable:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        liveness: Liveness,
+        feed: EventFeed,
+        default_zone: str,
+        host_guard: HostGuard | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._liveness = liveness
+        self._feed = feed
+        self._default_zone = default_zone
+        self._host_guard = host_guard
+
+    # --- protos ---------------------------------------------------------------------
+
+    async def protos(
+        self, session: AsyncSession, rows: Sequence[Service]
+    ) -> list[registry_pb2.Service]:
+        zones = await repo.zones_of_hosts(session, sorted({r.host for r in rows}))
+        now = self._liveness.clock()
+        return [
+            convert.service(
+                row,
+                up=self._liveness.is_up(row, now),
+                zone=convert.service_zone(row, zones, self._default_zone),
+            )
+            for row in rows
+        ]
+
+    async def publish(self, session: AsyncSession, rows: Sequence[Service], type_: int) -> None:
+        """Record one event per row in the caller's transaction."""
+        now = self._liveness.clock()
+        for row, proto in zip(rows, await self.protos(session, rows), strict=True):
+            await repo.add_event(
+                session, type_, "service", row.uuid, proto.SerializeToString(), now
+            )
+
+    # --- commands -------------------------------------------------------------------
+
+    async def register(
+        self, request: registry_pb2.RegisterServiceRequest
+    ) -> tuple[registry_pb2.Service, bool]:
+        host = validation.name("host", request.host)
+        binary = validation.name("binary", request.binary)
+        topic = validation.name("topic", request.topic, required=False) or binary.removeprefix(
+            "berth-"
+        )
+        endpoint = validation.name("endpoint", request.endpoint, required=False)
+        build_version = validation.text("build_version", request.build_version, max_length=64)
+        auth.require_host(host)
+        for _ in range(5):  # a racing twin may insert between our look and our insert
+            try:
+                return await self._register_once(host, binary, topic, endpoint, build_version)
+            except IntegrityError:
+                log.info(
+                    "lost a registration race; reading the winner's row",
+                    extra={"host": host, "binary": binary},
+                )
+        raise FailedPrecondition(
+            f"could not register {binary} on {host}: the row keeps changing; retry"
+        )
+
+    async def _register_once(
+        self, host: str, binary: str, topic: str, endpoint: str, build_version: str
+    ) -> tuple[registry_pb2.Service, bool]:
+        now = self._liveness.clock()
+        async with self._sessions() as session, session.begin():
+            row = await repo.service_by_key(session, host, binary, for_update=True)
+            created = row is None
+            if row is None:
+                row = Service(
+                    uuid=str(uuidlib.uuid4()), host=host, binary=binary, topic=topic, endpoint=endpoint,
+                    build_version=build_version, report_count=0, disabled=False, forced_down=False,
+                    last_seen_up=now, reported_up=True, version=1, created_at=now, updated_at=now, deleted=0,
+                )  # fmt: skip
+                session.add(row)
+                await session.flush()
+            else:
+                row.version += 1
+                row.topic, row.endpoint, row.build_version = topic, endpoint, build_version
+                row.last_seen_up, row.updated_at = now, now
+                row.reported_up = not row.forced_down
+            await self.publish(
+                session,
+                [row],
+                common_pb2.EVENT_TYPE_ADDED if created else common_pb2.EVENT_TYPE_MODIFIED,
+            )
+            (proto,) = await self.protos(session, [row])
+        self._feed.poke()
+        log.info(
+            "service registered" if created else "service restarted",
+            extra={"host": host, "binary": binary, "uuid": row.uuid, "version": row.version},
+        )
+        return proto, created
+
+    async def update(self, request: registry_pb2.UpdateServiceRequest) -> registry_pb2.Service:
+        if not request.HasField("disabled") and not request.HasField("forced_down"):
+            raise InvalidArgument.field(
+                "disabled", "set disabled and/or forced_down; nothing to change"
+            )
+        reason = validation.text("disabled_reason", request.disabled_reason)
+        if reason and not (request.HasField("disabled") and request.disabled):
+            raise InvalidArgument.field("disabled_reason", "only goes with disabled = true")
+        async with self._sessions() as session, session.begin():
+            row = await self._find(session, request.service, for_update=True)
+            if request.HasField("disabled"):
+                row.disabled = request.disabled
+                row.disabled_reason = (reason or None) if request.disabled else None
+            if request.HasField("forced_down"):
+                row.forced_down = request.forced_down
+            now = self._liveness.clock()
+            row.updated_at = now  # never last_seen_up: an admin change is no sign of life
+            row.reported_up = self._liveness.is_up(row, now)
+            await self.publish(session, [row], common_pb2.EVENT_TYPE_MODIFIED)
+            (proto,) = await self.protos(session, [row])
+        self._feed.poke()
+        log.info(
+            "service updated",
+            extra={
+                "host": row.host,
+                "binary": row.binary,
+                "disabled": row.disabled,
+                "forced_down": row.forced_down,
+                "by": auth.current_principal.get().name,
+            },
+        )
+        return proto
+
+    async def delete(self, ref: registry_pb2.ServiceRef) -> None:
+        async with self._sessions() as session:
+            row = await self._find(session, ref)
+        if row.binary == convert.COMPUTE_BINARY and self._host_guard is not None:
+            await self._host_guard(row.host)
+        async with self._sessions() as session, session.begin():
+            row = await self._find(session, ref, for_update=True)
+            now = self._liveness.clock()
+            row.deleted, row.deleted_at, row.updated_at = row.id, now, now
+            await self.publish(session, [row], common_pb2.EVENT_TYPE_DELETED)
+        self._feed.poke()
+        log.info(
+            "service deleted",
+            extra={
+                "host": row.host,
+                "binary": row.binary,
+                "uuid": row.uuid,
+                "by": auth.current_principal.get().name,
+            },
+        )
+
+    # --- queries --------------------------------------------------------------------
+
+    async def get(self, ref: registry_pb2.ServiceRef) -> registry_pb2.Service:
+        async with self._sessions() as session:
+            row = await self._find(session, ref)
+            (proto,) = await self.protos(session, [row])
+            return proto
+
+    async def _find(
+        self, session: AsyncSession, ref: registry_pb2.ServiceRef, *, for_update: bool = False
+    ) -> Service:
+        which = ref.WhichOneof("ref")
+        if which == "uuid":
+            uuid = validation.uuid("service.uuid", ref.uuid)
+            row = await repo.service_by_uuid(session, uuid, for_update=for_update)
+            missing = f"no service with uuid {uuid}"
+        elif which == "key":
+            host = validation.name("service.key.host", ref.key.host)
+            binary = validation.name("service.key.binary", ref.key.binary)
+            row = await repo.service_by_key(session, host, binary, for_update=for_update)
+            missing = f"no {binary} service on host {host}"
+        else:
+            raise InvalidArgument.field(
+                "service", "name the service by uuid or by key (host and binary)"
+            )
+        if row is None:
+            raise NotFound(missing, reason="SERVICE_NOT_FOUND")
+        return row
+
+    async def sweep(self) -> int:
+        """Publish liveness transitions (up -> down, down -> up); returns how many."""
+        now = self._liveness.clock()
+        async with self._sessions() as session:
+            candidates = await repo.liveness_candidates(session, self._liveness.cutoff(now))
+        flipped = 0
+        for row in candidates:
+            up = self._liveness.is_up(row, now)
+            if up == row.reported_up:
+                continue  # in grace: the registry has not listened long enough to judge
+            async with self._sessions() as session, session.begin():
+                if not await repo.set_reported_up(session, row.id, row.reported_up, up):
+                    continue  # another replica published it
+                row.reported_up = up
+                await self.publish(session, [row], common_pb2.EVENT_TYPE_MODIFIED)
+            flipped += 1
+            log.log(
+                logging.WARNING if not up else logging.INFO,
+                "service is up" if up else "service is down",
+                extra={"host": row.host, "binary": row.binary, "last_seen_up": row.last_seen_up},
+            )
+        if flipped:
+            self._feed.poke()
+        return flipped

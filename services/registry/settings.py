@@ -1,0 +1,27 @@
+"""The registry's settings (BERTH_* variables; see services/common/settings.py for the rest)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from services.common.settings import CommonSettings
+
+
+class RegistrySettings(CommonSettings):
+    binary: ClassVar[str] = "berth-registry"
+    default_port: ClassVar[int] = 50051
+
+    database_url: str = Field("sqlite:///data/registry.sqlite3", min_length=1)
+    service_down_time: float = Field(
+        60.0, gt=0, description="seconds without a heartbeat before down"
+    )
+    default_availability_zone: str = Field("nova", min_length=1, max_length=255)
+    # How often liveness transitions are published, and how fast other replicas' changes arrive.
+    sweep_interval: float = Field(1.0, gt=0)
+    watch_poll_interval: float = Field(0.25, gt=0)
+    event_retention: int = Field(100_000, ge=1000, description="events kept for watchers resuming")
+    auto_migrate: bool = Field(True, description="walk the schema to head at start")
+    # The node service, asked before a compute service is deleted; empty until it exists.
+    node_url: str = ""

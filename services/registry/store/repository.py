@@ -1,0 +1,280 @@
+"""Every query the registry runs. Callers pass the session; this module owns the SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from services.registry.store.models import (
+    Aggregate,
+    AggregateHost,
+    AggregateMetadata,
+    Event,
+    RevisionCounter,
+    Service,
+)
+
+# --- revisions and events -------------------------------------------------------------
+
+
+async def take_revision(session: AsyncSession) -> int:
+    """The next revision, holding the counter's row lock until this transaction ends."""
+    await session.execute(
+        update(RevisionCounter)
+        .where(RevisionCounter.id == 1)
+        .values(revision=RevisionCounter.revision + 1)
+    )
+    return int(
+        (
+            await session.execute(select(RevisionCounter.revision).where(RevisionCounter.id == 1))
+        ).scalar_one()
+    )
+
+
+async def add_event(
+    session: AsyncSession, type_: int, kind: str, object_uuid: str, payload: bytes, now: datetime
+) -> int:
+    revision = await take_revision(session)
+    session.add(
+        Event(
+            revision=revision,
+            type=type_,
+            kind=kind,
+            object_uuid=object_uuid,
+            payload=payload,
+            created_at=now,
+        )
+    )
+    return revision
+
+
+async def revision_state(session: AsyncSession, *, lock: bool = False) -> tuple[int, int]:
+    """(current revision, compacted revision). `lock` holds writers off for a consistent listing."""
+    query = select(RevisionCounter.revision, RevisionCounter.compacted).where(
+        RevisionCounter.id == 1
+    )
+    if lock and session.bind.dialect.name != "sqlite":
+        query = query.with_for_update(read=True)
+    row = (await session.execute(query)).one()
+    return int(row.revision), int(row.compacted)
+
+
+async def events_after(session: AsyncSession, revision: int, limit: int) -> Sequence[Event]:
+    query = select(Event).where(Event.revision > revision).order_by(Event.revision).limit(limit)
+    return (await session.execute(query)).scalars().all()
+
+
+async def compact(session: AsyncSession, keep: int) -> int:
+    """Drop all but the newest `keep` events; returns the new compacted revision."""
+    current, compacted = await revision_state(session)
+    target = current - keep
+    if target <= compacted:
+        return compacted
+    await session.execute(delete(Event).where(Event.revision <= target))
+    await session.execute(
+        update(RevisionCounter).where(RevisionCounter.id == 1).values(compacted=target)
+    )
+    return target
+
+
+# --- services -------------------------------------------------------------------------
+
+LIVE = Service.deleted == 0
+
+
+async def service_by_uuid(
+    session: AsyncSession, uuid: str, *, for_update: bool = False
+) -> Service | None:
+    query = select(Service).where(Service.uuid == uuid, LIVE)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def service_by_key(
+    session: AsyncSession, host: str, binary: str, *, for_update: bool = False
+) -> Service | None:
+    query = select(Service).where(Service.host == host, Service.binary == binary, LIVE)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def list_services(
+    session: AsyncSession,
+    *,
+    host: str = "",
+    binary: str = "",
+    after_id: int | None = None,
+    limit: int = 100,
+) -> Sequence[Service]:
+    query = select(Service).where(LIVE).order_by(Service.id).limit(limit)
+    if host:
+        query = query.where(Service.host == host)
+    if binary:
+        query = query.where(Service.binary == binary)
+    if after_id is not None:
+        query = query.where(Service.id > after_id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def services_of_hosts(session: AsyncSession, hosts: Sequence[str]) -> Sequence[Service]:
+    if not hosts:
+        return []
+    query = select(Service).where(LIVE, Service.host.in_(hosts)).order_by(Service.id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def apply_heartbeats(
+    conn: AsyncConnection, beats: Sequence[tuple[int, int, datetime]]
+) -> None:
+    """One executemany UPDATE for a batch of (service id, heartbeats, last seen)."""
+    table = Service.__table__
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.deleted == 0)
+        .values(
+            report_count=table.c.report_count + bindparam("b_n"),
+            last_seen_up=bindparam("b_seen", type_=table.c.last_seen_up.type),
+            updated_at=bindparam("b_seen", type_=table.c.updated_at.type),
+        )
+    )
+    await conn.execute(statement, [{"b_id": i, "b_n": n, "b_seen": seen} for i, n, seen in beats])
+
+
+async def liveness_candidates(session: AsyncSession, cutoff: datetime) -> Sequence[Service]:
+    """Services whose published liveness may be wrong now: stale-but-up or fresh-but-down."""
+    stale = or_(
+        Service.forced_down.is_(True), Service.last_seen_up.is_(None), Service.last_seen_up < cutoff
+    )
+    fresh = and_(Service.forced_down.is_(False), Service.last_seen_up >= cutoff)
+    query = select(Service).where(
+        LIVE,
+        or_(
+            and_(Service.reported_up.is_(True), stale), and_(Service.reported_up.is_(False), fresh)
+        ),
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def set_reported_up(session: AsyncSession, service_id: int, was: bool, now_up: bool) -> bool:
+    """Flip the published liveness if nobody else did; True when this caller won."""
+    result = await session.execute(
+        update(Service)
+        .where(Service.id == service_id, Service.reported_up.is_(was), LIVE)
+        .values(reported_up=now_up)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+async def last_heard(session: AsyncSession) -> datetime | None:
+    return (await session.execute(select(func.max(Service.last_seen_up)).where(LIVE))).scalar_one()
+
+
+# --- aggregates -----------------------------------------------------------------------
+
+LIVE_AGG = Aggregate.deleted == 0
+
+
+async def aggregate_by(
+    session: AsyncSession, *, uuid: str = "", name: str = ""
+) -> Aggregate | None:
+    query = select(Aggregate).where(LIVE_AGG)
+    query = query.where(Aggregate.uuid == uuid) if uuid else query.where(Aggregate.name == name)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def list_aggregates(
+    session: AsyncSession, *, after_name: str | None = None, limit: int = 100
+) -> Sequence[Aggregate]:
+    query = select(Aggregate).where(LIVE_AGG).order_by(Aggregate.name).limit(limit)
+    if after_name is not None:
+        query = query.where(Aggregate.name > after_name)
+    return (await session.execute(query)).scalars().all()
+
+
+async def aggregate_hosts(
+    session: AsyncSession, aggregate_ids: Sequence[int]
+) -> dict[int, list[str]]:
+    result: dict[int, list[str]] = {i: [] for i in aggregate_ids}
+    if aggregate_ids:
+        query = select(AggregateHost.aggregate_id, AggregateHost.host).where(
+            AggregateHost.aggregate_id.in_(aggregate_ids)
+        )
+        for agg_id, host in (await session.execute(query)).all():
+            result[agg_id].append(host)
+    return {k: sorted(v) for k, v in result.items()}
+
+
+async def aggregate_metadata(
+    session: AsyncSession, aggregate_ids: Sequence[int]
+) -> dict[int, dict[str, str]]:
+    result: dict[int, dict[str, str]] = {i: {} for i in aggregate_ids}
+    if aggregate_ids:
+        query = select(AggregateMetadata).where(AggregateMetadata.aggregate_id.in_(aggregate_ids))
+        for row in (await session.execute(query)).scalars():
+            result[row.aggregate_id][row.key] = row.value
+    return result
+
+
+async def zones_of_hosts(
+    session: AsyncSession,
+    hosts: Sequence[str] | None = None,
+    *,
+    exclude_aggregate: int | None = None,
+) -> dict[str, str]:
+    """host -> availability zone, for hosts in a zoned aggregate (all such hosts when None)."""
+    query = (
+        select(AggregateHost.host, AggregateMetadata.value)
+        .join(Aggregate, and_(Aggregate.id == AggregateHost.aggregate_id, LIVE_AGG))
+        .join(
+            AggregateMetadata,
+            and_(
+                AggregateMetadata.aggregate_id == Aggregate.id,
+                AggregateMetadata.key == "availability_zone",
+            ),
+        )
+    )
+    if hosts is not None:
+        if not hosts:
+            return {}
+        query = query.where(AggregateHost.host.in_(hosts))
+    if exclude_aggregate is not None:
+        query = query.where(Aggregate.id != exclude_aggregate)
+    return {host: zone for host, zone in (await session.execute(query)).all()}
+
+
+async def add_aggregate_host(session: AsyncSession, aggregate_id: int, host: str) -> None:
+    session.add(AggregateHost(aggregate_id=aggregate_id, host=host))
+    await session.flush()
+
+
+async def remove_aggregate_host(session: AsyncSession, aggregate_id: int, host: str) -> bool:
+    result = await session.execute(
+        delete(AggregateHost).where(
+            AggregateHost.aggregate_id == aggregate_id, AggregateHost.host == host
+        )
+    )
+    return result.rowcount == 1
+
+
+async def set_aggregate_metadata(
+    session: AsyncSession, aggregate_id: int, changes: dict[str, str]
+) -> None:
+    """Set keys; an empty value removes the key."""
+    keys = list(changes)
+    await session.execute(
+        delete(AggregateMetadata).where(
+            AggregateMetadata.aggregate_id == aggregate_id, AggregateMetadata.key.in_(keys)
+        )
+    )
+    session.add_all(
+        AggregateMetadata(aggregate_id=aggregate_id, key=k, value=v)
+        for k, v in changes.items()
+        if v
+    )
+    await session.flush()
