@@ -21,8 +21,8 @@ _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
-    "mysql": "mysql+aiomysql",
-    "mariadb": "mysql+aiomysql",
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mysql+asyncmy",
 }
 
 
@@ -50,6 +50,9 @@ def create_engine(url: str | URL, **kwargs: object) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"timeout": 30})
     else:
+        if backend == "mysql":
+            # REPEATABLE READ's gap locks make racing get-or-create inserts deadlock.
+            kwargs.setdefault("isolation_level", "READ COMMITTED")
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 10)
         kwargs.setdefault("pool_pre_ping", True)
@@ -90,6 +93,20 @@ def alembic_config(migrations_dir: Path, url: str | URL) -> Config:
 def upgrade(migrations_dir: Path, url: str | URL, revision: str = "head") -> None:
     """Walk the service's migrations up to `revision` (synchronous: run it before serving)."""
     command.upgrade(alembic_config(migrations_dir, url), revision)
+
+
+# Deadlocks and serialization failures: the transaction may simply be run again.
+_RETRYABLE_CODES = {"40P01", "40001", 1213, 1205}
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError) or exc.orig is None:
+        return False
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code is None and getattr(orig, "args", None):
+        code = orig.args[0]
+    return code in _RETRYABLE_CODES or "deadlock" in str(orig).lower()
 
 
 def unavailable_database(exc: BaseException) -> BerthError | None:

@@ -63,6 +63,7 @@ class Registry:
     feed: EventFeed
     heartbeats: HeartbeatBatcher
     services: ServicesTable
+    liveness: Liveness
     health: object
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     reporter: ServiceReporter | None = None
@@ -137,7 +138,7 @@ async def start_registry(
     await feed.start()
     heartbeats.start()
     await server.start()
-    registry = Registry(server, port, engine, feed, heartbeats, services, health)
+    registry = Registry(server, port, engine, feed, heartbeats, services, liveness, health)
     registry.tasks.append(
         asyncio.create_task(
             _sweep_forever(services, settings.sweep_interval), name="liveness-sweeper"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from berth.client.errors import Unimplemented
+from berth.client.errors import InvalidArgument, Unimplemented
 from berth.v1 import host_pb2, host_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,18 +49,33 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
         return host_pb2.ListHostsResponse(hosts=rows, next_page_token=token)
 
     async def DescribeHost(self, request, context):
+        validation.name("host", request.host)
         raise Unimplemented(
             "host-describe needs the node service, which this release does not run yet",
             reason="NOT_YET_AVAILABLE",
         )
 
     async def UpdateHost(self, request, context):
+        validation.name("host", request.host)
+        status = validation.enum(
+            "status", request.status, host_pb2.HostStatus, allow_unspecified=True
+        )
+        mode = validation.enum(
+            "maintenance_mode",
+            request.maintenance_mode,
+            host_pb2.MaintenanceMode,
+            allow_unspecified=True,
+        )
+        if bool(status) == bool(mode):
+            raise InvalidArgument.field("status", "set exactly one of status and maintenance_mode")
         raise Unimplemented(
             "host-update (status, maintenance) is not implemented yet", reason="NOT_YET_AVAILABLE"
         )
         yield  # pragma: no cover - makes this a streaming handler
 
     async def HostAction(self, request, context):
+        validation.name("host", request.host)
+        validation.enum("action", request.action, host_pb2.PowerAction)
         raise Unimplemented(
             "host-action (startup, shutdown, reboot) is not implemented yet",
             reason="NOT_YET_AVAILABLE",

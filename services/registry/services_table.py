@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from berth.client.errors import FailedPrecondition, InvalidArgument, NotFound
 from berth.v1 import common_pb2, registry_pb2
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common import auth, validation
+from services.common import auth, db, validation
 from services.registry import convert
 from services.registry.events import EventFeed
 from services.registry.liveness import Liveness
@@ -80,7 +80,9 @@ class ServicesTable:
         for _ in range(5):  # a racing twin may insert between our look and our insert
             try:
                 return await self._register_once(host, binary, topic, endpoint, build_version)
-            except IntegrityError:
+            except DBAPIError as exc:
+                if not (isinstance(exc, IntegrityError) or db.is_retryable(exc)):
+                    raise
                 log.info(
                     "lost a registration race; reading the winner's row",
                     extra={"host": host, "binary": binary},

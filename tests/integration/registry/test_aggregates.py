@@ -1,0 +1,123 @@
+"""Host aggregates and availability zones."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from berth.v1 import host_pb2, registry_pb2
+from grpc import aio
+
+from tests.integration.registry.support import key, register
+
+
+def ref(name: str) -> registry_pb2.AggregateRef:
+    return registry_pb2.AggregateRef(name=name)
+
+
+async def _code(coro) -> grpc.StatusCode:
+    with pytest.raises(aio.AioRpcError) as err:
+        await coro
+    return err.value.code()
+
+
+async def test_a_host_in_no_zoned_aggregate_is_in_the_default_zone(stub, hosts):
+    await register(stub, "c1")
+    await register(stub, "c1", "berth-node")
+    listed = (await hosts.ListHosts(host_pb2.ListHostsRequest())).hosts
+    assert sorted((h.host_name, h.service, h.zone) for h in listed) == [
+        ("c1", "compute", "nova"),
+        ("c1", "node", "internal"),
+    ]
+
+
+async def test_a_zoned_aggregate_puts_its_hosts_in_the_zone(stub, hosts):
+    await register(stub, "c1")
+    await register(stub, "c2")
+    created = (
+        await stub.CreateAggregate(
+            registry_pb2.CreateAggregateRequest(name="rack-1", availability_zone="az1")
+        )
+    ).aggregate
+    assert created.availability_zone == "az1" and created.metadata["availability_zone"] == "az1"
+    agg = (
+        await stub.AddAggregateHost(
+            registry_pb2.AddAggregateHostRequest(aggregate=ref("rack-1"), host="c1")
+        )
+    ).aggregate
+    assert list(agg.hosts) == ["c1"]
+    service = (await stub.GetService(registry_pb2.GetServiceRequest(service=key("c1")))).service
+    assert service.availability_zone == "az1"
+    in_zone = (await hosts.ListHosts(host_pb2.ListHostsRequest(zone="az1"))).hosts
+    assert [h.host_name for h in in_zone] == ["c1"]
+
+
+async def test_a_host_can_be_in_one_zone_only(stub):
+    await register(stub, "c1")
+    await stub.CreateAggregate(
+        registry_pb2.CreateAggregateRequest(name="a", availability_zone="az1")
+    )
+    await stub.CreateAggregate(
+        registry_pb2.CreateAggregateRequest(name="b", availability_zone="az2")
+    )
+    await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="plain"))
+    await stub.AddAggregateHost(registry_pb2.AddAggregateHostRequest(aggregate=ref("a"), host="c1"))
+    await stub.AddAggregateHost(
+        registry_pb2.AddAggregateHostRequest(aggregate=ref("plain"), host="c1")
+    )
+    code = await _code(
+        stub.AddAggregateHost(registry_pb2.AddAggregateHostRequest(aggregate=ref("b"), host="c1"))
+    )
+    assert code is grpc.StatusCode.FAILED_PRECONDITION
+    code = await _code(
+        stub.SetAggregateMetadata(
+            registry_pb2.SetAggregateMetadataRequest(
+                aggregate=ref("plain"), metadata={"availability_zone": "az2"}
+            )
+        )
+    )
+    assert code is grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_duplicates_unknown_hosts_and_non_members_are_refused(stub):
+    await register(stub, "c1")
+    await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="a"))
+    assert (
+        await _code(stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="a")))
+        is grpc.StatusCode.ALREADY_EXISTS
+    )
+    add = registry_pb2.AddAggregateHostRequest(aggregate=ref("a"), host="ghost")
+    assert await _code(stub.AddAggregateHost(add)) is grpc.StatusCode.NOT_FOUND
+    remove = registry_pb2.RemoveAggregateHostRequest(aggregate=ref("a"), host="c1")
+    assert await _code(stub.RemoveAggregateHost(remove)) is grpc.StatusCode.NOT_FOUND
+    await stub.AddAggregateHost(registry_pb2.AddAggregateHostRequest(aggregate=ref("a"), host="c1"))
+    again = registry_pb2.AddAggregateHostRequest(aggregate=ref("a"), host="c1")
+    assert await _code(stub.AddAggregateHost(again)) is grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_an_aggregate_with_hosts_cannot_be_deleted_until_they_leave(stub):
+    await register(stub, "c1")
+    await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="a"))
+    await stub.AddAggregateHost(registry_pb2.AddAggregateHostRequest(aggregate=ref("a"), host="c1"))
+    delete = registry_pb2.DeleteAggregateRequest(aggregate=ref("a"))
+    assert await _code(stub.DeleteAggregate(delete)) is grpc.StatusCode.FAILED_PRECONDITION
+    await stub.RemoveAggregateHost(
+        registry_pb2.RemoveAggregateHostRequest(aggregate=ref("a"), host="c1")
+    )
+    await stub.DeleteAggregate(delete)
+    assert list((await stub.ListAggregates(registry_pb2.ListAggregatesRequest())).aggregates) == []
+    # The name is free again once deleted.
+    await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="a"))
+
+
+async def test_metadata_is_set_and_an_empty_value_removes_a_key(stub):
+    await stub.CreateAggregate(
+        registry_pb2.CreateAggregateRequest(name="a", metadata={"ssd": "true", "gpu": "1"})
+    )
+    agg = (
+        await stub.SetAggregateMetadata(
+            registry_pb2.SetAggregateMetadataRequest(
+                aggregate=ref("a"), metadata={"gpu": "", "net": "25g"}
+            )
+        )
+    ).aggregate
+    assert dict(agg.metadata) == {"ssd": "true", "net": "25g"}

@@ -1,0 +1,126 @@
+"""Bad input: INVALID_ARGUMENT naming the field, and nothing written."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from berth.client.errors import from_rpc_error
+from berth.v1 import host_pb2, registry_pb2
+from grpc import aio
+
+from tests.integration.registry.support import key, register
+
+BAD_NAMES = [
+    pytest.param("", "must not be empty", id="empty"),
+    pytest.param("h" * 256, "at most 255", id="over-long"),
+    pytest.param("host\x00one", "control", id="nul"),
+    pytest.param("host\none", "control", id="newline"),
+    pytest.param("bell\x07", "control", id="bell"),
+]
+
+
+async def _invalid(coro) -> tuple[str, str]:
+    with pytest.raises(aio.AioRpcError) as err:
+        await coro
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    error = from_rpc_error(err.value)
+    assert error.violations, "a BadRequest field violation names the field"
+    return error.violations[0].field, error.violations[0].description
+
+
+async def _count(stub) -> int:
+    return len((await stub.ListServices(registry_pb2.ListServicesRequest())).services)
+
+
+@pytest.mark.parametrize(("value", "says"), BAD_NAMES)
+@pytest.mark.parametrize("field", ["host", "binary"])
+async def test_bad_host_or_binary_names_are_refused_and_nothing_is_written(
+    stub, field, value, says
+):
+    fields = {"host": "ok", "binary": "berth-compute", field: value}
+    name, description = await _invalid(
+        stub.RegisterService(registry_pb2.RegisterServiceRequest(**fields))
+    )
+    assert name == field and says in description
+    assert await _count(stub) == 0
+
+
+@pytest.mark.parametrize(("value", "says"), BAD_NAMES)
+async def test_bad_aggregate_names_are_refused_and_nothing_is_written(stub, value, says):
+    name, description = await _invalid(
+        stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name=value))
+    )
+    assert name == "name" and says in description
+    assert len((await stub.ListAggregates(registry_pb2.ListAggregatesRequest())).aggregates) == 0
+
+
+async def test_a_negative_page_size_is_refused(stub, hosts):
+    assert (await _invalid(stub.ListServices(registry_pb2.ListServicesRequest(page_size=-1))))[
+        0
+    ] == "page_size"
+    assert (await _invalid(stub.ListAggregates(registry_pb2.ListAggregatesRequest(page_size=-5))))[
+        0
+    ] == "page_size"
+    assert (await _invalid(hosts.ListHosts(host_pb2.ListHostsRequest(page_size=-1))))[
+        0
+    ] == "page_size"
+
+
+async def test_a_page_token_from_another_query_is_refused(stub):
+    for i in range(3):
+        await register(stub, f"h{i}")
+    token = (await stub.ListServices(registry_pb2.ListServicesRequest(page_size=1))).next_page_token
+    assert token
+    other = registry_pb2.ListServicesRequest(page_size=1, page_token=token, binary="berth-compute")
+    field, description = await _invalid(stub.ListServices(other))
+    assert field == "page_token" and "different query" in description
+    garbage = registry_pb2.ListServicesRequest(page_token="not-a-token")
+    assert (await _invalid(stub.ListServices(garbage)))[0] == "page_token"
+
+
+async def test_unknown_enum_values_are_refused(hosts):
+    field, description = await _invalid(
+        hosts.HostAction(host_pb2.HostActionRequest(host="c1", action=42))
+    )
+    assert field == "action" and "42" in description
+    field, _ = await _invalid(
+        hosts.UpdateHost(host_pb2.UpdateHostRequest(host="c1", status=9)).read()
+    )
+    assert field == "status"
+    field, _ = await _invalid(hosts.HostAction(host_pb2.HostActionRequest(host="c1")))
+    assert field == "action"
+
+
+async def test_update_needs_something_to_change_and_a_reason_only_with_disable(stub):
+    await register(stub)
+    assert (
+        await _invalid(
+            stub.UpdateService(registry_pb2.UpdateServiceRequest(service=key("compute-1")))
+        )
+    )[0] == "disabled"
+    request = registry_pb2.UpdateServiceRequest(
+        service=key("compute-1"), disabled=False, disabled_reason="why"
+    )
+    assert (await _invalid(stub.UpdateService(request)))[0] == "disabled_reason"
+    too_long = registry_pb2.UpdateServiceRequest(
+        service=key("compute-1"), disabled=True, disabled_reason="x" * 256
+    )
+    assert (await _invalid(stub.UpdateService(too_long)))[0] == "disabled_reason"
+    got = (await stub.GetService(registry_pb2.GetServiceRequest(service=key("compute-1")))).service
+    assert not got.disabled
+
+
+async def test_a_malformed_uuid_and_a_missing_reference_are_refused(stub):
+    bad = registry_pb2.GetServiceRequest(service=registry_pb2.ServiceRef(uuid="nope"))
+    assert (await _invalid(stub.GetService(bad)))[0] == "service.uuid"
+    assert (await _invalid(stub.GetService(registry_pb2.GetServiceRequest())))[0] == "service"
+    assert (await _invalid(stub.Heartbeat(registry_pb2.HeartbeatRequest(service_uuid=""))))[
+        0
+    ] == "service_uuid"
+
+
+async def test_unimplemented_host_verbs_say_so_in_a_sentence(hosts):
+    with pytest.raises(aio.AioRpcError) as err:
+        await hosts.DescribeHost(host_pb2.DescribeHostRequest(host="c1"))
+    assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert "node service" in err.value.details()
