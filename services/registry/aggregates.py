@@ -130,7 +130,7 @@ class Aggregates:
             hosts = (await repo.aggregate_hosts(session, [row.id]))[row.id]
             if hosts:
                 raise FailedPrecondition(
-                    f"aggregate {row.name!r} still has {len(hosts)} host(s) ({', '.join(hosts[:5])}); remove them first",
+                    f"aggregate {row.name!r} has {len(hosts)} host(s) ({', '.join(hosts[:5])}); remove them first",
                     reason="AGGREGATE_HAS_HOSTS",
                 )
             now = self._clock()

@@ -13,7 +13,7 @@ from services.registry.store import repository as repo
 from tests.integration.registry.support import key, register
 
 
-async def _take(watch, n: int, timeout: float = 10) -> list[registry_pb2.WatchServicesResponse]:
+async def _take(watch, n: int, within_s: float = 10) -> list[registry_pb2.WatchServicesResponse]:
     events = []
 
     async def collect():
@@ -22,7 +22,7 @@ async def _take(watch, n: int, timeout: float = 10) -> list[registry_pb2.WatchSe
             if len(events) == n:
                 return
 
-    await asyncio.wait_for(collect(), timeout)
+    await asyncio.wait_for(collect(), within_s)
     return events
 
 

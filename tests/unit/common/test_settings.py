@@ -1,0 +1,45 @@
+"""Settings come from BERTH_* variables and a TOML file; bad values stop the process by name."""
+
+import pytest
+
+from services.common.settings import load_settings
+from services.registry.settings import RegistrySettings
+
+
+def test_environment_values_are_typed(monkeypatch):
+    monkeypatch.setenv("BERTH_SERVICE_DOWN_TIME", "30")
+    monkeypatch.setenv("BERTH_LISTEN", "127.0.0.1:6000")
+    settings = load_settings(RegistrySettings)
+    assert settings.service_down_time == 30.0 and settings.listen_address == "127.0.0.1:6000"
+
+
+def test_the_default_listen_address_is_loopback_on_the_service_port():
+    assert RegistrySettings().listen_address == "127.0.0.1:50051"
+
+
+def test_a_config_file_fills_in_and_the_environment_wins(monkeypatch, tmp_path):
+    path = tmp_path / "registry.toml"
+    path.write_text('default_availability_zone = "az-file"\nservice_down_time = 90\n')
+    monkeypatch.setenv("BERTH_CONFIG", str(path))
+    monkeypatch.setenv("BERTH_SERVICE_DOWN_TIME", "45")
+    settings = load_settings(RegistrySettings)
+    assert settings.default_availability_zone == "az-file" and settings.service_down_time == 45
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BERTH_REPORT_INTERVAL", "-1"),
+        ("BERTH_LISTEN", "nowhere"),
+        ("BERTH_LISTEN", "h:70000"),
+        ("BERTH_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_an_invalid_value_stops_with_a_message_naming_the_variable(
+    monkeypatch, capsys, name, value
+):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stop:
+        load_settings(RegistrySettings)
+    assert stop.value.code == 2
+    assert f"invalid setting {name}" in capsys.readouterr().err
