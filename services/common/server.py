@@ -133,8 +133,10 @@ async def run_until_signalled(
     names: list[str],
     grace_s: float,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    on_drain: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then: NOT_SERVING -> drain calls -> stop loops -> close pools."""
+    """Serve until SIGTERM/SIGINT, then: NOT_SERVING -> end streams (`on_drain`) -> drain
+    calls -> stop loops and close pools (`on_stop`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -143,6 +145,8 @@ async def run_until_signalled(
     await stop.wait()
     log.info("stopping: health NOT_SERVING, draining calls", extra={"grace_s": grace_s})
     await set_serving(health_servicer, names, False)
+    if on_drain is not None:
+        await on_drain()
     await server.stop(grace_s)
     if on_stop is not None:
         await on_stop()

@@ -27,7 +27,12 @@ async def main() -> None:
         await registry.stop(0)
 
     await run_until_signalled(
-        registry.server, registry.health, SERVICE_NAMES, settings.shutdown_grace, stop_loops
+        registry.server,
+        registry.health,
+        SERVICE_NAMES,
+        settings.shutdown_grace,
+        on_stop=stop_loops,
+        on_drain=registry.drain,
     )
 
 

@@ -65,6 +65,7 @@ class Registry:
     services: ServicesTable
     liveness: Liveness
     health: object
+    stopping: asyncio.Event
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     reporter: ServiceReporter | None = None
 
@@ -72,10 +73,15 @@ class Registry:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    async def stop(self, grace_s: float = 1.0) -> None:
-        await self.server.stop(grace_s)
+    async def drain(self) -> None:
+        """Before the server drains: end long-lived streams and our own heartbeats."""
+        self.stopping.set()
         if self.reporter is not None:
             await self.reporter.stop()
+
+    async def stop(self, grace_s: float = 1.0) -> None:
+        await self.drain()
+        await self.server.stop(grace_s)
         for task in self.tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -114,6 +120,7 @@ async def start_registry(
     aggregates = Aggregates(sessions, liveness, feed, services)
     heartbeats = HeartbeatBatcher(engine, sessions, liveness, settings.report_interval)
     feed.add_listener(heartbeats.on_event)
+    stopping = asyncio.Event()
     registry_servicer = RegistryServicer(
         sessions,
         services,
@@ -122,6 +129,7 @@ async def start_registry(
         feed,
         settings.report_interval,
         settings.service_down_time,
+        stopping,
     )
     host_servicer = HostServicer(sessions, services)
     spec = ServiceSpec(
@@ -138,7 +146,9 @@ async def start_registry(
     await feed.start()
     heartbeats.start()
     await server.start()
-    registry = Registry(server, port, engine, feed, heartbeats, services, liveness, health)
+    registry = Registry(
+        server, port, engine, feed, heartbeats, services, liveness, health, stopping
+    )
     registry.tasks.append(
         asyncio.create_task(
             _sweep_forever(services, settings.sweep_interval), name="liveness-sweeper"

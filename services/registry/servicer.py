@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from berth.client.errors import FailedPrecondition, InvalidArgument
@@ -11,6 +12,7 @@ from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import paging, validation
+from services.common.streams import until_stopped
 from services.registry.aggregates import Aggregates
 from services.registry.events import EventFeed
 from services.registry.heartbeats import HeartbeatBatcher
@@ -34,7 +36,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         feed: EventFeed,
         report_interval_s: float,
         service_down_time_s: float,
+        stopping: asyncio.Event,
     ) -> None:
+        self._stopping = stopping
         self._sessions = sessions
         self._services = services
         self._aggregates = aggregates
@@ -61,7 +65,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         request_iterator: AsyncIterator[registry_pb2.HeartbeatStreamRequest],
         context: aio.ServicerContext,
     ) -> AsyncIterator[registry_pb2.HeartbeatStreamResponse]:
-        async for request in request_iterator:
+        async for request in until_stopped(self._stopping, request_iterator):
             uuid = validation.uuid("service_uuid", request.service_uuid)
             yield registry_pb2.HeartbeatStreamResponse(result=await self._heartbeats.beat(uuid))
 
@@ -117,7 +121,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                 async for event in self._feed.replay(after, sub.from_revision):
                     after = event.revision
                     yield event
-            async for event in self._feed.live(sub, after):
+            async for event in until_stopped(self._stopping, self._feed.live(sub, after)):
                 yield event
         finally:
             self._feed.unsubscribe(sub)
