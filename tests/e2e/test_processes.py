@@ -1,0 +1,153 @@
+"""Real processes: `python -m services.registry`, the `berth` CLI against it, and `berth up`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+pytestmark = pytest.mark.slow
+BERTH = str(Path(sys.executable).with_name("berth"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_serving(address: str, within_s: float = 20) -> None:
+    deadline = time.monotonic() + within_s
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise AssertionError(f"{address} never became SERVING")
+
+
+@pytest.fixture
+def registry_process(tmp_path):
+    port = _free_port()
+    env = os.environ | {
+        "BERTH_LISTEN": f"127.0.0.1:{port}",
+        "BERTH_DATABASE_URL": f"sqlite:///{tmp_path}/registry.sqlite3",
+        "BERTH_HOST": "ctl-1",
+        "BERTH_REPORT_INTERVAL": "0.2",
+    }
+    log = (tmp_path / "registry.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.registry"], env=env, stdout=log, stderr=log
+    )
+    try:
+        _wait_serving(f"127.0.0.1:{port}")
+        yield proc, f"127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def berth(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BERTH, "--registry", address, *args], capture_output=True, text=True, timeout=30
+    )
+
+
+def test_the_registry_registers_itself_and_heartbeats(registry_process):
+    _, address = registry_process
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        services = json.loads(berth(address, "--json", "service-list").stdout)
+        if services and int(services[0]["report_count"]) >= 2:
+            break
+        time.sleep(0.2)
+    (me,) = services
+    assert (me["host"], me["binary"], me["up"]) == ("ctl-1", "berth-registry", True)
+    assert int(me["report_count"]) >= 2
+
+
+def test_the_cli_prints_tables_and_one_line_errors(registry_process):
+    _, address = registry_process
+    created = berth(address, "aggregate-create", "rack-1", "az1")
+    assert created.returncode == 0 and "rack-1" in created.stdout and "+--" in created.stdout
+    missing = berth(address, "service-disable", "ghost", "berth-compute", "--reason", "gone")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines()[0].startswith("ERROR (NotFound)")
+    assert "Traceback" not in missing.stderr
+    bad = berth(address, "aggregate-create", "x" * 300)
+    assert bad.returncode == 1 and "name" in bad.stderr
+
+
+def test_sigterm_stops_the_registry_promptly_and_cleanly(registry_process):
+    proc, address = registry_process
+    with grpc.insecure_channel(address) as channel:  # a watcher holds a stream open
+        from berth.v1 import registry_pb2, registry_pb2_grpc
+
+        watch = registry_pb2_grpc.RegistryServiceStub(channel).WatchServices(
+            registry_pb2.WatchServicesRequest()
+        )
+        next(watch)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - started < 5, (
+            "open streams must not hold shutdown for the whole grace"
+        )
+
+
+def test_berth_up_runs_the_registry_and_stops_on_ctrl_c(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            BERTH,
+            "up",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--registry-port",
+            str(port),
+            "--host",
+            "demo-1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "service-list" in line:
+                break
+        banner = "".join(lines)
+        assert f"127.0.0.1:{port}" in banner, banner
+        listed = berth(f"127.0.0.1:{port}", "--json", "service-list")
+        assert any(s["binary"] == "berth-registry" for s in json.loads(listed.stdout))
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode in (0, 130)
+        assert "stopped" in rest
+        assert (tmp_path / "data" / "registry.sqlite3").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
