@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+from berth.v1 import registry_pb2
 from google.protobuf import descriptor_pb2
+from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from services.common.metrics import RPC_HANDLED
 
 
 async def _ask(channel, **request):
@@ -44,3 +49,13 @@ async def test_health_reports_serving(channel, registry):
     for name in ("", "berth.v1.RegistryService"):
         response = await stub.Check(health_pb2.HealthCheckRequest(service=name))
         assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_every_call_is_counted_by_method_and_code(stub):
+    ok = RPC_HANDLED.labels("berth.v1.RegistryService", "ListServices", "OK")
+    bad = RPC_HANDLED.labels("berth.v1.RegistryService", "ListServices", "INVALID_ARGUMENT")
+    before_ok, before_bad = ok._value.get(), bad._value.get()
+    await stub.ListServices(registry_pb2.ListServicesRequest())
+    with pytest.raises(aio.AioRpcError):
+        await stub.ListServices(registry_pb2.ListServicesRequest(page_size=-1))
+    assert (ok._value.get(), bad._value.get()) == (before_ok + 1, before_bad + 1)

@@ -1,0 +1,142 @@
+"""What the commands print: novaclient's columns as tables, and JSON with --json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_fakes import AGG_UUID, UUID, Run
+
+
+def header(text: str) -> list[str]:
+    return [cell.strip() for cell in text.splitlines()[1].strip("|").split("|")]
+
+
+def rows(text: str) -> list[list[str]]:
+    lines = text.splitlines()[3:-1]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_service_list_shows_novaclients_columns_with_words_for_status_and_state():
+    run = Run(["service-list"])
+
+    assert header(run.out) == [
+        "ID",
+        "Binary",
+        "Host",
+        "Zone",
+        "Status",
+        "State",
+        "Updated At",
+        "Disabled Reason",
+        "Forced Down",
+    ]
+    when = "2023-11-14T22:13:20.123456"  # last_seen_up in UTC, as novaclient prints times
+    assert rows(run.out) == [
+        [UUID, "berth-compute", "cmp1", "nova", "enabled", "up", when, "-", "False"],
+        ["u2", "berth-compute", "cmp2", "nova", "disabled", "down", when, "bad disk", "True"],
+    ]
+
+
+def test_service_list_json_is_an_array_of_services_with_proto_field_names_and_defaults():
+    run = Run(["service-list", "--json"])
+
+    services = json.loads(run.out)
+    assert isinstance(services, list) and len(services) == 2
+    first = services[0]
+    assert first["uuid"] == UUID
+    assert first["availability_zone"] == "nova"
+    assert first["disabled"] is False  # a default value is still printed
+    assert first["up"] is True
+    assert first["last_seen_up"] == "2023-11-14T22:13:20.123456Z"
+    assert services[1]["disabled_reason"] == "bad disk"
+
+
+def test_host_list_shows_host_name_service_and_zone():
+    run = Run(["host-list"])
+
+    assert header(run.out) == ["host_name", "service", "zone"]
+    assert rows(run.out) == [["cmp1", "compute", "nova"], ["ctl1", "registry", "internal"]]
+    assert json.loads(Run(["host-list", "--json"]).out)[0] == {
+        "host_name": "cmp1",
+        "service": "compute",
+        "zone": "nova",
+    }
+
+
+def test_host_describe_shows_one_row_per_line_of_usage():
+    run = Run(["host-describe", "cmp1"])
+
+    assert header(run.out) == ["HOST", "PROJECT", "cpu", "memory_mb", "disk_gb"]
+    assert rows(run.out) == [
+        ["cmp1", "(total)", "16", "65536", "900"],
+        ["cmp1", "(used_now)", "4", "8192", "80"],
+    ]
+
+
+def test_host_describe_json_nests_resources_and_writes_int64_as_strings_like_grpcurl():
+    rows_json = json.loads(Run(["host-describe", "cmp1", "--json"]).out)
+
+    assert rows_json[0] == {
+        "host": "cmp1",
+        "project": "(total)",
+        "resources": {"vcpus": 16, "memory_mb": "65536", "disk_gb": "900"},
+    }
+
+
+def test_aggregate_show_quotes_hosts_and_metadata_as_novaclient_does():
+    run = Run(["aggregate-show", "rack1"])
+
+    assert header(run.out) == ["ID", "Name", "Availability Zone", "Hosts", "Metadata"]
+    assert rows(run.out) == [
+        [AGG_UUID, "rack1", "az1", "'cmp1', 'cmp2'", "'availability_zone=az1', 'ssd=true'"]
+    ]
+
+
+def test_aggregate_list_shows_a_dash_for_an_aggregate_without_zone():
+    run = Run(["aggregate-list"])
+
+    assert header(run.out) == ["ID", "Name", "Availability Zone"]
+    assert rows(run.out)[1] == ["a2", "rack2", "-"]
+
+
+def test_adding_a_host_says_so_before_the_table_but_json_stays_pure():
+    run = Run(["aggregate-add-host", "rack1", "cmp3"])
+    assert run.out.startswith("Host cmp3 has been successfully added for aggregate rack1\n+")
+
+    shown = json.loads(Run(["aggregate-add-host", "rack1", "cmp3", "--json"]).out)
+    assert shown["hosts"] == ["cmp1", "cmp2"]
+
+
+def test_service_delete_prints_nothing_but_answers_an_object_with_json():
+    assert Run(["service-delete", UUID]).out == ""
+    assert json.loads(Run(["--json", "service-delete", "cmp1", "b"]).out) == {
+        "deleted": {"host": "cmp1", "binary": "b"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "shape"),
+    [
+        (["service-list"], list),
+        (["service-enable", "cmp1", "berth-compute"], dict),
+        (["service-disable", "cmp1", "berth-compute", "--reason", "r"], dict),
+        (["service-force-down", "cmp1", "berth-compute"], dict),
+        (["service-delete", UUID], dict),
+        (["host-list"], list),
+        (["host-describe", "cmp1"], list),
+        (["aggregate-create", "rack1", "az1"], dict),
+        (["aggregate-delete", "rack1"], dict),
+        (["aggregate-list"], list),
+        (["aggregate-show", "rack1"], dict),
+        (["aggregate-add-host", "rack1", "h"], dict),
+        (["aggregate-remove-host", "rack1", "h"], dict),
+        (["aggregate-set-metadata", "rack1", "k=v"], dict),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else "",
+)
+def test_every_command_prints_one_json_array_or_object_with_json(argv, shape):
+    run = Run([*argv, "--json"])
+
+    assert run.code == 0
+    assert isinstance(json.loads(run.out), shape)
