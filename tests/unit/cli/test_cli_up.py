@@ -215,3 +215,15 @@ def test_find_missing_names_only_the_modules_that_are_not_installed():
     absent = up.ServiceSpec("node", "berth_no_such_package.node", 50052)
 
     assert up.find_missing((REGISTRY, absent)) == [absent]
+
+
+def test_a_data_dir_that_cannot_be_created_is_reported_in_one_sentence(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    harness = Harness(tmp_path, FakeProcess())
+    harness.args.data_dir = str(blocker)
+
+    assert harness.run() == 1
+
+    assert harness.err.getvalue().startswith("cannot create")
+    assert harness.spawned == []

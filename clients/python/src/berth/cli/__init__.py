@@ -1,0 +1,1 @@
+"""The `berth` command: Nova-style service, host and aggregate commands, and `berth up`."""

@@ -1,0 +1,181 @@
+"""The `berth` command line: global options, sub-command dispatch, errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
+
+from berth import __version__
+from berth.cli import aggregates, hosts, services, up
+from berth.cli.output import Output, UsageError
+from berth.client.channel import DEFAULT_TIMEOUT
+from berth.client.errors import BerthError
+from berth.client.registry import RegistryClient
+
+DEFAULT_REGISTRY = "127.0.0.1:50051"
+
+# Builds the registry client from the parsed options; tests pass one that returns a fake.
+Connect = Callable[[argparse.Namespace], Any]
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The whole command line; `env` supplies the BERTH_* defaults."""
+    parser = argparse.ArgumentParser(
+        prog="berth",
+        description="Berth: services, hosts and aggregates of a compute cloud.",
+        epilog="Options may come before or after the sub-command.",
+    )
+    parser.add_argument("--version", action="version", version=f"berth {__version__}")
+    _add_global_options(parser, env, suppress=False)
+    # The same options again on every sub-command, without defaults, so that
+    # `berth service-list --json` works and an option given first is not overwritten.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_global_options(common, env, suppress=True)
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    services.add_commands(sub, common)
+    hosts.add_commands(sub, common)
+    aggregates.add_commands(sub, common)
+    up.add_commands(sub, common)
+    for subparser in sub.choices.values():
+        # Commands report bad combinations through their own parser's usage line.
+        subparser.set_defaults(subparser=subparser)
+    return parser
+
+
+def _add_global_options(
+    parser: argparse.ArgumentParser, env: Mapping[str, str], *, suppress: bool
+) -> None:
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("connection and output")
+    group.add_argument(
+        "--registry",
+        metavar="URL",
+        default=default(env.get("BERTH_REGISTRY_URL") or DEFAULT_REGISTRY),
+        help="host:port, grpc://host:port or grpcs://host:port of the registry "
+        f"(default: $BERTH_REGISTRY_URL, else {DEFAULT_REGISTRY}).",
+    )
+    group.add_argument(
+        "--token",
+        default=default(env.get("BERTH_TOKEN") or None),
+        help="Bearer token (default: $BERTH_TOKEN).",
+    )
+    group.add_argument(
+        "--tls-ca-file",
+        metavar="PATH",
+        default=default(env.get("BERTH_TLS_CA_FILE") or None),
+        help="CA bundle to verify the server; implies TLS (default: $BERTH_TLS_CA_FILE).",
+    )
+    group.add_argument(
+        "--tls-cert-file",
+        metavar="PATH",
+        default=default(None),
+        help="Client certificate for mutual TLS.",
+    )
+    group.add_argument(
+        "--tls-key-file", metavar="PATH", default=default(None), help="Key of that certificate."
+    )
+    group.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=default(DEFAULT_TIMEOUT),
+        help=f"Deadline of each call (default: {DEFAULT_TIMEOUT:g}).",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="Print JSON (an array or an object) instead of tables.",
+    )
+
+
+def connect_registry(args: argparse.Namespace) -> RegistryClient:
+    """The real client: one channel to the registry, which also serves HostService."""
+    return RegistryClient.connect(
+        args.registry,
+        token=args.token,
+        tls_ca_file=args.tls_ca_file,
+        tls_cert_file=args.tls_cert_file,
+        tls_key_file=args.tls_key_file,
+        timeout=args.timeout,
+    )
+
+
+def run(args: argparse.Namespace, out: Output, connect: Connect) -> int:
+    """Hand the sub-command the client it works on (`up` needs none)."""
+    if args.client is None:
+        return int(args.func(None, args, out))
+    with connect(args) as registry:
+        client = registry.hosts if args.client == "hosts" else registry
+        return int(args.func(client, args, out))
+
+
+def print_error(exc: BerthError, stream: TextIO) -> None:
+    """`ERROR (NotFound): sentence`, then one `  field: description` line per violation."""
+    print(f"ERROR ({type(exc).__name__}): {exc.message}", file=stream)
+    for violation in exc.violations:
+        line = f"{violation.field}: {violation.description}"
+        if line != exc.message:  # InvalidArgument.field() already put it in the sentence
+            print(f"  {line}", file=stream)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    connect: Connect | None = None,
+    env: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run one `berth` command; returns the exit code (0, 1 error, 2 usage, 130 Ctrl-C)."""
+    env = os.environ if env is None else env
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    args: argparse.Namespace | None = None
+    try:
+        args = build_parser(env).parse_args(argv)
+        return run(args, Output(stdout, json_mode=args.json), connect or connect_registry)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    except UsageError as exc:
+        assert args is not None
+        try:
+            args.subparser.error(str(exc))
+        except SystemExit as usage:
+            return usage.code if isinstance(usage.code, int) else 2
+        return 2
+    except BerthError as exc:
+        print_error(exc, stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `berth service-list | head`: the reader left; say nothing, as other tools do.
+        _silence_stdout()
+        return 1
+    except Exception as exc:
+        if env.get("BERTH_DEBUG"):
+            raise
+        print(
+            f"ERROR ({type(exc).__name__}): {exc} (a bug in berth? BERTH_DEBUG=1 shows where)",
+            file=stderr,
+        )
+        return 1
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout at exit and would fail again on the closed pipe.
+    # ValueError/OSError: stdout is not a real file (captured in tests); nothing to do then.
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

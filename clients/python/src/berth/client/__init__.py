@@ -1,0 +1,46 @@
+"""Typed, synchronous Python clients for Berth, raising the typed errors of berth.client.errors."""
+
+from berth.client.channel import DEFAULT_TIMEOUT, open_channel
+from berth.client.errors import (
+    Aborted,
+    AlreadyExists,
+    BerthError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    from_rpc_error,
+)
+from berth.client.host import HostClient
+from berth.client.paging import paginate
+from berth.client.registry import RegistryClient
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Aborted",
+    "AlreadyExists",
+    "BerthError",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "FieldViolation",
+    "HostClient",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "RegistryClient",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "from_rpc_error",
+    "open_channel",
+    "paginate",
+]
