@@ -144,7 +144,7 @@ class Aggregates:
             (proto,) = await self._protos(session, [await self._find(session, ref)])
             return proto
 
-    async def list(
+    async def list_page(
         self, page_size: int, page_token: str
     ) -> tuple[list[registry_pb2.Aggregate], str]:
         page = paging.read_page(page_size, page_token, ("aggregates",))

@@ -155,7 +155,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         return registry_pb2.DeleteAggregateResponse()
 
     async def ListAggregates(self, request, context):
-        aggregates, token = await self._aggregates.list(request.page_size, request.page_token)
+        aggregates, token = await self._aggregates.list_page(request.page_size, request.page_token)
         return registry_pb2.ListAggregatesResponse(aggregates=aggregates, next_page_token=token)
 
     async def GetAggregate(self, request, context):
