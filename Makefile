@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LINT_PATHS := services tests clients/python/src/berth/client clients/python/src/berth/cli $(wildcard bench)
 
 .DEFAULT_GOAL := help
 
@@ -26,8 +27,8 @@ test: $(STAMP) ## Run the test suite (unit, integration on SQLite/PostgreSQL/Mar
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff, buf lint/format, import boundaries
-	$(VENV)/bin/ruff check services tests clients/python/src/berth/client clients/python/src/berth/cli bench
-	$(VENV)/bin/ruff format --check services tests clients/python/src/berth/client clients/python/src/berth/cli bench
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/buf format -d --exit-code
 	$(VENV)/bin/lint-imports
