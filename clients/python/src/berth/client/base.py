@@ -18,6 +18,8 @@ class BaseClient:
 
     # Named in error sentences: "cannot reach the registry at 127.0.0.1:50051: ...".
     server_name = "server"
+    # The generated stub class this client wraps; subclasses set it.
+    stub_class: Any = None
 
     def __init__(
         self,
@@ -31,6 +33,7 @@ class BaseClient:
         self.target = target
         self.timeout = timeout
         self._owns_channel = owns_channel
+        self._stub = self.stub_class(channel) if self.stub_class is not None else None
 
     @classmethod
     def connect(

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import grpc
-
 from berth.client.base import BaseClient
-from berth.client.channel import DEFAULT_TIMEOUT
 from berth.client.paging import paginate
 from berth.v1 import host_pb2 as pb
 from berth.v1 import host_pb2_grpc
@@ -17,17 +14,7 @@ class HostClient(BaseClient):
     """host-list and host-describe; served by the registry, so it can share its channel."""
 
     server_name = "registry"
-
-    def __init__(
-        self,
-        channel: grpc.Channel,
-        *,
-        target: str = "",
-        timeout: float | None = DEFAULT_TIMEOUT,
-        owns_channel: bool = False,
-    ) -> None:
-        super().__init__(channel, target=target, timeout=timeout, owns_channel=owns_channel)
-        self._stub = host_pb2_grpc.HostServiceStub(channel)
+    stub_class = host_pb2_grpc.HostServiceStub
 
     def list_hosts(self, zone: str = "", page_size: int = 0) -> Iterator[pb.HostSummary]:
         """One row per (host, service), optionally only in `zone`; pages fetched as you iterate."""

@@ -6,10 +6,7 @@ import re
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 
-import grpc
-
 from berth.client.base import BaseClient
-from berth.client.channel import DEFAULT_TIMEOUT
 from berth.client.errors import InvalidArgument
 from berth.client.host import HostClient
 from berth.client.paging import paginate
@@ -48,17 +45,7 @@ class RegistryClient(BaseClient):
     """The registry's RegistryService; `.hosts` is its HostService on the same channel."""
 
     server_name = "registry"
-
-    def __init__(
-        self,
-        channel: grpc.Channel,
-        *,
-        target: str = "",
-        timeout: float | None = DEFAULT_TIMEOUT,
-        owns_channel: bool = False,
-    ) -> None:
-        super().__init__(channel, target=target, timeout=timeout, owns_channel=owns_channel)
-        self._stub = registry_pb2_grpc.RegistryServiceStub(channel)
+    stub_class = registry_pb2_grpc.RegistryServiceStub
 
     @cached_property
     def hosts(self) -> HostClient:
