@@ -7,6 +7,7 @@ reason, unless BERTH_TEST_REQUIRE lists it (CI sets `postgresql,mariadb`): then 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -73,17 +74,22 @@ async def _drop_postgres(name: str) -> None:
 
 
 async def _mariadb(statement: str) -> None:
-    import aiomysql
-    import pymysql
+    import asyncmy
+    from asyncmy.errors import MySQLError
 
     admin = make_url(MARIADB_URL)
     try:
-        conn = await aiomysql.connect(
-            host=admin.host, port=admin.port or 3306, user=admin.username, password=admin.password or "",
-            connect_timeout=3,
-        )  # fmt: skip
-    except (OSError, pymysql.err.MySQLError) as exc:
-        _unavailable("mariadb", str(exc))
+        conn = await asyncio.wait_for(
+            asyncmy.connect(
+                host=admin.host,
+                port=admin.port or 3306,
+                user=admin.username,
+                password=admin.password or "",
+            ),
+            timeout=3,
+        )
+    except (OSError, MySQLError, TimeoutError) as exc:
+        _unavailable("mariadb", str(exc) or type(exc).__name__)
     try:
         async with conn.cursor() as cur:
             await cur.execute(statement)
