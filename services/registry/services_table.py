@@ -56,13 +56,21 @@ class ServicesTable:
             for row in rows
         ]
 
-    async def publish(self, session: AsyncSession, rows: Sequence[Service], type_: int) -> None:
-        """Record one event per row in the caller's transaction."""
+    async def publish(
+        self, session: AsyncSession, rows: Sequence[Service], type_: int
+    ) -> list[registry_pb2.Service]:
+        """Record one event per row in the caller's transaction; returns the published protos.
+
+        The protos are built first: taking a revision locks the counter row until commit,
+        so nothing else should happen between that and the commit.
+        """
         now = self._liveness.clock()
-        for row, proto in zip(rows, await self.protos(session, rows), strict=True):
+        protos = await self.protos(session, rows)
+        for row, proto in zip(rows, protos, strict=True):
             await repo.add_event(
                 session, type_, "service", row.uuid, proto.SerializeToString(), now
             )
+        return protos
 
     # --- commands -------------------------------------------------------------------
 
@@ -111,12 +119,11 @@ class ServicesTable:
                 row.topic, row.endpoint, row.build_version = topic, endpoint, build_version
                 row.last_seen_up, row.updated_at = now, now
                 row.reported_up = not row.forced_down
-            await self.publish(
+            (proto,) = await self.publish(
                 session,
                 [row],
                 common_pb2.EVENT_TYPE_ADDED if created else common_pb2.EVENT_TYPE_MODIFIED,
             )
-            (proto,) = await self.protos(session, [row])
         self._feed.poke()
         log.info(
             "service registered" if created else "service restarted",
@@ -142,8 +149,7 @@ class ServicesTable:
             now = self._liveness.clock()
             row.updated_at = now  # never last_seen_up: an admin change is no sign of life
             row.reported_up = self._liveness.is_up(row, now)
-            await self.publish(session, [row], common_pb2.EVENT_TYPE_MODIFIED)
-            (proto,) = await self.protos(session, [row])
+            (proto,) = await self.publish(session, [row], common_pb2.EVENT_TYPE_MODIFIED)
         self._feed.poke()
         log.info(
             "service updated",
