@@ -79,6 +79,7 @@ class Result:
     not_opened: int  # streams still unanswered after --open-timeout: left out of the load
     server_cpu_pct: float  # of one core, over the measuring window
     client_cpu_pct: float  # summed over client processes, of one core
+    machine_cpu_pct: float  # every process on the machine (database included), of one core
     first_error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -225,6 +226,16 @@ class MariadbDatabase(Database):
 
 
 # --------------------------------------------------------------------------- the registry
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -640,10 +651,10 @@ async def run_load(
         for _, conn in workers:
             conn.send(t_go)
         await asyncio.sleep(max(0.0, t_go + warmup_s - time.monotonic()))
-        cpu_from = registry.cpu_seconds()
+        cpu_from, busy_from = registry.cpu_seconds(), machine_busy_seconds()
         commits_from = await database.commits() if isinstance(database, PostgresDatabase) else None
         await asyncio.sleep(max(0.0, t_go + warmup_s + seconds - time.monotonic()))
-        cpu_to = registry.cpu_seconds()
+        cpu_to, busy_to = registry.cpu_seconds(), machine_busy_seconds()
         commits_to = await database.commits() if isinstance(database, PostgresDatabase) else None
         outcomes = [await loop.run_in_executor(None, recv, conn, 60) for _, conn in workers]
     finally:
@@ -686,6 +697,7 @@ async def run_load(
         not_opened=sum(o["not_opened"] for o in outcomes),
         server_cpu_pct=round(100 * (cpu_to - cpu_from) / seconds, 1),
         client_cpu_pct=round(100 * sum(o["cpu_s"] for o in outcomes) / seconds, 1),
+        machine_cpu_pct=round(100 * (busy_to - busy_from) / seconds, 1),
         first_error=next((o["first_error"] for o in outcomes if o["first_error"]), ""),
         extra=extra,
     )
@@ -730,7 +742,8 @@ async def bench_backend(
             log(
                 f"  {result.heartbeats_per_s:,.0f} heartbeats/s  p50 {result.p50_ms:.1f} ms  "
                 f"p99 {result.p99_ms:.1f} ms  (server cpu {result.server_cpu_pct:.0f}%, "
-                f"clients {result.client_cpu_pct:.0f}%, errors {result.errors})"
+                f"clients {result.client_cpu_pct:.0f}%, machine {result.machine_cpu_pct:.0f}% "
+                f"of {os.cpu_count()} cores, errors {result.errors})"
             )
     finally:
         registry.stop()
@@ -742,7 +755,8 @@ async def bench_backend(
 def print_table(results: list[Result]) -> None:
     header = (
         f"{'backend':<11} {'mode':<7} {'heartbeats/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'services':>8} {'in flight':>9} {'seconds':>7} {'srv cpu':>7} {'cli cpu':>7} {'errors':>6}"
+        f"{'services':>8} {'in flight':>9} {'seconds':>7} {'srv cpu':>7} {'cli cpu':>7} "
+        f"{'all cpu':>7} {'errors':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -750,7 +764,8 @@ def print_table(results: list[Result]) -> None:
         print(
             f"{r.backend:<11} {r.mode:<7} {r.heartbeats_per_s:>12,.0f} {r.p50_ms:>8.1f} "
             f"{r.p99_ms:>8.1f} {r.services:>8} {r.in_flight:>9} {r.seconds:>7g} "
-            f"{r.server_cpu_pct:>6.0f}% {r.client_cpu_pct:>6.0f}% {r.errors:>6}"
+            f"{r.server_cpu_pct:>6.0f}% {r.client_cpu_pct:>6.0f}% {r.machine_cpu_pct:>6.0f}% "
+            f"{r.errors:>6}"
         )
     for r in results:
         if r.not_opened:
