@@ -97,7 +97,14 @@ def build_server(
             interceptors.ErrorInterceptor(spec.translators),
             interceptors.AuthInterceptor(tokens, spec.policy),
         ],
-        options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 20000)],
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_concurrent_streams", 20000),
+            # The default cap on calls waiting to be accepted left most of 10,000 agents'
+            # heartbeat streams unopened (measured); a fleet reconnecting at once needs room.
+            ("grpc.server.max_pending_requests", 20000),
+            ("grpc.server.max_pending_requests_hard_limit", 30000),
+        ],
     )
     for register in spec.registrars:
         register(server)

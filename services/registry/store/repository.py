@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, case, delete, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.registry.store.models import (
@@ -128,19 +128,32 @@ async def services_of_hosts(session: AsyncSession, hosts: Sequence[str]) -> Sequ
     return (await session.execute(query)).scalars().all()
 
 
-# Rows per heartbeat UPDATE: 3 bind parameters each stays far below every driver's limit.
+# Rows per CASE UPDATE: 3 bind parameters each stays far below every driver's limit.
 HEARTBEAT_CHUNK = 1000
 
 
 async def apply_heartbeats(
     conn: AsyncConnection, beats: Sequence[tuple[int, int, datetime]]
 ) -> None:
-    """Store a batch of (service id, heartbeats, last seen) with one UPDATE per 1000 rows.
+    """Store a batch of (service id, heartbeats, last seen).
 
-    One statement with CASE expressions, not executemany: drivers run executemany as one
-    statement per row, which made the batch cost a round trip per service.
+    asyncpg and sqlite3 run executemany cheaply; MySQL drivers send a statement per row,
+    so there one CASE UPDATE per 1000 rows wins (measured: 600 rows 58 ms vs 135 ms).
+    Compiling the CASE costs more than executemany on the others (600 rows: 44 vs 5 ms).
     """
     table = Service.__table__
+    if conn.dialect.name != "mysql":
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.deleted == 0)
+            .values(
+                report_count=table.c.report_count + bindparam("b_n"),
+                last_seen_up=bindparam("b_seen", type_=table.c.last_seen_up.type),
+                updated_at=bindparam("b_seen", type_=table.c.updated_at.type),
+            )
+        )
+        await conn.execute(statement, [{"b_id": i, "b_n": n, "b_seen": t} for i, n, t in beats])
+        return
     seen_type = table.c.last_seen_up.type
     for start in range(0, len(beats), HEARTBEAT_CHUNK):
         chunk = beats[start : start + HEARTBEAT_CHUNK]
