@@ -191,15 +191,17 @@ class MariadbDatabase(Database):
         self.url = _with_database(admin_url, self.db)
 
     async def _admin(self):  # type: ignore[no-untyped-def]
-        import aiomysql
+        import asyncmy  # the MySQL/MariaDB driver Berth installs
 
-        return await aiomysql.connect(
-            host=self.admin.host or "127.0.0.1",
-            port=self.admin.port or 3306,
-            user=self.admin.username or "root",
-            password=self.admin.password or "",
-            connect_timeout=5,
-            autocommit=True,
+        return await asyncio.wait_for(
+            asyncmy.connect(
+                host=self.admin.host or "127.0.0.1",
+                port=self.admin.port or 3306,
+                user=self.admin.username or "root",
+                password=self.admin.password or "",
+                autocommit=True,
+            ),
+            timeout=5,
         )
 
     async def reachable(self) -> str | None:
@@ -806,9 +808,10 @@ async def main_async(args: argparse.Namespace) -> int:
                         f"{backend}: skipped (not reachable at {_hide_password(admin)}: {problem})"
                     )
                     skipped[backend] = line
-                    log(line)
-                    if not args.json:
-                        print(line)
+                    if args.json:
+                        log(line)
+                    else:
+                        print(line, flush=True)
                     continue
             results.extend(await bench_backend(database, args, workdir))
     finally:
