@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from berth.client.errors import Aborted
-from berth.v1 import common_pb2, registry_pb2
+from berth.v1 import registry_pb2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.registry.store import repository as repo
@@ -165,6 +165,3 @@ class EventFeed:
             if event.revision > after:
                 after = event.revision
                 yield event
-
-
-SYNCED = common_pb2.EVENT_TYPE_SYNCED

@@ -56,7 +56,6 @@ class HeartbeatBatcher:
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.batches = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flush_forever(), name="heartbeat-flusher")
@@ -140,5 +139,4 @@ class HeartbeatBatcher:
             done.exception()  # retrieved here so an unanswered batch logs nothing more
             return
         self._liveness.listening()
-        self.batches += 1
         done.set_result(None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, case, delete, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.registry.store.models import (
@@ -190,10 +190,6 @@ async def set_reported_up(session: AsyncSession, service_id: int, was: bool, now
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
-
-
-async def last_heard(session: AsyncSession) -> datetime | None:
-    return (await session.execute(select(func.max(Service.last_seen_up)).where(LIVE))).scalar_one()
 
 
 # --- aggregates -----------------------------------------------------------------------
