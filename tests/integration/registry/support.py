@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import grpc
+import pytest
 from berth.v1 import registry_pb2
+from grpc import aio
 
 
 class FakeClock:
@@ -31,3 +34,10 @@ async def register(
 
 def key(host: str, binary: str = "berth-compute") -> registry_pb2.ServiceRef:
     return registry_pb2.ServiceRef(key=registry_pb2.ServiceKey(host=host, binary=binary))
+
+
+async def status_of(coro) -> grpc.StatusCode:
+    """The status code a call that must fail failed with."""
+    with pytest.raises(aio.AioRpcError) as err:
+        await coro
+    return err.value.code()

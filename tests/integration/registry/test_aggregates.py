@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import grpc
-import pytest
 from berth.v1 import host_pb2, registry_pb2
-from grpc import aio
 
-from tests.integration.registry.support import key, register
+from tests.integration.registry.support import key, register, status_of
 
 
 def ref(name: str) -> registry_pb2.AggregateRef:
     return registry_pb2.AggregateRef(name=name)
-
-
-async def _code(coro) -> grpc.StatusCode:
-    with pytest.raises(aio.AioRpcError) as err:
-        await coro
-    return err.value.code()
 
 
 async def test_a_host_in_no_zoned_aggregate_is_in_the_default_zone(stub, hosts):
@@ -64,11 +56,11 @@ async def test_a_host_can_be_in_one_zone_only(stub):
     await stub.AddAggregateHost(
         registry_pb2.AddAggregateHostRequest(aggregate=ref("plain"), host="c1")
     )
-    code = await _code(
+    code = await status_of(
         stub.AddAggregateHost(registry_pb2.AddAggregateHostRequest(aggregate=ref("b"), host="c1"))
     )
     assert code is grpc.StatusCode.FAILED_PRECONDITION
-    code = await _code(
+    code = await status_of(
         stub.SetAggregateMetadata(
             registry_pb2.SetAggregateMetadataRequest(
                 aggregate=ref("plain"), metadata={"availability_zone": "az2"}
@@ -82,16 +74,16 @@ async def test_duplicates_unknown_hosts_and_non_members_are_refused(stub):
     await register(stub, "c1")
     await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="a"))
     assert (
-        await _code(stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="a")))
+        await status_of(stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="a")))
         is grpc.StatusCode.ALREADY_EXISTS
     )
     add = registry_pb2.AddAggregateHostRequest(aggregate=ref("a"), host="ghost")
-    assert await _code(stub.AddAggregateHost(add)) is grpc.StatusCode.NOT_FOUND
+    assert await status_of(stub.AddAggregateHost(add)) is grpc.StatusCode.NOT_FOUND
     remove = registry_pb2.RemoveAggregateHostRequest(aggregate=ref("a"), host="c1")
-    assert await _code(stub.RemoveAggregateHost(remove)) is grpc.StatusCode.NOT_FOUND
+    assert await status_of(stub.RemoveAggregateHost(remove)) is grpc.StatusCode.NOT_FOUND
     await stub.AddAggregateHost(registry_pb2.AddAggregateHostRequest(aggregate=ref("a"), host="c1"))
     again = registry_pb2.AddAggregateHostRequest(aggregate=ref("a"), host="c1")
-    assert await _code(stub.AddAggregateHost(again)) is grpc.StatusCode.ALREADY_EXISTS
+    assert await status_of(stub.AddAggregateHost(again)) is grpc.StatusCode.ALREADY_EXISTS
 
 
 async def test_an_aggregate_with_hosts_cannot_be_deleted_until_they_leave(stub):
@@ -99,7 +91,7 @@ async def test_an_aggregate_with_hosts_cannot_be_deleted_until_they_leave(stub):
     await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="a"))
     await stub.AddAggregateHost(registry_pb2.AddAggregateHostRequest(aggregate=ref("a"), host="c1"))
     delete = registry_pb2.DeleteAggregateRequest(aggregate=ref("a"))
-    assert await _code(stub.DeleteAggregate(delete)) is grpc.StatusCode.FAILED_PRECONDITION
+    assert await status_of(stub.DeleteAggregate(delete)) is grpc.StatusCode.FAILED_PRECONDITION
     await stub.RemoveAggregateHost(
         registry_pb2.RemoveAggregateHostRequest(aggregate=ref("a"), host="c1")
     )

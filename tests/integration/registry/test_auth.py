@@ -8,6 +8,7 @@ from berth.v1 import registry_pb2, registry_pb2_grpc
 from grpc import aio
 
 from services.common.server import StartupError
+from tests.integration.registry.support import status_of
 
 TOKENS = """
 [[tokens]]
@@ -47,24 +48,19 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def _code(coro) -> grpc.StatusCode:
-    with pytest.raises(aio.AioRpcError) as err:
-        await coro
-    return err.value.code()
-
-
 LIST = registry_pb2.ListServicesRequest()
 
 
 async def test_no_token_and_a_wrong_token_are_unauthenticated(secured):
-    assert await _code(secured.ListServices(LIST)) is grpc.StatusCode.UNAUTHENTICATED
+    assert await status_of(secured.ListServices(LIST)) is grpc.StatusCode.UNAUTHENTICATED
     assert (
-        await _code(secured.ListServices(LIST, metadata=bearer("guess")))
+        await status_of(secured.ListServices(LIST, metadata=bearer("guess")))
         is grpc.StatusCode.UNAUTHENTICATED
     )
     basic = (("authorization", "Basic YWRtaW4="),)
     assert (
-        await _code(secured.ListServices(LIST, metadata=basic)) is grpc.StatusCode.UNAUTHENTICATED
+        await status_of(secured.ListServices(LIST, metadata=basic))
+        is grpc.StatusCode.UNAUTHENTICATED
     )
 
 
@@ -72,7 +68,7 @@ async def test_a_reader_reads_but_may_not_write(secured):
     await secured.ListServices(LIST, metadata=bearer("reader-secret"))
     create = registry_pb2.CreateAggregateRequest(name="a")
     assert (
-        await _code(secured.CreateAggregate(create, metadata=bearer("reader-secret")))
+        await status_of(secured.CreateAggregate(create, metadata=bearer("reader-secret")))
         is grpc.StatusCode.PERMISSION_DENIED
     )
     await secured.CreateAggregate(create, metadata=bearer("admin-secret"))
@@ -86,18 +82,18 @@ async def test_an_agent_registers_and_heartbeats_for_its_own_host_only(secured):
     )
     other = registry_pb2.RegisterServiceRequest(host="host-b", binary="berth-compute")
     assert (
-        await _code(secured.RegisterService(other, metadata=bearer("agent-a-secret")))
+        await status_of(secured.RegisterService(other, metadata=bearer("agent-a-secret")))
         is grpc.StatusCode.PERMISSION_DENIED
     )
     # Agent B may not keep host A's service alive.
     beat = registry_pb2.HeartbeatRequest(service_uuid=service.uuid)
     assert (
-        await _code(secured.Heartbeat(beat, metadata=bearer("agent-b-secret")))
+        await status_of(secured.Heartbeat(beat, metadata=bearer("agent-b-secret")))
         is grpc.StatusCode.PERMISSION_DENIED
     )
     # Agents cannot read or administer.
     assert (
-        await _code(secured.ListServices(LIST, metadata=bearer("agent-a-secret")))
+        await status_of(secured.ListServices(LIST, metadata=bearer("agent-a-secret")))
         is grpc.StatusCode.PERMISSION_DENIED
     )
 
