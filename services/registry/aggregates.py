@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import paging, validation
 from services.registry import convert
-from services.registry.events import EventFeed
+from services.registry.events import ServiceFeed
 from services.registry.liveness import Liveness
 from services.registry.services_table import ServicesTable
 from services.registry.store import repository as repo
@@ -29,7 +29,7 @@ class Aggregates:
         self,
         sessions: async_sessionmaker[AsyncSession],
         liveness: Liveness,
-        feed: EventFeed,
+        feed: ServiceFeed,
         services: ServicesTable,
     ) -> None:
         self._sessions = sessions
@@ -63,7 +63,7 @@ class Aggregates:
         """Publish the aggregate's new state, and the services whose zone it changed."""
         row.updated_at = self._clock()
         (proto,) = await self._protos(session, [row])
-        await repo.add_event(
+        await repo.CHANGES.add(
             session, type_, "aggregate", row.uuid, proto.SerializeToString(), self._clock()
         )
         if zone_hosts:

@@ -16,7 +16,7 @@ from services.common import auth, db
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, build_server
 from services.registry.aggregates import Aggregates
-from services.registry.events import EventFeed
+from services.registry.events import ServiceFeed, service_feed
 from services.registry.heartbeats import HeartbeatBatcher
 from services.registry.host_servicer import HostServicer
 from services.registry.liveness import Clock, Liveness, utcnow
@@ -60,7 +60,7 @@ class Registry:
     server: aio.Server
     port: int
     engine: AsyncEngine
-    feed: EventFeed
+    feed: ServiceFeed
     heartbeats: HeartbeatBatcher
     services: ServicesTable
     liveness: Liveness
@@ -113,7 +113,7 @@ async def start_registry(
     engine = db.create_engine(settings.database_url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     liveness = Liveness(settings.service_down_time, clock)
-    feed = EventFeed(
+    feed = service_feed(
         sessions, poll_interval_s=settings.watch_poll_interval, retention=settings.event_retention
     )
     services = ServicesTable(sessions, liveness, feed, settings.default_availability_zone)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from berth.client.errors import FailedPrecondition, InvalidArgument
 from berth.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 from google.protobuf.duration_pb2 import Duration
 from grpc import aio
@@ -14,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.common import paging, validation
 from services.common.streams import until_stopped
 from services.registry.aggregates import Aggregates
-from services.registry.events import EventFeed
+from services.registry.events import ServiceFeed
 from services.registry.heartbeats import HeartbeatBatcher
 from services.registry.services_table import ServicesTable
 from services.registry.store import repository as repo
@@ -33,7 +32,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         services: ServicesTable,
         aggregates: Aggregates,
         heartbeats: HeartbeatBatcher,
-        feed: EventFeed,
+        feed: ServiceFeed,
         report_interval_s: float,
         service_down_time_s: float,
         stopping: asyncio.Event,
@@ -94,42 +93,13 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         return registry_pb2.DeleteServiceResponse()
 
     async def WatchServices(self, request, context):
-        if request.start_revision < 0:
-            raise InvalidArgument.field("start_revision", "must not be negative")
-        sub = self._feed.subscribe()
-        try:
-            if request.start_revision == 0:
-                after = 0
-                async for event in self._listing():
-                    after = event.revision
-                    yield event
-            else:
-                after = request.start_revision
-                async with self._sessions() as session:
-                    current, compacted = await repo.revision_state(session)
-                if after < compacted:
-                    raise FailedPrecondition(
-                        f"revision {after} is older than the retained history (from {compacted + 1}); "
-                        "watch again from 0 to list everything",
-                        reason="REVISION_TOO_OLD",
-                        metadata={"compacted_revision": str(compacted)},
-                    )
-                if after > current:
-                    raise InvalidArgument.field(
-                        "start_revision", f"is ahead of the registry (at {current})"
-                    )
-                async for event in self._feed.replay(after, sub.from_revision):
-                    after = event.revision
-                    yield event
-            async for event in until_stopped(self._stopping, self._feed.live(sub, after)):
-                yield event
-        finally:
-            self._feed.unsubscribe(sub)
+        async for event in self._feed.watch(request.start_revision, self._listing, self._stopping):
+            yield event
 
     async def _listing(self) -> AsyncIterator[registry_pb2.WatchServicesResponse]:
         """Every live service and aggregate at one revision, then SYNCED at that revision."""
         async with self._sessions() as session, session.begin():
-            revision, _ = await repo.revision_state(session, lock=True)
+            revision, _ = await repo.CHANGES.state(session, lock=True)
             services = await self._services.protos(
                 session, await repo.list_services(session, limit=10**9)
             )

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import auth, db, validation
 from services.registry import convert
-from services.registry.events import EventFeed
+from services.registry.events import ServiceFeed
 from services.registry.liveness import Liveness
 from services.registry.store import repository as repo
 from services.registry.store.models import Service
@@ -30,7 +30,7 @@ class ServicesTable:
         self,
         sessions: async_sessionmaker[AsyncSession],
         liveness: Liveness,
-        feed: EventFeed,
+        feed: ServiceFeed,
         default_zone: str,
         host_guard: HostGuard | None = None,
     ) -> None:
@@ -67,7 +67,7 @@ class ServicesTable:
         now = self._liveness.clock()
         protos = await self.protos(session, rows)
         for row, proto in zip(rows, protos, strict=True):
-            await repo.add_event(
+            await repo.CHANGES.add(
                 session, type_, "service", row.uuid, proto.SerializeToString(), now
             )
         return protos

@@ -2,49 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Integer,
-    LargeBinary,
     MetaData,
-    SmallInteger,
     String,
     UniqueConstraint,
 )
-from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in, aware UTC out; stored naive UTC with microseconds everywhere."""
-
-    impl = DateTime(timezone=False).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
+from services.common.store import NAMING, EventColumns, RevisionCounterColumns, UtcDateTime
 
 
 class Base(DeclarativeBase):
@@ -116,26 +87,9 @@ class AggregateMetadata(Base):
     value: Mapped[str] = mapped_column(String(255))
 
 
-class RevisionCounter(Base):
-    """One row. Every change takes its revision from here under the row lock, so changes
-    commit in revision order and a watcher that reads `revision > n` never skips one."""
-
+class RevisionCounter(RevisionCounterColumns, Base):
     __tablename__ = "registry_revision"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    revision: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Events at or below this revision have been pruned.
-    compacted: Mapped[int] = mapped_column(BigInteger, default=0)
 
-
-class Event(Base):
-    """The change log watchers follow: the object's state (a serialized proto) after the change."""
-
+class Event(EventColumns, Base):
     __tablename__ = "registry_events"
-
-    revision: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    type: Mapped[int] = mapped_column(SmallInteger)
-    kind: Mapped[str] = mapped_column(String(16))
-    object_uuid: Mapped[str] = mapped_column(String(36))
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

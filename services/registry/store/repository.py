@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, case, delete, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from services.common.changefeed import ChangeLog
 from services.registry.store.models import (
     Aggregate,
     AggregateHost,
@@ -17,67 +18,8 @@ from services.registry.store.models import (
     Service,
 )
 
-# --- revisions and events -------------------------------------------------------------
-
-
-async def take_revision(session: AsyncSession) -> int:
-    """The next revision, holding the counter's row lock until this transaction ends."""
-    await session.execute(
-        update(RevisionCounter)
-        .where(RevisionCounter.id == 1)
-        .values(revision=RevisionCounter.revision + 1)
-    )
-    return int(
-        (
-            await session.execute(select(RevisionCounter.revision).where(RevisionCounter.id == 1))
-        ).scalar_one()
-    )
-
-
-async def add_event(
-    session: AsyncSession, type_: int, kind: str, object_uuid: str, payload: bytes, now: datetime
-) -> int:
-    revision = await take_revision(session)
-    session.add(
-        Event(
-            revision=revision,
-            type=type_,
-            kind=kind,
-            object_uuid=object_uuid,
-            payload=payload,
-            created_at=now,
-        )
-    )
-    return revision
-
-
-async def revision_state(session: AsyncSession, *, lock: bool = False) -> tuple[int, int]:
-    """(current revision, compacted revision). `lock` holds writers off for a consistent listing."""
-    query = select(RevisionCounter.revision, RevisionCounter.compacted).where(
-        RevisionCounter.id == 1
-    )
-    if lock and session.bind.dialect.name != "sqlite":
-        query = query.with_for_update(read=True)
-    row = (await session.execute(query)).one()
-    return int(row.revision), int(row.compacted)
-
-
-async def events_after(session: AsyncSession, revision: int, limit: int) -> Sequence[Event]:
-    query = select(Event).where(Event.revision > revision).order_by(Event.revision).limit(limit)
-    return (await session.execute(query)).scalars().all()
-
-
-async def compact(session: AsyncSession, keep: int) -> int:
-    """Drop all but the newest `keep` events; returns the new compacted revision."""
-    current, compacted = await revision_state(session)
-    target = current - keep
-    if target <= compacted:
-        return compacted
-    await session.execute(delete(Event).where(Event.revision <= target))
-    await session.execute(
-        update(RevisionCounter).where(RevisionCounter.id == 1).values(compacted=target)
-    )
-    return target
+# The change log watchers follow (services/common/changefeed.py holds its SQL).
+CHANGES = ChangeLog(RevisionCounter, Event)
 
 
 # --- services -------------------------------------------------------------------------

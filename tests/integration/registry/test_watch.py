@@ -64,7 +64,7 @@ async def test_a_revision_older_than_the_history_is_refused_with_a_way_out(stub,
     for host in ("a", "b", "c"):
         await register(stub, host)
     async with registry.feed._sessions() as session, session.begin():
-        await repo.compact(session, keep=1)
+        await repo.CHANGES.compact(session, keep=1)
     watch = stub.WatchServices(registry_pb2.WatchServicesRequest(start_revision=1))
     with pytest.raises(aio.AioRpcError) as err:
         await _take(watch, 1)

@@ -1,0 +1,277 @@
+"""A service's change log and the feed that fans it out to watchers, across replicas.
+
+Writers take revisions from one counter row under its lock, so revisions commit in order
+and polling `revision > last` never skips a change, whichever replica wrote it. A local
+commit pokes the poller so local watchers hear at once; others within `poll_interval`.
+A watch is a listing at one revision, SYNCED, then the changes after it; or, resuming,
+the stored changes after a revision, then live ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from berth.client.errors import Aborted, FailedPrecondition, InvalidArgument
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.store import EventColumns
+from services.common.streams import until_stopped
+
+log = logging.getLogger(__name__)
+
+
+class Revisioned(Protocol):
+    revision: int
+
+
+E = TypeVar("E", bound=Revisioned)
+
+BATCH = 1000
+
+
+class ChangeLog:
+    """The SQL of one service's counter and event tables (mapped classes given by the service)."""
+
+    def __init__(self, counter: type[Any], event: type[Any]) -> None:
+        self.counter = counter
+        self.event = event
+
+    async def take_revision(self, session: AsyncSession) -> int:
+        """The next revision, holding the counter's row lock until this transaction ends."""
+        counter = self.counter
+        await session.execute(
+            update(counter).where(counter.id == 1).values(revision=counter.revision + 1)
+        )
+        query = select(counter.revision).where(counter.id == 1)
+        return int((await session.execute(query)).scalar_one())
+
+    async def add(
+        self,
+        session: AsyncSession,
+        type_: int,
+        kind: str,
+        object_uuid: str,
+        payload: bytes,
+        now: datetime,
+    ) -> int:
+        revision = await self.take_revision(session)
+        session.add(
+            self.event(
+                revision=revision,
+                type=type_,
+                kind=kind,
+                object_uuid=object_uuid,
+                payload=payload,
+                created_at=now,
+            )
+        )
+        return revision
+
+    async def state(self, session: AsyncSession, *, lock: bool = False) -> tuple[int, int]:
+        """(current revision, compacted revision); `lock` holds writers off for a listing."""
+        counter = self.counter
+        query = select(counter.revision, counter.compacted).where(counter.id == 1)
+        if lock and session.bind.dialect.name != "sqlite":
+            query = query.with_for_update(read=True)
+        row = (await session.execute(query)).one()
+        return int(row.revision), int(row.compacted)
+
+    async def after(self, session: AsyncSession, revision: int, limit: int) -> Sequence[Any]:
+        event = self.event
+        query = select(event).where(event.revision > revision).order_by(event.revision)
+        return (await session.execute(query.limit(limit))).scalars().all()
+
+    async def compact(self, session: AsyncSession, keep: int) -> int:
+        """Drop all but the newest `keep` events; returns the new compacted revision."""
+        current, compacted = await self.state(session)
+        target = current - keep
+        if target <= compacted:
+            return compacted
+        await session.execute(delete(self.event).where(self.event.revision <= target))
+        await session.execute(
+            update(self.counter).where(self.counter.id == 1).values(compacted=target)
+        )
+        return target
+
+
+@dataclass(eq=False)
+class Subscription(Generic[E]):
+    """A watcher's queue; `from_revision` is where the feed stood when it subscribed."""
+
+    from_revision: int
+    queue: asyncio.Queue[E] = field(default_factory=asyncio.Queue)
+    overflowed: bool = False
+
+
+class EventFeed(Generic[E]):
+    """Follows the shared change log and delivers decoded events to listeners and watchers."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        changelog: ChangeLog,
+        decode: Callable[[EventColumns], E],
+        *,
+        poll_interval_s: float = 0.25,
+        queue_limit: int = 10_000,
+        retention: int = 100_000,
+    ) -> None:
+        self._sessions = sessions
+        self.changelog = changelog
+        self._decode = decode
+        self._poll_interval_s = poll_interval_s
+        self._queue_limit = queue_limit
+        self._retention = retention
+        self._subscriptions: set[Subscription[E]] = set()
+        self._listeners: list[Callable[[E], None]] = []
+        self._poke = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.position = 0
+
+    async def start(self) -> None:
+        async with self._sessions() as session:
+            self.position, _ = await self.changelog.state(session)
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="event-feed"),
+            asyncio.create_task(self._compact_forever(), name="event-compactor"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def poke(self) -> None:
+        self._poke.set()
+
+    def add_listener(self, listener: Callable[[E], None]) -> None:
+        self._listeners.append(listener)
+
+    def subscribe(self) -> Subscription[E]:
+        sub: Subscription[E] = Subscription(self.position)
+        self._subscriptions.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription[E]) -> None:
+        self._subscriptions.discard(sub)
+
+    async def _follow(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self._poll_interval_s)
+            self._poke.clear()
+            try:
+                await self.catch_up()
+            except Exception as exc:  # the database went away: keep following
+                log.warning("cannot read the event log: %s", exc)
+                await asyncio.sleep(self._poll_interval_s)
+
+    async def catch_up(self) -> None:
+        while True:
+            async with self._sessions() as session:
+                rows = await self.changelog.after(session, self.position, BATCH)
+            for row in rows:
+                self._deliver(self._decode(row))
+                self.position = row.revision
+            if len(rows) < BATCH:
+                return
+
+    def _deliver(self, event: E) -> None:
+        for listener in self._listeners:
+            listener(event)
+        for sub in list(self._subscriptions):
+            if sub.queue.qsize() >= self._queue_limit:
+                sub.overflowed = True  # the watcher learns it on its next read
+                self._subscriptions.discard(sub)
+            else:
+                sub.queue.put_nowait(event)
+
+    async def _compact_forever(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            try:
+                async with self._sessions() as session, session.begin():
+                    await self.changelog.compact(session, self._retention)
+            except Exception as exc:
+                log.warning("cannot compact the event log: %s", exc)
+
+    async def replay(self, after: int, up_to: int) -> AsyncIterator[E]:
+        """Stored events in (after, up_to], oldest first."""
+        while after < up_to:
+            async with self._sessions() as session:
+                rows = await self.changelog.after(session, after, BATCH)
+            if not rows:
+                return
+            for row in rows:
+                if row.revision > up_to:
+                    return
+                yield self._decode(row)
+                after = row.revision
+
+    @staticmethod
+    async def live(sub: Subscription[E], after: int) -> AsyncIterator[E]:
+        """Events from a subscription after revision `after`, until the watcher falls behind."""
+        while True:
+            if sub.overflowed and sub.queue.empty():
+                raise Aborted(
+                    f"this watch fell more than the queue limit behind; watch again from revision {after}",
+                    reason="WATCH_TOO_SLOW",
+                    metadata={"revision": str(after)},
+                )
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), timeout=5)
+            except TimeoutError:
+                continue
+            if event.revision > after:
+                after = event.revision
+                yield event
+
+    async def watch(
+        self,
+        start_revision: int,
+        listing: Callable[[], AsyncIterator[E]],
+        stopping: asyncio.Event,
+    ) -> AsyncIterator[E]:
+        """A watch stream: `listing()` (ending with SYNCED) when starting from 0, else the
+        stored changes after `start_revision`; then live changes until the server stops."""
+        if start_revision < 0:
+            raise InvalidArgument.field("start_revision", "must not be negative")
+        sub = self.subscribe()
+        try:
+            after = start_revision
+            if start_revision == 0:
+                source: AsyncIterator[E] = listing()
+            else:
+                await self._check_resumable(start_revision)
+                source = self.replay(start_revision, sub.from_revision)
+            async for event in source:
+                after = event.revision
+                yield event
+            async for event in until_stopped(stopping, self.live(sub, after)):
+                yield event
+        finally:
+            self.unsubscribe(sub)
+
+    async def _check_resumable(self, after: int) -> None:
+        async with self._sessions() as session:
+            current, compacted = await self.changelog.state(session)
+        if after < compacted:
+            raise FailedPrecondition(
+                f"revision {after} is older than the retained history (from {compacted + 1}); "
+                "watch again from 0 to list everything",
+                reason="REVISION_TOO_OLD",
+                metadata={"compacted_revision": str(compacted)},
+            )
+        if after > current:
+            raise InvalidArgument.field(
+                "start_revision", f"is ahead of this service (at {current})"
+            )
