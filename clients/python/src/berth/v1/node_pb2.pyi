@@ -81,6 +81,7 @@ class ComputeNode(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     DELETED_AT_FIELD_NUMBER: _builtins.int
     IO_OPS_FIELD_NUMBER: _builtins.int
+    CLAIM_IDS_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     """Stable identity; never changes once created."""
     host: _builtins.str
@@ -132,6 +133,10 @@ class ComputeNode(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def deleted_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def claim_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The scheduler claims of the instances this node reports: claims it has confirmed."""
+
     def __init__(
         self,
         *,
@@ -163,10 +168,11 @@ class ComputeNode(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         deleted_at: _timestamp_pb2.Timestamp | None = ...,
         io_ops: _builtins.int = ...,
+        claim_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deleted_at", b"deleted_at", "numa_topology", b"numa_topology", "total", b"total", "updated_at", b"updated_at", "used", b"used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "created_at", b"created_at", "current_workload", b"current_workload", "deleted_at", b"deleted_at", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "free_disk_gb", b"free_disk_gb", "free_ram_mb", b"free_ram_mb", "generation", b"generation", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "io_ops", b"io_ops", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "running_vms", b"running_vms", "supported_instances", b"supported_instances", "total", b"total", "updated_at", b"updated_at", "used", b"used", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_ids", b"claim_ids", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "created_at", b"created_at", "current_workload", b"current_workload", "deleted_at", b"deleted_at", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "free_disk_gb", b"free_disk_gb", "free_ram_mb", b"free_ram_mb", "generation", b"generation", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "io_ops", b"io_ops", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "running_vms", b"running_vms", "supported_instances", b"supported_instances", "total", b"total", "updated_at", b"updated_at", "used", b"used", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
