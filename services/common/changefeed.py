@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from berth.client.errors import Aborted, FailedPrecondition, InvalidArgument
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.store import EventColumns
@@ -43,15 +43,6 @@ class ChangeLog:
         self.counter = counter
         self.event = event
 
-    async def take_revision(self, session: AsyncSession) -> int:
-        """The next revision, holding the counter's row lock until this transaction ends."""
-        counter = self.counter
-        await session.execute(
-            update(counter).where(counter.id == 1).values(revision=counter.revision + 1)
-        )
-        query = select(counter.revision).where(counter.id == 1)
-        return int((await session.execute(query)).scalar_one())
-
     async def add(
         self,
         session: AsyncSession,
@@ -61,18 +52,36 @@ class ChangeLog:
         payload: bytes,
         now: datetime,
     ) -> int:
-        revision = await self.take_revision(session)
-        session.add(
-            self.event(
-                revision=revision,
-                type=type_,
-                kind=kind,
-                object_uuid=object_uuid,
-                payload=payload,
-                created_at=now,
-            )
+        return await self.add_many(session, [(type_, kind, object_uuid, payload)], now)
+
+    async def add_many(
+        self, session: AsyncSession, events: Sequence[tuple[int, str, str, bytes]], now: datetime
+    ) -> int:
+        """Record (type, kind, object uuid, payload) events under consecutive revisions and
+        return the last. Takes the counter's row lock until the transaction ends: call it
+        last, just before commit."""
+        counter = self.counter
+        await session.execute(
+            update(counter).where(counter.id == 1).values(revision=counter.revision + len(events))
         )
-        return revision
+        query = select(counter.revision).where(counter.id == 1)
+        last = int((await session.execute(query)).scalar_one())
+        first = last - len(events) + 1
+        await session.execute(
+            insert(self.event),
+            [
+                {
+                    "revision": first + i,
+                    "type": type_,
+                    "kind": kind,
+                    "object_uuid": uuid,
+                    "payload": payload,
+                    "created_at": now,
+                }
+                for i, (type_, kind, uuid, payload) in enumerate(events)
+            ],
+        )
+        return last
 
     async def state(self, session: AsyncSession, *, lock: bool = False) -> tuple[int, int]:
         """(current revision, compacted revision); `lock` holds writers off for a listing."""

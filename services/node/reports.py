@@ -1,0 +1,329 @@
+"""Accepting snapshots: order, change detection, group commit, first reports, rebalance.
+
+Snapshots of known nodes are written in batches: one transaction reads the batch's nodes
+under lock, rewrites the changed ones, records the unchanged ones' sequence, and takes all
+revisions at once at the end, so the revision counter's lock is held for one statement
+per batch instead of one transaction per snapshot. A snapshot for a node the batch does
+not find (a first report, a restored node, a rebalance) takes the slow path on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from berth.client.errors import Aborted, BerthError, FailedPrecondition, Unavailable
+from berth.v1 import common_pb2, node_pb2
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common import db
+from services.node import convert
+from services.node.events import NodeFeed
+from services.node.ownership import ComputeLiveness
+from services.node.snapshots import Report
+from services.node.store import repository as repo
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Response = node_pb2.ReportSnapshotResponse
+ADDED, MODIFIED = common_pb2.EVENT_TYPE_ADDED, common_pb2.EVENT_TYPE_MODIFIED
+
+
+@dataclass(eq=False)
+class _Pending:
+    report: Report
+    future: asyncio.Future[Response]
+
+    def resolve(self, outcome: Response | BaseException) -> None:
+        if self.future.done():  # the caller gave up (deadline); the write stands
+            return
+        if isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
+
+
+class SnapshotWriter:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        feed: NodeFeed,
+        liveness: ComputeLiveness,
+        clock: Clock,
+        *,
+        max_batch: int = 500,
+    ) -> None:
+        self._sessions = sessions
+        self._feed = feed
+        self._liveness = liveness
+        self._clock = clock
+        self._max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._slow: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="snapshot-writer")
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._task, *self._slow] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for pending in self._queue:
+            pending.resolve(Unavailable("the node service is stopping; report again"))
+        self._queue.clear()
+
+    async def submit(self, report: Report) -> Response:
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(report, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                await self._write(batch)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        for attempt in range(4):
+            try:
+                outcomes, missing = await self._apply(batch)
+                break
+            except DBAPIError as exc:
+                if attempt < 3 and db.is_retryable(exc):
+                    log.info(
+                        "snapshot batch lost a lock race; retrying", extra={"size": len(batch)}
+                    )
+                    continue
+                failure: BaseException = exc
+            except Exception as exc:
+                failure = exc
+            log.warning("cannot store a snapshot batch: %s", failure, extra={"size": len(batch)})
+            for pending in batch:
+                pending.resolve(failure)
+            return
+        for pending, outcome in outcomes:
+            pending.resolve(outcome)
+        for pending in missing:
+            task = asyncio.create_task(self._first_report(pending), name="first-report")
+            self._slow.add(task)
+            task.add_done_callback(self._slow.discard)
+
+    async def _apply(
+        self, batch: list[_Pending]
+    ) -> tuple[list[tuple[_Pending, Response | BerthError]], list[_Pending]]:
+        """One transaction for the whole batch; nothing is answered before it commits."""
+        now = self._clock()
+        outcomes: list[tuple[_Pending, Response | BerthError]] = []
+        missing: list[_Pending] = []
+        changed: dict[int, dict[str, Any]] = {}
+        touched: dict[int, tuple[int, datetime, int, datetime]] = {}
+        instances: dict[int, list[dict[str, Any]]] = {}
+        claims: dict[int, list[str]] = {}
+        async with self._sessions() as session, session.begin():
+            found = await repo.nodes_by_keys(session, sorted({p.report.key for p in batch}))
+            rows = {key: dict(row) for key, row in found.items()}
+            for pending in batch:
+                report = pending.report
+                row = rows.get(report.key)
+                if row is None:
+                    missing.append(pending)
+                    continue
+                try:
+                    is_change = _judge(row, report)
+                except BerthError as exc:
+                    outcomes.append((pending, exc))
+                    continue
+                node_id = row["id"]
+                if is_change:
+                    row.update(report.columns(), reported_at=now, updated_at=now)
+                    row["generation"] += 1
+                    changed[node_id] = row
+                    instances[node_id] = report.instance_rows(node_id)
+                    claims[node_id] = [i.claim_id for i in report.snapshot.instances]
+                    touched.pop(node_id, None)
+                else:
+                    row.update(boot_epoch=report.boot_epoch, sequence=report.sequence)
+                    if node_id not in changed:
+                        touched[node_id] = (node_id, report.boot_epoch, report.sequence, now)
+                outcomes.append(
+                    (pending, Response(node_uuid=row["uuid"], generation=row["generation"], changed=is_change))
+                )  # fmt: skip
+            await repo.touch_nodes(session, list(touched.values()))
+            await repo.rewrite_nodes(session, list(changed.values()))
+            await repo.replace_instances(
+                session, list(instances), [r for rs in instances.values() for r in rs]
+            )
+            if changed:
+                events = [
+                    (MODIFIED, "node", row["uuid"], _payload(row, claims[i]))
+                    for i, row in changed.items()
+                ]
+                await repo.CHANGES.add_many(session, events, now)
+        if changed:
+            self._feed.poke()
+        return outcomes, missing
+
+    # --- the slow path: a node this host has no live row for ---------------------------
+
+    async def _first_report(self, pending: _Pending) -> None:
+        try:
+            pending.resolve(await self._create_or_move(pending.report))
+        except asyncio.CancelledError:
+            pending.resolve(Unavailable("the node service is stopping; report again"))
+            raise
+        except Exception as exc:
+            pending.resolve(exc)
+
+    async def _create_or_move(self, report: Report) -> Response:
+        for _ in range(5):
+            try:
+                decision = await self._in_transaction(self._create_or_find, report)
+            except IntegrityError:
+                continue  # a twin request created it first: judge again
+            if isinstance(decision, Response):
+                return decision
+            if decision is None:  # the node exists now: the batch path judges it
+                return await self.submit(report)
+            owner = decision
+            if await self._liveness.is_up(owner["host"]):
+                raise FailedPrecondition(
+                    f"node {report.nodename} (uuid {owner['uuid']}) belongs to host "
+                    f"{owner['host']}, whose compute service is up; it moves to "
+                    f"{report.host} only once that service is down (or forced down)",
+                    reason="NODE_OWNED_BY_LIVE_HOST",
+                    metadata={"owner_host": owner["host"], "node_uuid": owner["uuid"]},
+                )
+            moved = await self._in_transaction(self._move, owner, report)
+            if moved is not None:
+                return moved
+        raise Aborted(
+            f"node {report.nodename} kept changing while host {report.host} reported it; report again",
+            reason="CONCURRENT_CHANGE",
+        )
+
+    async def _in_transaction(self, work: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        async with self._sessions() as session, session.begin():
+            result = await work(session, *args)
+        self._feed.poke()
+        return result
+
+    async def _create_or_find(
+        self, session: AsyncSession, report: Report
+    ) -> Response | dict[str, Any] | None:
+        """Create or restore the node; None if it exists now; the owner's row if another
+        host holds it (liveness is asked outside the transaction)."""
+        if await repo.node_by_key(session, report.host, report.nodename) is not None:
+            return None
+        owner = None
+        if report.node_uuid:
+            owner = await repo.node_by_uuid(
+                session, report.node_uuid, with_deleted=True, for_update=True
+            )
+        if owner is None:
+            return await self._store(session, None, report, ADDED, "compute node created")
+        if owner["deleted"]:
+            return await self._store(session, owner, report, ADDED, "deleted compute node restored")
+        if owner["host"] == report.host:
+            raise FailedPrecondition(
+                f"node {owner['uuid']} is {owner['nodename']} on host {report.host}, but the agent "
+                f"reports it as {report.nodename}; renaming a node is not supported: delete the "
+                "node first (hypervisor-delete) if the rename is intended",
+                reason="NODE_RENAMED",
+            )
+        return dict(owner)
+
+    async def _move(
+        self, session: AsyncSession, seen: dict[str, Any], report: Report
+    ) -> Response | None:
+        owner = await repo.node_by_uuid(session, seen["uuid"], for_update=True)
+        if owner is None or (owner["host"], owner["generation"]) != (
+            seen["host"],
+            seen["generation"],
+        ):
+            return None  # it changed since liveness was asked: judge again
+        log.warning(
+            "compute node moved to another host: its owner's compute service is down",
+            extra={"node_uuid": owner["uuid"], "nodename": report.nodename,
+                   "from_host": owner["host"], "to_host": report.host},
+        )  # fmt: skip
+        return await self._store(session, owner, report, MODIFIED, "compute node moved")
+
+    async def _store(
+        self,
+        session: AsyncSession,
+        existing: Any,
+        report: Report,
+        event_type: int,
+        what: str,
+    ) -> Response:
+        """Write the node of `report` under its host (new, restored or moved) with its
+        instances and an event."""
+        now = self._clock()
+        values: dict[str, Any] = {
+            **report.columns(),
+            "host": report.host,
+            "nodename": report.nodename,
+            "reported_at": now,
+            "updated_at": now,
+        }
+        if existing is None:
+            values.update(
+                uuid=report.node_uuid or str(uuidlib.uuid4()),
+                generation=1,
+                created_at=now,
+                deleted=0,
+            )
+            node_id = await repo.insert_node(session, values)
+            row = {**values, "id": node_id, "deleted_at": None}
+        else:
+            node_id = existing["id"]
+            values.update(generation=existing["generation"] + 1, deleted=0, deleted_at=None)
+            await repo.update_node(session, node_id, values)
+            row = {**dict(existing), **values}
+        await repo.replace_instances(session, [node_id], report.instance_rows(node_id))
+        claims = [i.claim_id for i in report.snapshot.instances]
+        await repo.CHANGES.add(session, event_type, "node", row["uuid"], _payload(row, claims), now)
+        log.info(
+            what, extra={"host": report.host, "nodename": report.nodename, "uuid": row["uuid"]}
+        )
+        return Response(node_uuid=row["uuid"], generation=row["generation"], changed=True)
+
+
+def _judge(row: dict[str, Any], report: Report) -> bool:
+    """Whether the snapshot changes the node; raises if it may not be applied at all."""
+    if report.node_uuid and report.node_uuid != row["uuid"]:
+        raise FailedPrecondition(
+            f"node {report.nodename} on host {report.host} has uuid {row['uuid']}, but the agent "
+            f"reports {report.node_uuid}: the agent's state belongs to another node",
+            reason="NODE_UUID_MISMATCH",
+        )
+    if not report.newer_than(row["boot_epoch"], row["sequence"]):
+        raise Aborted(
+            f"snapshot {report.sequence} of the tracker started {report.boot_epoch.isoformat()} "
+            f"is not newer than the stored one ({row['sequence']} of "
+            f"{row['boot_epoch'].isoformat()}); nothing changed",
+            reason="STALE_SNAPSHOT",
+            metadata={"stored_sequence": str(row["sequence"])},
+        )
+    return report.digest != row["digest"]
+
+
+def _payload(row: dict[str, Any], claims: list[str]) -> bytes:
+    return convert.node(row, claims).SerializeToString()

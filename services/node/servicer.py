@@ -1,0 +1,70 @@
+"""NodeService over gRPC: proto in, domain call, proto out. No rules live here."""
+
+from __future__ import annotations
+
+import asyncio
+
+from berth.client.errors import InvalidArgument
+from berth.v1 import node_pb2, node_pb2_grpc
+
+from services.common import auth, validation
+from services.node.events import NodeFeed
+from services.node.nodes import Nodes
+from services.node.reports import SnapshotWriter
+from services.node.snapshots import validate
+
+
+class NodeServicer(node_pb2_grpc.NodeServiceServicer):
+    def __init__(
+        self, nodes: Nodes, writer: SnapshotWriter, feed: NodeFeed, stopping: asyncio.Event
+    ) -> None:
+        self._nodes = nodes
+        self._writer = writer
+        self._feed = feed
+        self._stopping = stopping
+
+    async def ReportSnapshot(self, request, context):
+        if not request.HasField("snapshot"):
+            raise InvalidArgument.field("snapshot", "must be set")
+        report = validate(request.snapshot)
+        auth.require_host(report.host)  # an agent reports only for its own host
+        return await self._writer.submit(report)
+
+    async def ListComputeNodes(self, request, context):
+        host = validation.name("host", request.host, required=False)
+        nodes, token = await self._nodes.list_page(
+            host=host, pattern="", page_size=request.page_size, page_token=request.page_token
+        )
+        return node_pb2.ListComputeNodesResponse(nodes=nodes, next_page_token=token)
+
+    async def GetComputeNode(self, request, context):
+        return node_pb2.GetComputeNodeResponse(node=await self._nodes.get(request.node))
+
+    async def SearchComputeNodes(self, request, context):
+        pattern = validation.name("nodename_pattern", request.nodename_pattern)
+        nodes, token = await self._nodes.list_page(
+            host="", pattern=pattern, page_size=request.page_size, page_token=request.page_token
+        )
+        return node_pb2.SearchComputeNodesResponse(nodes=nodes, next_page_token=token)
+
+    async def GetStatistics(self, request, context):
+        return await self._nodes.statistics()
+
+    async def ListNodeInstances(self, request, context):
+        instances, token = await self._nodes.instances_page(request)
+        return node_pb2.ListNodeInstancesResponse(instances=instances, next_page_token=token)
+
+    async def GetHostUsage(self, request, context):
+        return await self._nodes.host_usage(request.host)
+
+    async def DeleteComputeNode(self, request, context):
+        await self._nodes.delete(request.node)
+        return node_pb2.DeleteComputeNodeResponse()
+
+    async def DeleteHostNodes(self, request, context):
+        return node_pb2.DeleteHostNodesResponse(deleted=await self._nodes.delete_host(request.host))
+
+    async def WatchComputeNodes(self, request, context):
+        stream = self._feed.watch(request.start_revision, self._nodes.listing, self._stopping)
+        async for event in stream:
+            yield event

@@ -1,0 +1,224 @@
+"""What a ResourceTracker may report: validation of a snapshot, and the values it stores.
+
+Every check names the offending field, so an agent with a bug learns what to fix; a
+snapshot that fails any check stores nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from berth.client.errors import InvalidArgument
+from berth.v1 import common_pb2, node_pb2
+
+from services.common import validation
+
+# Bounds well above any real machine or cluster and well below what the columns hold.
+MAX_VCPUS = 1 << 24
+MAX_MEMORY_MB = 1 << 42  # 4 EiB
+MAX_DISK_GB = 1 << 40
+MAX_RATIO = 1000.0
+MAX_INSTANCES = 10_000
+MAX_CPU_INFO = 65_536
+MAX_LIST = 1_000
+
+
+@dataclass(frozen=True)
+class Report:
+    """A validated snapshot: the node's key, its order, its content digest and its columns."""
+
+    snapshot: node_pb2.ResourceSnapshot
+    host: str
+    nodename: str
+    node_uuid: str
+    boot_epoch: datetime
+    sequence: int
+    digest: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.host, self.nodename
+
+    def newer_than(self, boot_epoch: datetime, sequence: int) -> bool:
+        return (self.boot_epoch, self.sequence) > (boot_epoch, sequence)
+
+    def columns(self) -> dict[str, Any]:
+        """compute_nodes values this snapshot sets (not identity, generation or times)."""
+        s = self.snapshot
+        details = node_pb2.ComputeNode(
+            pci_device_pools=s.pci_device_pools,
+            numa_topology=s.numa_topology if s.HasField("numa_topology") else None,
+            supported_instances=s.supported_instances,
+        )
+        return {
+            "hypervisor_type": s.hypervisor_type,
+            "hypervisor_version": s.hypervisor_version,
+            "cpu_info": s.cpu_info,
+            "vcpus": s.total.vcpus,
+            "memory_mb": s.total.memory_mb,
+            "local_gb": s.total.disk_gb,
+            "vcpus_used": s.used.vcpus,
+            "memory_mb_used": s.used.memory_mb,
+            "local_gb_used": s.used.disk_gb,
+            "free_ram_mb": s.total.memory_mb - s.used.memory_mb,
+            "free_disk_gb": s.total.disk_gb - s.used.disk_gb,
+            "disk_available_least": s.disk_available_least_gb,
+            "running_vms": len(s.instances),
+            "current_workload": s.current_workload,
+            "io_ops": s.io_ops,
+            "host_ip": s.host_ip,
+            "cpu_allocation_ratio": s.cpu_allocation_ratio,
+            "ram_allocation_ratio": s.ram_allocation_ratio,
+            "disk_allocation_ratio": s.disk_allocation_ratio,
+            "reserved_host_memory_mb": s.reserved_host_memory_mb,
+            "reserved_host_disk_mb": s.reserved_host_disk_mb,
+            "reserved_host_cpus": s.reserved_host_cpus,
+            "details": details.SerializeToString(deterministic=True),
+            "boot_epoch": self.boot_epoch,
+            "sequence": self.sequence,
+            "digest": self.digest,
+        }
+
+    def instance_rows(self, node_id: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "node_id": node_id,
+                "uuid": i.uuid,
+                "project_id": i.project_id,
+                "user_id": i.user_id,
+                "vcpus": i.resources.vcpus,
+                "memory_mb": i.resources.memory_mb,
+                "disk_gb": i.resources.disk_gb,
+                "state": i.state,
+                "claim_id": i.claim_id,
+            }
+            for i in self.snapshot.instances
+        ]
+
+
+def validate(snapshot: node_pb2.ResourceSnapshot) -> Report:
+    """Check every field; returns the report or raises INVALID_ARGUMENT naming the field."""
+    host = validation.name("snapshot.host", snapshot.host)
+    nodename = validation.name("snapshot.nodename", snapshot.nodename)
+    node_uuid = (
+        validation.uuid("snapshot.node_uuid", snapshot.node_uuid) if snapshot.node_uuid else ""
+    )
+    if not snapshot.HasField("boot_epoch"):
+        raise InvalidArgument.field("snapshot.boot_epoch", "must be set (when the tracker started)")
+    if snapshot.sequence < 0:
+        raise InvalidArgument.field("snapshot.sequence", "must not be negative")
+    validation.name("snapshot.hypervisor_type", snapshot.hypervisor_type)
+    validation.text("snapshot.hypervisor_version", snapshot.hypervisor_version)
+    validation.text("snapshot.cpu_info", snapshot.cpu_info, max_length=MAX_CPU_INFO)
+    if snapshot.host_ip:
+        try:
+            ipaddress.ip_address(snapshot.host_ip)
+        except ValueError:
+            raise InvalidArgument.field("snapshot.host_ip", "must be an IP address") from None
+    _resources("snapshot.total", snapshot.total)
+    _resources("snapshot.used", snapshot.used)
+    ratios = {
+        "cpu_allocation_ratio": snapshot.cpu_allocation_ratio,
+        "ram_allocation_ratio": snapshot.ram_allocation_ratio,
+        "disk_allocation_ratio": snapshot.disk_allocation_ratio,
+    }
+    for name, ratio in ratios.items():
+        if not 0 < ratio <= MAX_RATIO:  # also refuses NaN
+            raise InvalidArgument.field(f"snapshot.{name}", f"must be in (0, {MAX_RATIO:g}]")
+    _used_within_capacity(snapshot)
+    for name in ("reserved_host_memory_mb", "reserved_host_disk_mb", "reserved_host_cpus"):
+        if getattr(snapshot, name) < 0:
+            raise InvalidArgument.field(f"snapshot.{name}", "must not be negative")
+    for name in ("current_workload", "io_ops"):
+        if getattr(snapshot, name) < 0:
+            raise InvalidArgument.field(f"snapshot.{name}", "must not be negative")
+    _lists(snapshot)
+    _instances(snapshot)
+    epoch = snapshot.boot_epoch.ToDatetime(tzinfo=UTC)  # microseconds, as the column keeps
+    return Report(snapshot, host, nodename, node_uuid, epoch, snapshot.sequence, _digest(snapshot))
+
+
+def _resources(field: str, resources: common_pb2.Resources) -> None:
+    limits = (("vcpus", MAX_VCPUS), ("memory_mb", MAX_MEMORY_MB), ("disk_gb", MAX_DISK_GB))
+    for name, limit in limits:
+        value = getattr(resources, name)
+        if value < 0:
+            raise InvalidArgument.field(f"{field}.{name}", f"must not be negative (got {value})")
+        if value > limit:
+            raise InvalidArgument.field(f"{field}.{name}", f"must be at most {limit} (got {value})")
+
+
+def _used_within_capacity(s: node_pb2.ResourceSnapshot) -> None:
+    """Used may exceed the total by the allocation ratio (overcommit), never beyond it."""
+    checks = (
+        ("vcpus", s.cpu_allocation_ratio),
+        ("memory_mb", s.ram_allocation_ratio),
+        ("disk_gb", s.disk_allocation_ratio),
+    )
+    for name, ratio in checks:
+        used, total = getattr(s.used, name), getattr(s.total, name)
+        if used > total * ratio:
+            raise InvalidArgument.field(
+                f"snapshot.used.{name}",
+                f"{used} is more than the total {total} times the allocation ratio {ratio:g} allows",
+            )
+
+
+def _lists(s: node_pb2.ResourceSnapshot) -> None:
+    if len(s.supported_instances) > MAX_LIST:
+        raise InvalidArgument.field("snapshot.supported_instances", f"at most {MAX_LIST} entries")
+    for i, triple in enumerate(s.supported_instances):
+        validation.name(f"snapshot.supported_instances[{i}]", triple)
+    if len(s.pci_device_pools) > MAX_LIST:
+        raise InvalidArgument.field("snapshot.pci_device_pools", f"at most {MAX_LIST} pools")
+    for i, pool in enumerate(s.pci_device_pools):
+        if pool.count < 0:
+            raise InvalidArgument.field(
+                f"snapshot.pci_device_pools[{i}].count", "must not be negative"
+            )
+    for i, cell in enumerate(s.numa_topology.cells):
+        if cell.memory_mb < 0 or cell.cpu_usage < 0 or cell.memory_usage_mb < 0:
+            raise InvalidArgument.field(
+                f"snapshot.numa_topology.cells[{i}]", "amounts must not be negative"
+            )
+
+
+def _instances(s: node_pb2.ResourceSnapshot) -> None:
+    if len(s.instances) > MAX_INSTANCES:
+        raise InvalidArgument.field(
+            "snapshot.instances",
+            f"at most {MAX_INSTANCES} instances per node (got {len(s.instances)})",
+        )
+    seen: set[str] = set()
+    for i, instance in enumerate(s.instances):
+        field = f"snapshot.instances[{i}]"
+        uuid = validation.uuid(f"{field}.uuid", instance.uuid)
+        if uuid in seen:
+            raise InvalidArgument.field(f"{field}.uuid", f"instance {uuid} is listed twice")
+        seen.add(uuid)
+        instance.uuid = uuid  # canonical form, so digests and lookups agree
+        validation.name(f"{field}.project_id", instance.project_id)
+        validation.name(f"{field}.user_id", instance.user_id, required=False)
+        validation.enum(f"{field}.state", instance.state, node_pb2.InstanceState)
+        validation.text(f"{field}.claim_id", instance.claim_id, max_length=64)
+        _resources(f"{field}.resources", instance.resources)
+
+
+def _digest(snapshot: node_pb2.ResourceSnapshot) -> str:
+    """The content of a snapshot, without who sent it when: equal digests, equal state."""
+    content = node_pb2.ResourceSnapshot()
+    content.CopyFrom(snapshot)
+    for name in ("host", "nodename", "node_uuid", "boot_epoch", "sequence", "instances"):
+        content.ClearField(name)
+    for instance in sorted(snapshot.instances, key=lambda i: i.uuid):
+        copy = content.instances.add()
+        copy.CopyFrom(instance)
+        for name in ("node_uuid", "host", "nodename"):
+            copy.ClearField(name)
+    return hashlib.blake2b(
+        content.SerializeToString(deterministic=True), digest_size=16
+    ).hexdigest()

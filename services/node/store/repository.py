@@ -1,0 +1,232 @@
+"""Every query the node service runs. Callers pass the session; this module owns the SQL.
+
+Rows come back as mappings (Core, not ORM objects): snapshots are written in batches of
+hundreds, where identity-mapped objects would cost more than they give.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.changefeed import ChangeLog
+from services.node.store.models import ComputeNode, Event, NodeInstance, RevisionCounter
+
+CHANGES = ChangeLog(RevisionCounter, Event)
+
+NODES = ComputeNode.__table__
+INSTANCES = NodeInstance.__table__
+LIVE = NODES.c.deleted == 0
+
+# --- one node ---------------------------------------------------------------------------
+
+
+async def node_by_uuid(
+    session: AsyncSession, uuid: str, *, with_deleted: bool = False, for_update: bool = False
+) -> RowMapping | None:
+    query = select(NODES).where(NODES.c.uuid == uuid)
+    if not with_deleted:
+        query = query.where(LIVE)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).mappings().one_or_none()
+
+
+async def node_by_key(
+    session: AsyncSession, host: str, nodename: str, *, for_update: bool = False
+) -> RowMapping | None:
+    query = select(NODES).where(NODES.c.host == host, NODES.c.nodename == nodename, LIVE)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).mappings().one_or_none()
+
+
+async def insert_node(session: AsyncSession, values: Mapping[str, Any]) -> int:
+    result = await session.execute(insert(NODES).values(**values))
+    return int(result.inserted_primary_key[0])
+
+
+async def update_node(session: AsyncSession, node_id: int, values: Mapping[str, Any]) -> None:
+    await session.execute(update(NODES).where(NODES.c.id == node_id).values(**values))
+
+
+# --- many nodes -------------------------------------------------------------------------
+
+
+async def nodes_by_keys(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], RowMapping]:
+    """Live nodes by (host, nodename), locked in id order so concurrent batches cannot
+    deadlock each other."""
+    query = (
+        select(NODES)
+        .where(LIVE, tuple_(NODES.c.host, NODES.c.nodename).in_(keys))
+        .order_by(NODES.c.id)
+        .with_for_update()
+    )
+    rows = (await session.execute(query)).mappings().all()
+    return {(row["host"], row["nodename"]): row for row in rows}
+
+
+# Columns every changed snapshot rewrites: one statement shape, so one executemany.
+_SNAPSHOT_COLUMNS = (
+    "hypervisor_type", "hypervisor_version", "cpu_info", "vcpus", "memory_mb", "local_gb",
+    "vcpus_used", "memory_mb_used", "local_gb_used", "free_ram_mb", "free_disk_gb",
+    "disk_available_least", "running_vms", "current_workload", "io_ops", "host_ip",
+    "cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio",
+    "reserved_host_memory_mb", "reserved_host_disk_mb", "reserved_host_cpus", "details",
+    "boot_epoch", "sequence", "digest", "generation", "reported_at", "updated_at",
+)  # fmt: skip
+
+
+async def rewrite_nodes(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Store changed snapshots: every snapshot column of each row, by id."""
+    if not rows:
+        return
+    statement = (
+        update(NODES)
+        .where(NODES.c.id == bindparam("b_id"))
+        .values({name: bindparam(f"b_{name}") for name in _SNAPSHOT_COLUMNS})
+    )
+    params = [
+        {"b_id": row["id"], **{f"b_{name}": row[name] for name in _SNAPSHOT_COLUMNS}}
+        for row in rows
+    ]
+    await session.execute(statement, params)
+
+
+async def touch_nodes(
+    session: AsyncSession, touches: Sequence[tuple[int, datetime, int, datetime]]
+) -> None:
+    """Record (id, boot epoch, sequence, now) of unchanged snapshots: no generation, no event."""
+    if not touches:
+        return
+    statement = (
+        update(NODES)
+        .where(NODES.c.id == bindparam("b_id"))
+        .values(
+            boot_epoch=bindparam("b_epoch", type_=NODES.c.boot_epoch.type),
+            sequence=bindparam("b_sequence"),
+            reported_at=bindparam("b_now", type_=NODES.c.reported_at.type),
+        )
+    )
+    await session.execute(
+        statement,
+        [{"b_id": i, "b_epoch": e, "b_sequence": s, "b_now": n} for i, e, s, n in touches],
+    )
+
+
+async def list_nodes(
+    session: AsyncSession,
+    *,
+    host: str = "",
+    nodename_contains: str = "",
+    after_id: int | None = None,
+    limit: int = 100,
+) -> Sequence[RowMapping]:
+    query = select(NODES).where(LIVE).order_by(NODES.c.id).limit(limit)
+    if host:
+        query = query.where(NODES.c.host == host)
+    if nodename_contains:
+        escaped = nodename_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(NODES.c.nodename.like(f"%{escaped}%", escape="\\"))
+    if after_id is not None:
+        query = query.where(NODES.c.id > after_id)
+    return (await session.execute(query)).mappings().all()
+
+
+_SUMMED = (
+    "vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
+    "free_ram_mb", "free_disk_gb", "disk_available_least", "running_vms", "current_workload",
+)  # fmt: skip
+
+
+async def statistics(session: AsyncSession) -> RowMapping:
+    """Count and sums over every live node (hypervisor-stats)."""
+    sums = (func.coalesce(func.sum(NODES.c[name]), 0).label(name) for name in _SUMMED)
+    query = select(func.count().label("count"), *sums).where(LIVE)
+    return (await session.execute(query)).mappings().one()
+
+
+async def soft_delete_nodes(session: AsyncSession, node_ids: Sequence[int], now: datetime) -> None:
+    """Delete nodes (keeping their rows) and forget their instances."""
+    if not node_ids:
+        return
+    await session.execute(delete(INSTANCES).where(INSTANCES.c.node_id.in_(node_ids)))
+    await session.execute(
+        update(NODES)
+        .where(NODES.c.id.in_(node_ids))
+        .values(deleted=NODES.c.id, deleted_at=now, updated_at=now)
+    )
+
+
+# --- instances --------------------------------------------------------------------------
+
+
+async def replace_instances(
+    session: AsyncSession, node_ids: Sequence[int], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Make `rows` the instances of `node_ids` (a changed snapshot lists all of them)."""
+    if node_ids:
+        await session.execute(delete(INSTANCES).where(INSTANCES.c.node_id.in_(node_ids)))
+    if rows:
+        await session.execute(insert(INSTANCES), list(rows))
+
+
+async def claim_ids(session: AsyncSession, node_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The claim ids of the instances on these nodes, by node (in chunks: drivers cap
+    bind parameters, asyncpg at 32767)."""
+    ids = list(node_ids)
+    result: dict[int, list[str]] = defaultdict(list)
+    for start in range(0, len(ids), 1000):
+        query = select(INSTANCES.c.node_id, INSTANCES.c.claim_id).where(
+            INSTANCES.c.node_id.in_(ids[start : start + 1000]), INSTANCES.c.claim_id != ""
+        )
+        for node_id, claim in (await session.execute(query)).all():
+            result[node_id].append(claim)
+    return result
+
+
+async def instances_of(
+    session: AsyncSession, node_ids: Sequence[int], *, after_id: int | None, limit: int
+) -> Sequence[RowMapping]:
+    query = (
+        select(INSTANCES)
+        .where(INSTANCES.c.node_id.in_(node_ids))
+        .order_by(INSTANCES.c.id)
+        .limit(limit)
+    )
+    if after_id is not None:
+        query = query.where(INSTANCES.c.id > after_id)
+    return (await session.execute(query)).mappings().all()
+
+
+async def instance_count(session: AsyncSession, node_ids: Sequence[int]) -> int:
+    if not node_ids:
+        return 0
+    query = select(func.count()).where(INSTANCES.c.node_id.in_(node_ids))
+    return int((await session.execute(query)).scalar_one())
+
+
+async def usage_by_project(session: AsyncSession, node_ids: Sequence[int]) -> Sequence[Any]:
+    """(project_id, instances, vcpus, memory_mb, disk_gb) on these nodes, by project."""
+    c = INSTANCES.c
+    query = (
+        select(
+            c.project_id,
+            func.count().label("instances"),
+            func.sum(c.vcpus).label("vcpus"),
+            func.sum(c.memory_mb).label("memory_mb"),
+            func.sum(c.disk_gb).label("disk_gb"),
+        )
+        .where(c.node_id.in_(node_ids))
+        .group_by(c.project_id)
+        .order_by(c.project_id)
+    )
+    return (await session.execute(query)).all()

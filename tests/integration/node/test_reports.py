@@ -1,0 +1,119 @@
+"""ReportSnapshot: creation, change detection, order, identity."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid as uuidlib
+from datetime import timedelta
+
+import grpc
+from berth.v1 import node_pb2
+
+from tests.integration.node.support import EPOCH, by_key, instance, report, snapshot
+from tests.integration.registry.support import status_of
+
+
+async def _get(nodes, host: str, nodename: str | None = None) -> node_pb2.ComputeNode:
+    return (
+        await nodes.GetComputeNode(node_pb2.GetComputeNodeRequest(node=by_key(host, nodename)))
+    ).node
+
+
+async def test_the_first_snapshot_creates_the_node_with_the_agents_uuid(nodes):
+    node_uuid = str(uuidlib.uuid4())
+    vm = instance(claim_id="claim-1")
+    response = await report(nodes, snapshot("kvm-1", node_uuid=node_uuid, instances=(vm,)))
+    assert response.changed and response.node_uuid == node_uuid and response.generation == 1
+    node = await _get(nodes, "kvm-1")
+    assert node.uuid == node_uuid and node.hypervisor_type == "QEMU"
+    assert (node.total.vcpus, node.total.memory_mb, node.total.disk_gb) == (16, 32768, 500)
+    assert (node.used.vcpus, node.used.memory_mb, node.used.disk_gb) == (2, 2048 + 512, 20)
+    assert node.free_ram_mb == 32768 - 2560 and node.free_disk_gb == 480
+    assert node.running_vms == 1 and list(node.claim_ids) == ["claim-1"]
+    assert node.reserved_host_memory_mb == 512 and node.ram_allocation_ratio == 1.5
+
+
+async def test_without_a_uuid_the_service_assigns_one_that_never_changes(nodes):
+    first = await report(nodes, snapshot("kvm-1"))
+    later = await report(nodes, snapshot("kvm-1", sequence=2, vcpus=32))
+    assert uuidlib.UUID(first.node_uuid) and later.node_uuid == first.node_uuid
+
+
+async def test_an_unchanged_snapshot_keeps_the_generation_and_a_change_bumps_it(nodes):
+    await report(nodes, snapshot("kvm-1", sequence=1))
+    same = await report(nodes, snapshot("kvm-1", sequence=2))
+    assert not same.changed and same.generation == 1
+    changed = await report(nodes, snapshot("kvm-1", sequence=3, instances=(instance(),)))
+    assert changed.changed and changed.generation == 2
+    assert (await _get(nodes, "kvm-1")).running_vms == 1
+
+
+async def test_instance_order_does_not_make_a_change(nodes):
+    a, b = instance(), instance()
+    await report(nodes, snapshot("kvm-1", sequence=1, instances=(a, b)))
+    again = await report(nodes, snapshot("kvm-1", sequence=2, instances=(b, a)))
+    assert not again.changed
+
+
+async def test_an_older_or_replayed_snapshot_is_aborted_and_changes_nothing(nodes):
+    await report(nodes, snapshot("kvm-1", sequence=5, vcpus=16))
+    await report(nodes, snapshot("kvm-1", sequence=6, vcpus=16))  # unchanged, but seen
+    for sequence in (6, 4, 5):
+        code = await status_of(report(nodes, snapshot("kvm-1", sequence=sequence, vcpus=64)))
+        assert code is grpc.StatusCode.ABORTED
+    node = await _get(nodes, "kvm-1")
+    assert node.total.vcpus == 16 and node.generation == 1
+
+
+async def test_a_new_boot_epoch_starts_the_sequence_again(nodes):
+    await report(nodes, snapshot("kvm-1", sequence=90))
+    restarted = snapshot("kvm-1", sequence=1, vcpus=8, boot=EPOCH + timedelta(minutes=5))
+    assert (await report(nodes, restarted)).changed
+    stale = snapshot("kvm-1", sequence=91, vcpus=4)  # the old tracker's epoch
+    assert await status_of(report(nodes, stale)) is grpc.StatusCode.ABORTED
+    assert (await _get(nodes, "kvm-1")).total.vcpus == 8
+
+
+async def test_a_snapshot_with_another_nodes_uuid_is_refused(nodes):
+    await report(nodes, snapshot("kvm-1", node_uuid=str(uuidlib.uuid4())))
+    other = snapshot("kvm-1", sequence=2, node_uuid=str(uuidlib.uuid4()))
+    assert await status_of(report(nodes, other)) is grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_renamed_node_is_refused(nodes):
+    node_uuid = str(uuidlib.uuid4())
+    await report(nodes, snapshot("kvm-1", "old-name", node_uuid=node_uuid))
+    renamed = snapshot("kvm-1", "new-name", sequence=2, node_uuid=node_uuid)
+    assert await status_of(report(nodes, renamed)) is grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_deleted_node_reported_again_comes_back_with_its_uuid(nodes):
+    node_uuid = str(uuidlib.uuid4())
+    await report(nodes, snapshot("kvm-1", node_uuid=node_uuid))
+    await nodes.DeleteComputeNode(node_pb2.DeleteComputeNodeRequest(node=by_key("kvm-1")))
+    back = await report(nodes, snapshot("kvm-1", sequence=2, node_uuid=node_uuid))
+    assert back.changed and back.node_uuid == node_uuid and back.generation == 2
+
+
+async def test_many_agents_reporting_at_once_each_get_their_node(nodes):
+    hosts = [f"kvm-{i}" for i in range(60)]
+    first = await asyncio.gather(*(report(nodes, snapshot(h)) for h in hosts))
+    second = await asyncio.gather(
+        *(report(nodes, snapshot(h, sequence=2, instances=(instance(),))) for h in hosts)
+    )
+    assert len({r.node_uuid for r in first}) == 60
+    assert all(r.changed and r.generation == 2 for r in second)
+    listed = await nodes.ListComputeNodes(node_pb2.ListComputeNodesRequest(page_size=1000))
+    assert sorted(n.host for n in listed.nodes) == sorted(hosts)
+    assert all(n.running_vms == 1 for n in listed.nodes)
+
+
+async def test_racing_snapshots_of_one_node_leave_the_newest(nodes):
+    await report(nodes, snapshot("kvm-1", sequence=1))
+    results = await asyncio.gather(
+        *(report(nodes, snapshot("kvm-1", sequence=s, vcpus=s)) for s in range(2, 30)),
+        return_exceptions=True,
+    )
+    accepted = [r for r in results if not isinstance(r, BaseException)]
+    assert accepted, "at least the newest snapshot lands"
+    assert (await _get(nodes, "kvm-1")).total.vcpus == 29
