@@ -147,17 +147,17 @@ class Nodes:
             host=host,
             total=summed("vcpus", "memory_mb", "local_gb", nodes),
             used_now=summed("vcpus_used", "memory_mb_used", "local_gb_used", nodes),
-            used_max=summed("vcpus", "memory_mb", "disk_gb", [p._mapping for p in projects]),
+            used_max=summed("vcpus", "memory_mb", "disk_gb", projects),
             projects=[
                 node_pb2.ProjectUsage(
-                    project_id=p.project_id,
+                    project_id=p["project_id"],
                     resources=common_pb2.Resources(
-                        vcpus=p.vcpus, memory_mb=p.memory_mb, disk_gb=p.disk_gb
+                        vcpus=p["vcpus"], memory_mb=p["memory_mb"], disk_gb=p["disk_gb"]
                     ),
                 )
                 for p in projects
             ],
-            instance_count=sum(p.instances for p in projects),
+            instance_count=sum(p["instances"] for p in projects),
         )
 
     async def delete(self, ref: node_pb2.ComputeNodeRef) -> None:

@@ -147,11 +147,12 @@ _SUMMED = (
 )  # fmt: skip
 
 
-async def statistics(session: AsyncSession) -> RowMapping:
+async def statistics(session: AsyncSession) -> dict[str, int]:
     """Count and sums over every live node (hypervisor-stats)."""
     sums = (func.coalesce(func.sum(NODES.c[name]), 0).label(name) for name in _SUMMED)
     query = select(func.count().label("count"), *sums).where(LIVE)
-    return (await session.execute(query)).mappings().one()
+    row = (await session.execute(query)).mappings().one()
+    return {name: int(value) for name, value in row.items()}  # PostgreSQL sums are Decimal
 
 
 async def soft_delete_nodes(session: AsyncSession, node_ids: Sequence[int], now: datetime) -> None:
@@ -214,8 +215,8 @@ async def instance_count(session: AsyncSession, node_ids: Sequence[int]) -> int:
     return int((await session.execute(query)).scalar_one())
 
 
-async def usage_by_project(session: AsyncSession, node_ids: Sequence[int]) -> Sequence[Any]:
-    """(project_id, instances, vcpus, memory_mb, disk_gb) on these nodes, by project."""
+async def usage_by_project(session: AsyncSession, node_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """{project_id, instances, vcpus, memory_mb, disk_gb} on these nodes, by project."""
     c = INSTANCES.c
     query = (
         select(
@@ -229,4 +230,5 @@ async def usage_by_project(session: AsyncSession, node_ids: Sequence[int]) -> Se
         .group_by(c.project_id)
         .order_by(c.project_id)
     )
-    return (await session.execute(query)).all()
+    rows = (await session.execute(query)).mappings().all()
+    return [{k: v if k == "project_id" else int(v) for k, v in row.items()} for row in rows]
