@@ -20,6 +20,7 @@ from services.registry.events import ServiceFeed, service_feed
 from services.registry.heartbeats import HeartbeatBatcher
 from services.registry.host_servicer import HostServicer
 from services.registry.liveness import Clock, Liveness, utcnow
+from services.registry.node_link import NodeLink
 from services.registry.servicer import RegistryServicer
 from services.registry.services_table import ServicesTable
 from services.registry.settings import RegistrySettings
@@ -66,6 +67,7 @@ class Registry:
     liveness: Liveness
     health: object
     stopping: asyncio.Event
+    node_link: NodeLink
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     reporter: ServiceReporter | None = None
 
@@ -88,6 +90,7 @@ class Registry:
                 await task
         await self.feed.stop()
         await self.heartbeats.stop()
+        await self.node_link.close()
         await self.engine.dispose()
 
 
@@ -116,7 +119,14 @@ async def start_registry(
     feed = service_feed(
         sessions, poll_interval_s=settings.watch_poll_interval, retention=settings.event_retention
     )
-    services = ServicesTable(sessions, liveness, feed, settings.default_availability_zone)
+    node_link = NodeLink(settings, settings.node_url)
+
+    async def delete_host_nodes(host: str) -> None:
+        await node_link.delete_host_nodes(host)
+
+    services = ServicesTable(
+        sessions, liveness, feed, settings.default_availability_zone, delete_host_nodes
+    )
     aggregates = Aggregates(sessions, liveness, feed, services)
     heartbeats = HeartbeatBatcher(engine, sessions, liveness, settings.report_interval)
     feed.add_listener(heartbeats.on_event)
@@ -131,7 +141,7 @@ async def start_registry(
         settings.service_down_time,
         stopping,
     )
-    host_servicer = HostServicer(sessions, services)
+    host_servicer = HostServicer(sessions, services, node_link)
     spec = ServiceSpec(
         registrars=[
             lambda s: registry_pb2_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s),
@@ -147,7 +157,7 @@ async def start_registry(
     heartbeats.start()
     await server.start()
     registry = Registry(
-        server, port, engine, feed, heartbeats, services, liveness, health, stopping
+        server, port, engine, feed, heartbeats, services, liveness, health, stopping, node_link
     )
     registry.tasks.append(
         asyncio.create_task(

@@ -1,4 +1,4 @@
-"""HostService over gRPC (Nova's os-hosts): host-list now; describe, update, action later."""
+"""HostService over gRPC (Nova's os-hosts): host-list, host-describe; update and action later."""
 
 from __future__ import annotations
 
@@ -7,14 +7,21 @@ from berth.v1 import host_pb2, host_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import paging, validation
+from services.registry.node_link import NodeLink
 from services.registry.services_table import ServicesTable
 from services.registry.store import repository as repo
 
 
 class HostServicer(host_pb2_grpc.HostServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], services: ServicesTable) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        services: ServicesTable,
+        node_link: NodeLink,
+    ) -> None:
         self._sessions = sessions
         self._services = services
+        self._node_link = node_link
 
     async def ListHosts(self, request, context):
         """One row per live service, as os-hosts: (host_name, service topic, zone)."""
@@ -49,11 +56,19 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
         return host_pb2.ListHostsResponse(hosts=rows, next_page_token=token)
 
     async def DescribeHost(self, request, context):
-        validation.name("host", request.host)
-        raise Unimplemented(
-            "host-describe needs the node service, which this release does not run yet",
-            reason="NOT_YET_AVAILABLE",
-        )
+        """Rows as Nova's os-hosts show: (total), (used_now), (used_max), then each project."""
+        host = validation.name("host", request.host)
+        usage = await self._node_link.host_usage(host)
+        rows = [
+            host_pb2.HostResourceRow(host=host, project="(total)", resources=usage.total),
+            host_pb2.HostResourceRow(host=host, project="(used_now)", resources=usage.used_now),
+            host_pb2.HostResourceRow(host=host, project="(used_max)", resources=usage.used_max),
+        ]
+        rows += [
+            host_pb2.HostResourceRow(host=host, project=p.project_id, resources=p.resources)
+            for p in usage.projects
+        ]
+        return host_pb2.DescribeHostResponse(rows=rows)
 
     async def UpdateHost(self, request, context):
         validation.name("host", request.host)

@@ -23,5 +23,6 @@ class RegistrySettings(CommonSettings):
     watch_poll_interval: float = Field(0.25, gt=0)
     event_retention: int = Field(100_000, ge=1000, description="events kept for watchers resuming")
     auto_migrate: bool = Field(True, description="walk the schema to head at start")
-    # The node service, asked before a compute service is deleted; empty until it exists.
-    node_url: str = ""
+    # The node service: host-describe reads its usage, and a compute service is deleted
+    # only after the node service deleted the host's nodes (refused while instances remain).
+    node_url: str = Field("127.0.0.1:50052", min_length=1)

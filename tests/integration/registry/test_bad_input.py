@@ -121,6 +121,8 @@ async def test_a_malformed_uuid_and_a_missing_reference_are_refused(stub):
 
 async def test_unimplemented_host_verbs_say_so_in_a_sentence(hosts):
     with pytest.raises(aio.AioRpcError) as err:
-        await hosts.DescribeHost(host_pb2.DescribeHostRequest(host="c1"))
+        await hosts.HostAction(
+            host_pb2.HostActionRequest(host="c1", action=host_pb2.POWER_ACTION_REBOOT)
+        )
     assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
-    assert "node service" in err.value.details()
+    assert "not implemented yet" in err.value.details()
