@@ -1,4 +1,4 @@
-"""A fake registry client for CLI tests: records each call, answers from canned data."""
+"""Fake registry and node clients for CLI tests: record each call, answer from canned data."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import io
 from typing import Any
 
 from berth.cli.main import main
+from berth.client import errors
 from berth.v1 import common_pb2
 from berth.v1 import host_pb2 as hpb
+from berth.v1 import node_pb2 as npb
 from berth.v1 import registry_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -104,9 +106,21 @@ class FakeRegistry:
         self._record("describe_host", host)
         total = common_pb2.Resources(vcpus=16, memory_mb=65536, disk_gb=900)
         used = common_pb2.Resources(vcpus=4, memory_mb=8192, disk_gb=80)
+        used_max = common_pb2.Resources(vcpus=3, memory_mb=6144, disk_gb=60)
         return [
             hpb.HostResourceRow(host=host, project="(total)", resources=total),
             hpb.HostResourceRow(host=host, project="(used_now)", resources=used),
+            hpb.HostResourceRow(host=host, project="(used_max)", resources=used_max),
+            hpb.HostResourceRow(
+                host=host,
+                project="p-alpha",
+                resources=common_pb2.Resources(vcpus=2, memory_mb=4096, disk_gb=40),
+            ),
+            hpb.HostResourceRow(
+                host=host,
+                project="p-beta",
+                resources=common_pb2.Resources(vcpus=1, memory_mb=2048, disk_gb=20),
+            ),
         ]
 
     def create_aggregate(self, name: str, **kwargs: Any) -> pb.Aggregate:
@@ -137,19 +151,161 @@ class FakeRegistry:
         return aggregate(name=name)
 
 
+NODE_UUID = "3d0c5a8e-7b6f-4e1d-9c2b-1a2b3c4d5e6f"
+IRONIC_UUID = "9a9a9a9a-1b1b-4c4c-8d8d-0e0e0e0e0e0e"
+
+
+def node(**fields: Any) -> npb.ComputeNode:
+    defaults: dict[str, Any] = dict(
+        uuid=NODE_UUID,
+        host="cmp1",
+        nodename="cmp1",
+        hypervisor_type="fake",
+        hypervisor_version="1.0",
+        cpu_info='{"arch": "x86_64"}',
+        total=common_pb2.Resources(vcpus=16, memory_mb=65536, disk_gb=900),
+        used=common_pb2.Resources(vcpus=4, memory_mb=8704, disk_gb=80),
+        free_ram_mb=56832,
+        free_disk_gb=820,
+        disk_available_least_gb=800,
+        running_vms=2,
+        current_workload=1,
+        host_ip="192.0.2.10",
+        cpu_allocation_ratio=16.0,
+        ram_allocation_ratio=1.5,
+        disk_allocation_ratio=1.0,
+        reserved_host_memory_mb=512,
+        reserved_host_disk_mb=0,
+        reserved_host_cpus=0,
+        pci_device_pools=[
+            npb.PciDevicePool(vendor_id="8086", product_id="1520", count=4),
+            npb.PciDevicePool(vendor_id="10de", product_id="1db4", count=2),
+        ],
+        numa_topology=npb.NumaTopology(
+            cells=[
+                npb.NumaCell(id=0, cpus=[0, 1, 2, 3], memory_mb=32768, cpu_usage=2),
+                npb.NumaCell(id=1, cpus=[4, 5, 6, 7], memory_mb=32768, memory_usage_mb=4096),
+            ]
+        ),
+        supported_instances=["x86_64/fake/hvm", "i686/fake/hvm"],
+        generation=7,
+        created_at=Timestamp(seconds=1_700_000_000),
+        updated_at=Timestamp(seconds=1_700_000_060, nanos=500_000_000),
+    )
+    defaults.update(fields)
+    return npb.ComputeNode(**defaults)
+
+
+def instance(**fields: Any) -> npb.Instance:
+    defaults: dict[str, Any] = dict(
+        uuid="inst-1",
+        project_id="p-alpha",
+        user_id="u-1",
+        resources=common_pb2.Resources(vcpus=2, memory_mb=4096, disk_gb=40),
+        state=npb.INSTANCE_STATE_ACTIVE,
+        node_uuid=NODE_UUID,
+        host="cmp1",
+        nodename="cmp1",
+    )
+    defaults.update(fields)
+    return npb.Instance(**defaults)
+
+
+class FakeNode:
+    """Stands in for NodeClient: cmp1 (one node, up), cmp2 (one node, its service down and
+    disabled), ironic-1 (two bare-metal nodes, no compute service) and `shared`, a
+    nodename two hosts have."""
+
+    def __init__(self, fail: dict[str, BaseException] | None = None) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.fail = fail or {}
+        self.closed = False
+        self.nodes = [
+            node(),
+            node(uuid="n2", host="cmp2", nodename="cmp2"),
+            node(uuid=IRONIC_UUID, host="ironic-1", nodename="bm-0", hypervisor_type="ironic"),
+            node(uuid="n4", host="ironic-1", nodename="bm-1", hypervisor_type="ironic"),
+            node(uuid="n5", host="cmp1", nodename="shared"),
+            node(uuid="n6", host="cmp2", nodename="shared"),
+        ]
+
+    def __enter__(self) -> FakeNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+
+    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((name, args, kwargs))
+        if name in self.fail:
+            raise self.fail[name]
+
+    def list_nodes(self, **kwargs: Any) -> Any:
+        self._record("list_nodes", **kwargs)
+        host = kwargs.get("host", "")
+        return iter([n for n in self.nodes if not host or n.host == host])
+
+    def get_node(self, **kwargs: Any) -> npb.ComputeNode:
+        self._record("get_node", **kwargs)
+        for candidate in self.nodes:
+            if candidate.uuid == kwargs.get("uuid") or (
+                (candidate.host, candidate.nodename) == (kwargs.get("host"), kwargs.get("nodename"))
+            ):
+                return candidate
+        raise errors.NotFound("no such compute node")
+
+    def search_nodes(self, pattern: str) -> Any:
+        self._record("search_nodes", pattern)
+        return iter([n for n in self.nodes if pattern in n.nodename])
+
+    def statistics(self) -> npb.GetStatisticsResponse:
+        self._record("statistics")
+        return npb.GetStatisticsResponse(
+            count=3,
+            total=common_pb2.Resources(vcpus=48, memory_mb=196608, disk_gb=2700),
+            used=common_pb2.Resources(vcpus=12, memory_mb=26112, disk_gb=240),
+            free_ram_mb=170496,
+            free_disk_gb=2460,
+            disk_available_least_gb=2400,
+            running_vms=6,
+            current_workload=1,
+        )
+
+    def node_instances(self, **kwargs: Any) -> Any:
+        self._record("node_instances", **kwargs)
+        return iter(
+            [
+                instance(),
+                instance(
+                    uuid="inst-2",
+                    project_id="",
+                    user_id="",
+                    state=npb.INSTANCE_STATE_UNSPECIFIED,
+                ),
+            ]
+        )
+
+
 class Run:
-    """One `berth` invocation against a FakeRegistry: exit code, stdout, stderr."""
+    """One `berth` invocation against a FakeRegistry and a FakeNode: exit code, output."""
 
     def __init__(
-        self, argv: list[str], fake: FakeRegistry | None = None, env: dict | None = None
+        self,
+        argv: list[str],
+        fake: FakeRegistry | None = None,
+        env: dict | None = None,
+        node: FakeNode | None = None,
     ) -> None:
         self.fake = fake or FakeRegistry()
+        self.node = node or FakeNode()
         self.connected: list[Any] = []
+        self.servers: list[str] = []
         out, err = io.StringIO(), io.StringIO()
 
-        def connect(args: Any) -> FakeRegistry:
+        def connect(args: Any, server: str = "registry") -> FakeRegistry | FakeNode:
             self.connected.append(args)
-            return self.fake
+            self.servers.append(server)
+            return self.node if server == "node" else self.fake
 
         self.code = main(argv, connect=connect, env=env or {}, stdout=out, stderr=err)
         self.out, self.err = out.getvalue(), err.getvalue()

@@ -64,13 +64,16 @@ def test_host_list_shows_host_name_service_and_zone():
     }
 
 
-def test_host_describe_shows_one_row_per_line_of_usage():
+def test_host_describe_shows_total_used_now_used_max_then_one_row_per_project():
     run = Run(["host-describe", "cmp1"])
 
     assert header(run.out) == ["HOST", "PROJECT", "cpu", "memory_mb", "disk_gb"]
     assert rows(run.out) == [
         ["cmp1", "(total)", "16", "65536", "900"],
         ["cmp1", "(used_now)", "4", "8192", "80"],
+        ["cmp1", "(used_max)", "3", "6144", "60"],
+        ["cmp1", "p-alpha", "2", "4096", "40"],
+        ["cmp1", "p-beta", "1", "2048", "20"],
     ]
 
 

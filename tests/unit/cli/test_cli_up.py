@@ -227,3 +227,197 @@ def test_a_data_dir_that_cannot_be_created_is_reported_in_one_sentence(tmp_path)
 
     assert harness.err.getvalue().startswith("cannot create")
     assert harness.spawned == []
+
+
+# -- the node service and the demo fleet -------------------------------------------------------
+
+NODE = up.ServiceSpec("node", "json", 50052, "node.sqlite3")
+
+
+def test_the_node_service_starts_right_after_the_registry():
+    assert up.SERVICES[:2] == (
+        up.ServiceSpec("registry", "services.registry", 50051, "registry.sqlite3"),
+        up.ServiceSpec("node", "services.node", 50052, "node.sqlite3"),
+    )
+
+
+def test_every_child_learns_the_node_services_address():
+    env = up.service_env(
+        REGISTRY,
+        ports={"registry": 6000, "node": 6001},
+        data_dir=Path("/d"),
+        host="cmp1",
+        base={},
+    )
+
+    assert env["BERTH_NODE_URL"] == "127.0.0.1:6001"
+    assert env["BERTH_LISTEN"] == "127.0.0.1:6000"
+
+
+def test_up_parses_the_node_port_and_the_fleet_options():
+    args = build_parser({}).parse_args(
+        ["up", "--node-port", "6001", "--no-fleet", "--fleet-prefix", "demo-"]
+    )
+
+    assert (args.node_port, args.no_fleet, args.fleet_prefix) == (6001, True, "demo-")
+    assert build_parser({}).parse_args(["up"]).no_fleet is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "hosts"),
+    [
+        (["up"], ["kvm-1", "vmware-1", "ironic-1"]),
+        (["up", "--fleet-prefix", "demo-"], ["demo-kvm-1", "demo-vmware-1", "demo-ironic-1"]),
+        (["up", "--no-fleet"], []),
+    ],
+)
+def test_the_up_command_starts_the_demo_fleet_unless_told_not_to(argv, hosts, monkeypatch):
+    seen = {}
+
+    def fake_up(args, out, err, **kwargs):
+        seen.update(kwargs)
+        return 0
+
+    monkeypatch.setattr(up, "up", fake_up)
+    args = build_parser({}).parse_args(argv)
+
+    assert args.func(None, args, type("Out", (), {"stream": io.StringIO()})()) == 0
+    assert [agent.host for agent in seen["fleet"]] == hosts
+
+
+class Fleet(Harness):
+    """A Harness whose children each get a process of their own, recording stop order."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__(tmp_path, FakeProcess())
+        monkeypatch.setattr(up, "COMPUTE_MODULE", "json")  # importable: "installed"
+        self.args.node_port = 50052
+        self.processes: dict[str, FakeProcess] = {}
+        self.stopped: list[str] = []
+        self.ports = iter([50051, 41001, 41001, 41002, 41003])
+        self.exit_early: dict[str, int] = {}
+
+    def spawn(self, spec, env, log_path):
+        self.spawned.append((spec, dict(env), log_path))
+        log_path.write_text(f"{spec.name} says goodbye\n")
+        process = FakeProcess(exit_code=self.exit_early.get(spec.name))
+        stopped = self.stopped
+
+        def terminate(name=spec.name, process=process):
+            stopped.append(name)
+            process.returncode = -15
+
+        process.terminate = terminate
+        self.processes[spec.name] = process
+        return process
+
+    def run(self, **overrides) -> int:
+        options = dict(
+            specs=(REGISTRY, NODE), fleet=up.DEMO_FLEET, pick_port=lambda: next(self.ports)
+        )
+        options.update(overrides)
+        return super().run(**options)
+
+
+def test_up_starts_an_agent_per_fleet_host_on_its_own_free_port_and_data_dir(tmp_path, monkeypatch):
+    fleet = Fleet(tmp_path, monkeypatch)
+
+    assert fleet.run() == 0, fleet.err.getvalue()
+
+    names = [spec.name for spec, _, _ in fleet.spawned]
+    assert names == ["registry", "node", "kvm-1", "vmware-1", "ironic-1"]
+    data = (tmp_path / "data").resolve()
+    envs = {spec.name: env for spec, env, _ in fleet.spawned}
+    # The registry's port and a port handed out twice are skipped.
+    assert [envs[h]["BERTH_LISTEN"] for h in ("kvm-1", "vmware-1", "ironic-1")] == [
+        "127.0.0.1:41001",
+        "127.0.0.1:41002",
+        "127.0.0.1:41003",
+    ]
+    kvm = envs["kvm-1"]
+    assert kvm["BERTH_HOST"] == "kvm-1"
+    assert kvm["BERTH_DRIVER"] == "fake"
+    assert kvm["BERTH_DATA_DIR"] == str(data / "agents" / "kvm-1")
+    assert (data / "agents" / "kvm-1").is_dir()
+    assert kvm["BERTH_REGISTRY_URL"] == "127.0.0.1:50051"
+    assert "BERTH_DATABASE_URL" not in kvm  # agents own no tables
+    assert envs["vmware-1"]["BERTH_DRIVER"] == "fake-cluster"
+    assert envs["vmware-1"]["BERTH_FAKE_CLUSTER_MEMBERS"] == "3"
+    assert envs["ironic-1"]["BERTH_DRIVER"] == "fake-ironic"
+    assert envs["ironic-1"]["BERTH_FAKE_NODES"] == "4"
+    assert {env["BERTH_NODE_URL"] for env in envs.values()} == {"127.0.0.1:50052"}
+    assert [spec.module for spec, _, _ in fleet.spawned[2:]] == ["json"] * 3
+    assert [log.name for _, _, log in fleet.spawned[2:]] == [
+        "kvm-1.log",
+        "vmware-1.log",
+        "ironic-1.log",
+    ]
+
+
+def test_up_prints_every_agents_address_and_a_hint_with_the_hypervisor_commands(
+    tmp_path, monkeypatch
+):
+    fleet = Fleet(tmp_path, monkeypatch)
+
+    fleet.run()
+
+    out = fleet.out.getvalue()
+    assert "starting agent vmware-1 (fake-cluster) on 127.0.0.1:41002" in out
+    assert "  agent kvm-1     127.0.0.1:41001  log:" in out
+    assert "  node            127.0.0.1:50052  log:" in out
+    assert "berth hypervisor-list" in out
+    assert "berth host-describe kvm-1" in out
+
+
+def test_the_agents_stop_first_then_the_services_in_reverse(tmp_path, monkeypatch):
+    fleet = Fleet(tmp_path, monkeypatch)
+
+    fleet.run()
+
+    assert fleet.stopped == ["ironic-1", "vmware-1", "kvm-1", "node", "registry"]
+
+
+def test_an_agent_that_dies_at_start_stops_everything_and_shows_its_log(tmp_path, monkeypatch):
+    fleet = Fleet(tmp_path, monkeypatch)
+    fleet.exit_early = {"vmware-1": 3}
+
+    assert fleet.run() == 1
+
+    err = fleet.err.getvalue()
+    assert "agent vmware-1 exited with code 3 before it was ready." in err
+    assert "vmware-1.log" in err and "  vmware-1 says goodbye" in err
+    assert set(fleet.stopped) == {"registry", "node", "kvm-1", "ironic-1"}
+
+
+def test_without_the_compute_agent_installed_up_suggests_no_fleet(tmp_path, monkeypatch):
+    fleet = Fleet(tmp_path, monkeypatch)
+    monkeypatch.setattr(up, "COMPUTE_MODULE", "berth_no_such_package.compute")
+
+    assert fleet.run() == 1
+
+    assert fleet.err.getvalue().strip() == up.INSTALL_HINT + " (or start no agents: --no-fleet)"
+    assert fleet.spawned == []
+
+
+def test_no_fleet_starts_only_the_services_and_needs_no_compute_agent(tmp_path, monkeypatch):
+    fleet = Fleet(tmp_path, monkeypatch)
+    monkeypatch.setattr(up, "COMPUTE_MODULE", "berth_no_such_package.compute")
+
+    assert fleet.run(fleet=()) == 0
+
+    assert [spec.name for spec, _, _ in fleet.spawned] == ["registry", "node"]
+    assert "host-describe" not in fleet.out.getvalue()
+    assert "berth hypervisor-list" in fleet.out.getvalue()
+
+
+def test_demo_fleet_puts_the_prefix_before_each_host():
+    assert [agent.host for agent in up.demo_fleet("x-")] == ["x-kvm-1", "x-vmware-1", "x-ironic-1"]
+    assert [agent.driver for agent in up.demo_fleet()] == ["fake", "fake-cluster", "fake-ironic"]
+
+
+@pytest.mark.parametrize(
+    ("module", "available"),
+    [("json", True), ("berth_no_such_package.compute", False), ("berth_no_such_package", False)],
+)
+def test_a_module_is_available_when_it_can_be_found(module, available):
+    assert up.module_available(module) is available

@@ -7,26 +7,39 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from berth import __version__
-from berth.cli import aggregates, hosts, services, up
+from berth.cli import agent, aggregates, hosts, hypervisors, services, up
 from berth.cli.output import Output, UsageError
 from berth.client.channel import DEFAULT_TIMEOUT
 from berth.client.errors import BerthError
+from berth.client.node import NodeClient
 from berth.client.registry import RegistryClient
 
 DEFAULT_REGISTRY = "127.0.0.1:50051"
+DEFAULT_NODE = "127.0.0.1:50052"
 
-# Builds the registry client from the parsed options; tests pass one that returns a fake.
-Connect = Callable[[argparse.Namespace], Any]
+# Builds a client from the parsed options: `connect(args)` the registry's, `connect(args,
+# "node")` the node service's. Tests pass one that returns fakes; a fake taking only `args`
+# still serves every command that needs only the registry.
+Connect = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Clients:
+    """What a command that joins two views gets (`client="node+registry"`)."""
+
+    node: Any
+    registry: Any
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     """The whole command line; `env` supplies the BERTH_* defaults."""
     parser = argparse.ArgumentParser(
         prog="berth",
-        description="Berth: services, hosts and aggregates of a compute cloud.",
+        description="Berth: services, hosts, hypervisors and aggregates of a compute cloud.",
         epilog="Options may come before or after the sub-command.",
     )
     parser.add_argument("--version", action="version", version=f"berth {__version__}")
@@ -39,8 +52,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     services.add_commands(sub, common)
     hosts.add_commands(sub, common)
+    hypervisors.add_commands(sub, common)
     aggregates.add_commands(sub, common)
     up.add_commands(sub, common)
+    agent.add_commands(sub, common)
     for subparser in sub.choices.values():
         # Commands report bad combinations through their own parser's usage line.
         subparser.set_defaults(subparser=subparser)
@@ -60,6 +75,13 @@ def _add_global_options(
         default=default(env.get("BERTH_REGISTRY_URL") or DEFAULT_REGISTRY),
         help="host:port, grpc://host:port or grpcs://host:port of the registry "
         f"(default: $BERTH_REGISTRY_URL, else {DEFAULT_REGISTRY}).",
+    )
+    group.add_argument(
+        "--node",
+        metavar="URL",
+        default=default(env.get("BERTH_NODE_URL") or DEFAULT_NODE),
+        help="host:port, grpc://host:port or grpcs://host:port of the node service "
+        f"(default: $BERTH_NODE_URL, else {DEFAULT_NODE}).",
     )
     group.add_argument(
         "--token",
@@ -96,10 +118,14 @@ def _add_global_options(
     )
 
 
-def connect_registry(args: argparse.Namespace) -> RegistryClient:
-    """The real client: one channel to the registry, which also serves HostService."""
-    return RegistryClient.connect(
-        args.registry,
+def connect_server(args: argparse.Namespace, server: str = "registry") -> Any:
+    """The real client of `server` ("registry" or "node") at the address the options give.
+
+    The registry's client also serves HostService (`.hosts`) on the same channel.
+    """
+    client_class: Any = NodeClient if server == "node" else RegistryClient
+    return client_class.connect(
+        args.node if server == "node" else args.registry,
         token=args.token,
         tls_ca_file=args.tls_ca_file,
         tls_cert_file=args.tls_cert_file,
@@ -109,11 +135,30 @@ def connect_registry(args: argparse.Namespace) -> RegistryClient:
 
 
 def run(args: argparse.Namespace, out: Output, connect: Connect) -> int:
-    """Hand the sub-command the client it works on (`up` needs none)."""
-    if args.client is None:
+    """Hand the sub-command the client it asked for with `client=`: "registry", "hosts"
+    (the registry's HostService), "node", "node+registry" (a Clients of both), or None
+    (`up`, `agent`). Every client opened here is closed when the command returns."""
+    wanted = args.client
+    if wanted is None:
         return int(args.func(None, args, out))
-    with connect(args) as registry:
-        client = registry.hosts if args.client == "hosts" else registry
+    with contextlib.ExitStack() as stack:
+
+        def opened(server: str) -> Any:
+            # connect(args) alone for the registry keeps one-argument connect fakes working.
+            client = connect(args) if server == "registry" else connect(args, server)
+            return stack.enter_context(client)
+
+        client: Any
+        if wanted == "registry":
+            client = opened("registry")
+        elif wanted == "hosts":
+            client = opened("registry").hosts
+        elif wanted == "node":
+            client = opened("node")
+        elif wanted == "node+registry":
+            client = Clients(node=opened("node"), registry=opened("registry"))
+        else:
+            raise ValueError(f"command {args.command!r} asks for an unknown client {wanted!r}")
         return int(args.func(client, args, out))
 
 
@@ -141,7 +186,7 @@ def main(
     args: argparse.Namespace | None = None
     try:
         args = build_parser(env).parse_args(argv)
-        return run(args, Output(stdout, json_mode=args.json), connect or connect_registry)
+        return run(args, Output(stdout, json_mode=args.json), connect or connect_server)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 2
     except UsageError as exc:

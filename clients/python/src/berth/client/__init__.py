@@ -1,6 +1,7 @@
 """Typed, synchronous Python clients for Berth, raising the typed errors of berth.client.errors."""
 
 from berth.client.channel import DEFAULT_TIMEOUT, open_channel
+from berth.client.compute import ComputeClient
 from berth.client.errors import (
     Aborted,
     AlreadyExists,
@@ -19,6 +20,7 @@ from berth.client.errors import (
     from_rpc_error,
 )
 from berth.client.host import HostClient
+from berth.client.node import NodeClient
 from berth.client.paging import paginate
 from berth.client.registry import RegistryClient
 
@@ -27,12 +29,14 @@ __all__ = [
     "Aborted",
     "AlreadyExists",
     "BerthError",
+    "ComputeClient",
     "DeadlineExceeded",
     "FailedPrecondition",
     "FieldViolation",
     "HostClient",
     "Internal",
     "InvalidArgument",
+    "NodeClient",
     "NotFound",
     "PermissionDenied",
     "RegistryClient",

@@ -1,0 +1,87 @@
+"""ComputeClient: typed, synchronous calls to one host's compute agent (ComputeAgentService)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from berth.client.base import BaseClient
+from berth.client.paging import paginate
+from berth.v1 import common_pb2, compute_pb2_grpc, host_pb2, node_pb2
+from berth.v1 import compute_pb2 as pb
+
+
+class ComputeClient(BaseClient):
+    """One compute agent: build and delete instances, power actions, maintenance."""
+
+    server_name = "compute agent"
+    stub_class = compute_pb2_grpc.ComputeAgentServiceStub
+
+    def build_instance(
+        self,
+        uuid: str,
+        *,
+        project_id: str = "",
+        user_id: str = "",
+        vcpus: int = 0,
+        memory_mb: int = 0,
+        disk_gb: int = 0,
+        nodename: str = "",
+        claim_id: str = "",
+    ) -> node_pb2.Instance:
+        """Build an instance on `nodename` (one of this agent's nodes), consuming `claim_id`
+        if the scheduler gave one; the agent's tracker has the final word on capacity."""
+        instance = node_pb2.Instance(
+            uuid=uuid,
+            project_id=project_id,
+            user_id=user_id,
+            resources=common_pb2.Resources(vcpus=vcpus, memory_mb=memory_mb, disk_gb=disk_gb),
+            claim_id=claim_id,
+        )
+        request = pb.BuildInstanceRequest(instance=instance, nodename=nodename, claim_id=claim_id)
+        return self._call(self._stub.BuildInstance, request).instance
+
+    def delete_instance(self, uuid: str) -> None:
+        """Destroy an instance and free its resources."""
+        self._call(self._stub.DeleteInstance, pb.DeleteInstanceRequest(instance_uuid=uuid))
+
+    def list_instances(self, nodename: str = "", page_size: int = 0) -> Iterator[node_pb2.Instance]:
+        """The instances on this host (on `nodename` only, if given); pages fetched as you
+        iterate."""
+        request = pb.ListInstancesRequest(nodename=nodename, page_size=page_size)
+        return paginate(self._list_instances, request, lambda page: page.instances)
+
+    def _list_instances(self, request: pb.ListInstancesRequest) -> pb.ListInstancesResponse:
+        return self._call(self._stub.ListInstances, request)
+
+    def power_action(
+        self, action: host_pb2.PowerAction.ValueType, nodename: str = ""
+    ) -> pb.HostPowerActionResponse:
+        """Start up, shut down or reboot the host (or one bare-metal node); UNIMPLEMENTED
+        where the driver cannot."""
+        request = pb.HostPowerActionRequest(action=action, nodename=nodename)
+        return self._call(self._stub.HostPowerAction, request)
+
+    def set_maintenance(self, enabled: bool) -> pb.MaintenanceStatus:
+        """Enter (True) or leave (False) maintenance mode."""
+        mode = host_pb2.MAINTENANCE_MODE_ENABLED if enabled else host_pb2.MAINTENANCE_MODE_DISABLED
+        request = pb.SetMaintenanceRequest(mode=mode)
+        return self._call(self._stub.SetMaintenance, request).status
+
+    def get_maintenance(self) -> pb.MaintenanceStatus:
+        """Whether the host is in maintenance, and how far moving its instances got."""
+        return self._call(self._stub.GetMaintenance, pb.GetMaintenanceRequest()).status
+
+    def move_instance(
+        self, uuid: str, destination_host: str, destination_nodename: str = "", claim_id: str = ""
+    ) -> node_pb2.Instance:
+        """Move an instance to another host (build there under `claim_id`, then delete here)."""
+        request = pb.MoveInstanceRequest(
+            instance_uuid=uuid,
+            destination_host=destination_host,
+            destination_nodename=destination_nodename,
+            claim_id=claim_id,
+        )
+        return self._call(self._stub.MoveInstance, request).instance
+
+    def __repr__(self) -> str:
+        return f"ComputeClient(target={self.target!r})"
