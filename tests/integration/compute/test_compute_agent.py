@@ -1,0 +1,216 @@
+"""ComputeAgentService over a real channel: build, list and delete instances, and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+import pytest
+from berth.client.errors import from_rpc_error
+from berth.v1 import common_pb2, compute_pb2, host_pb2, node_pb2
+from grpc import aio
+
+from services.common.server import StartupError
+from services.compute.drivers.fake import ironic_node_uuid
+from tests.integration.compute.support import agent_stub
+from tests.integration.registry.support import status_of
+
+
+def build(
+    vcpus: int = 1,
+    memory_mb: int = 1024,
+    disk_gb: int = 10,
+    *,
+    nodename: str = "",
+    instance_uuid: str | None = None,
+    project_id: str = "demo",
+    claim_id: str = "",
+) -> compute_pb2.BuildInstanceRequest:
+    return compute_pb2.BuildInstanceRequest(
+        instance=node_pb2.Instance(
+            uuid=instance_uuid or str(uuid.uuid4()),
+            project_id=project_id,
+            user_id="alice",
+            resources=common_pb2.Resources(vcpus=vcpus, memory_mb=memory_mb, disk_gb=disk_gb),
+        ),
+        nodename=nodename,
+        claim_id=claim_id,
+    )
+
+
+async def listed(stub, nodename: str = "") -> list[str]:
+    response = await stub.ListInstances(compute_pb2.ListInstancesRequest(nodename=nodename))
+    return [i.uuid for i in response.instances]
+
+
+async def refusal(coro):
+    with pytest.raises(aio.AioRpcError) as err:
+        await coro
+    return from_rpc_error(err.value)
+
+
+async def test_an_instance_is_built_listed_and_deleted(agent, compute):
+    node_uuid = agent.manager.trackers["kvm-1"].node_uuid
+    built = (await compute.BuildInstance(build(2, 2048, 20, claim_id="claim-7"))).instance
+    assert built.state == node_pb2.INSTANCE_STATE_ACTIVE
+    assert (built.host, built.nodename, built.node_uuid) == ("kvm-1", "kvm-1", node_uuid)
+    assert built.claim_id == "claim-7" and built.resources.memory_mb == 2048
+    assert await listed(compute) == [built.uuid]
+    assert agent.manager.trackers["kvm-1"].usage().vcpus == 2
+
+    await compute.DeleteInstance(compute_pb2.DeleteInstanceRequest(instance_uuid=built.uuid))
+    assert await listed(compute) == []
+    assert agent.manager.trackers["kvm-1"].usage().vcpus == 0
+    again = compute.DeleteInstance(compute_pb2.DeleteInstanceRequest(instance_uuid=built.uuid))
+    assert await status_of(again) is grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_second_build_of_the_same_instance_already_exists(compute):
+    first = build()
+    await compute.BuildInstance(first)
+    assert await status_of(compute.BuildInstance(first)) is grpc.StatusCode.ALREADY_EXISTS
+    assert len(await listed(compute)) == 1
+
+
+async def test_an_instance_too_big_for_the_node_is_refused_saying_why(compute):
+    error = await refusal(compute.BuildInstance(build(memory_mb=200_000)))
+    assert error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.reason == "INSUFFICIENT_RESOURCES"
+    assert "node kvm-1 cannot hold 200000 MiB of memory: 97792 MiB free" in error.message
+    assert await listed(compute) == []
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        pytest.param(compute_pb2.BuildInstanceRequest(), "instance", id="no-instance"),
+        pytest.param(build(instance_uuid="not-a-uuid"), "instance.uuid", id="bad-uuid"),
+        pytest.param(build(project_id=""), "instance.project_id", id="no-project"),
+        pytest.param(build(project_id="p" * 256), "instance.project_id", id="long-project"),
+        pytest.param(build(vcpus=-1), "instance.resources.vcpus", id="negative-vcpus"),
+        pytest.param(build(memory_mb=2**41), "instance.resources.memory_mb", id="huge-memory"),
+        pytest.param(build(disk_gb=-5), "instance.resources.disk_gb", id="negative-disk"),
+        pytest.param(build(nodename="bad\nname"), "nodename", id="bad-nodename"),
+    ],
+)
+async def test_bad_build_input_is_refused_naming_the_field(compute, request_, field):
+    error = await refusal(compute.BuildInstance(request_))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in error.violations] == [field]
+    assert await listed(compute) == []
+
+
+async def test_other_bad_input_names_the_field(compute):
+    delete = compute.DeleteInstance(compute_pb2.DeleteInstanceRequest(instance_uuid="x"))
+    assert (await refusal(delete)).violations[0].field == "instance_uuid"
+    page = compute.ListInstances(compute_pb2.ListInstancesRequest(page_size=-1))
+    assert (await refusal(page)).violations[0].field == "page_size"
+
+
+async def test_a_build_on_a_node_this_host_does_not_have_is_not_found(compute):
+    error = await refusal(compute.BuildInstance(build(nodename="kvm-9")))
+    assert error.code is grpc.StatusCode.NOT_FOUND
+    assert error.message == "no node 'kvm-9' on host kvm-1; nodes: kvm-1"
+    listing = compute.ListInstances(compute_pb2.ListInstancesRequest(nodename="kvm-9"))
+    assert await status_of(listing) is grpc.StatusCode.NOT_FOUND
+
+
+async def test_instances_are_listed_in_pages_each_exactly_once(compute):
+    built = sorted([(await compute.BuildInstance(build())).instance.uuid for _ in range(5)])
+    seen, token = [], ""
+    while True:
+        page = await compute.ListInstances(
+            compute_pb2.ListInstancesRequest(page_size=2, page_token=token)
+        )
+        seen += [i.uuid for i in page.instances]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == built
+
+
+async def test_concurrent_builds_never_overfill_a_node(start_compute):
+    agent = await start_compute(fake_vcpus=8, cpu_allocation_ratio=1.0, reserved_host_memory_mb=0)
+    async with agent_stub(agent) as stub:
+        results = await asyncio.gather(
+            *(stub.BuildInstance(build(vcpus=1)) for _ in range(12)), return_exceptions=True
+        )
+    built = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, aio.AioRpcError)]
+    assert len(built) == 8 and len(refused) == 4
+    assert {r.code() for r in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert agent.manager.trackers["kvm-1"].usage().vcpus == 8
+
+
+async def test_a_bare_metal_node_takes_one_instance_and_must_be_named(start_compute):
+    agent = await start_compute(host="ironic-1", driver="fake-ironic", fake_nodes=3)
+    node = ironic_node_uuid("ironic-1", 0)
+    async with agent_stub(agent) as stub:
+        unnamed = await refusal(stub.BuildInstance(build()))
+        assert unnamed.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert unnamed.violations[0].field == "nodename"
+
+        built = (await stub.BuildInstance(build(nodename=node))).instance
+        assert (built.nodename, built.node_uuid) == (node, node)
+        second = await refusal(stub.BuildInstance(build(nodename=node)))
+        assert second.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "already taken" in second.message
+        assert await listed(stub, node) == [built.uuid]
+        assert await listed(stub, ironic_node_uuid("ironic-1", 1)) == []
+    assert agent.manager.trackers[node].snapshot().used.vcpus == 16
+
+
+async def test_the_local_driver_cannot_build_and_keeps_no_claim(start_compute):
+    agent = await start_compute(driver="local")
+    async with agent_stub(agent) as stub:
+        error = await refusal(stub.BuildInstance(build(vcpus=1, memory_mb=1, disk_gb=0)))
+        assert error.code is grpc.StatusCode.UNIMPLEMENTED
+        assert "reports inventory only" in error.message
+        assert await listed(stub) == []
+    assert agent.state.find("x") is None and list(agent.state.all_instances()) == []
+
+
+async def test_a_restarted_agent_keeps_its_node_uuids_and_instances(start_compute, tmp_path):
+    ironic = {"host": "ironic-1", "driver": "fake-ironic", "fake_nodes": 2}
+    kvm = {"data_dir": tmp_path / "kvm"}  # a fake node's uuid is made by the agent
+    first, first_kvm = await start_compute(**ironic), await start_compute(**kvm)
+    node = ironic_node_uuid("ironic-1", 1)
+    async with agent_stub(first) as stub:
+        built = (await stub.BuildInstance(build(nodename=node))).instance
+    kvm_uuid = first_kvm.manager.trackers["kvm-1"].node_uuid
+    await first.stop(0)
+    await first_kvm.stop(0)
+
+    again, again_kvm = await start_compute(**ironic), await start_compute(**kvm)
+    async with agent_stub(again) as stub:
+        assert await listed(stub, node) == [built.uuid]
+    assert again.manager.trackers[node].usage().vcpus == 16
+    assert again_kvm.manager.trackers["kvm-1"].node_uuid == kvm_uuid
+
+
+async def test_an_agent_refuses_a_data_directory_of_another_host(start_compute):
+    await (await start_compute(host="kvm-1")).stop(0)
+    with pytest.raises(StartupError, match="belongs to host 'kvm-1' but BERTH_HOST is 'kvm-2'"):
+        await start_compute(host="kvm-2")
+
+
+@pytest.mark.parametrize(
+    ("method", "request_"),
+    [
+        (
+            "HostPowerAction",
+            compute_pb2.HostPowerActionRequest(action=host_pb2.POWER_ACTION_REBOOT),
+        ),
+        (
+            "SetMaintenance",
+            compute_pb2.SetMaintenanceRequest(mode=host_pb2.MAINTENANCE_MODE_ENABLED),
+        ),
+        ("GetMaintenance", compute_pb2.GetMaintenanceRequest()),
+        ("MoveInstance", compute_pb2.MoveInstanceRequest(instance_uuid=str(uuid.uuid4()))),
+    ],
+)
+async def test_host_actions_and_maintenance_are_not_built_yet(compute, method, request_):
+    error = await refusal(getattr(compute, method)(request_))
+    assert error.code is grpc.StatusCode.UNIMPLEMENTED
+    assert "Host API maintenance work" in error.message
