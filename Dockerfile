@@ -8,5 +8,5 @@ RUN pip install --no-cache-dir ./clients/python . \
  && useradd --system --home /var/lib/berth --create-home berth
 USER berth
 ENV BERTH_DATA_DIR=/var/lib/berth
-EXPOSE 50051
+EXPOSE 50051 50052 50053 50054
 CMD ["python", "-m", "services.registry"]

@@ -1,19 +1,35 @@
-"""docker-compose.yml without Docker: its registry settings and tokens start a working registry."""
+"""docker-compose.yml without Docker: its settings and tokens start a working registry and
+node service, and its agents' tokens report only for their own hosts."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
-from berth.v1 import registry_pb2, registry_pb2_grpc
+from berth.v1 import (
+    host_pb2,
+    host_pb2_grpc,
+    node_pb2,
+    node_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+)
 from grpc import aio
 
 from services.common.auth import TokenTable
+from services.node.app import start_node_service
+from services.node.settings import NodeSettings
+from services.registry.app import start_registry
 from services.registry.settings import RegistrySettings
+from tests.integration.node.support import instance, snapshot
+from tests.integration.registry.support import status_of
 
 ROOT = Path(__file__).resolve().parents[3]
+ADMIN = (("authorization", "Bearer change-me-admin"),)
 
 
 @pytest.fixture(scope="module")
@@ -21,44 +37,106 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_compose_wires_postgres_redis_and_the_registry(compose):
+def _env(compose: dict, service: str) -> dict[str, str]:
+    return dict(compose["services"][service]["environment"])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _tokens_file(compose: dict) -> Path:
+    return ROOT / compose["services"]["registry"]["volumes"][0].split(":")[0]
+
+
+def test_compose_wires_every_process_and_each_agent_has_its_own_token(compose):
     services = compose["services"]
-    assert {"postgres", "redis", "registry"} <= set(services)
-    registry = services["registry"]
-    assert registry["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert {"postgres", "redis", "registry", "node", "compute-1", "vmware-1", "ironic-1"} <= set(
+        services
+    )
+    assert services["registry"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert _env(compose, "registry")["BERTH_NODE_URL"] == "node:50052"
     assert (ROOT / "Dockerfile").exists()
-    source = registry["volumes"][0].split(":")[0]
-    assert (ROOT / source).exists(), f"{source} is mounted but missing"
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which is missing"
+    table = TokenTable.load(_tokens_file(compose))
+    drivers = set()
+    for agent in ("compute-1", "vmware-1", "ironic-1"):
+        env = _env(compose, agent)
+        principal = table.authenticate(f"Bearer {env['BERTH_TOKEN']}")
+        assert principal.host == env["BERTH_HOST"] == agent
+        drivers.add(env["BERTH_DRIVER"])
+    assert drivers == {"fake", "fake-cluster", "fake-ironic"}
 
 
-async def test_the_compose_settings_start_a_registry_that_registers_itself(
+async def test_the_compose_settings_start_a_registry_and_node_service_that_work_together(
     compose, database, tmp_path
 ):
     if database.backend == "sqlite":
-        pytest.skip("compose runs the registry on PostgreSQL")
-    env = dict(compose["services"]["registry"]["environment"])
-    tokens_file = ROOT / compose["services"]["registry"]["volumes"][0].split(":")[0]
-    TokenTable.load(tokens_file)  # parses, or the test fails with the file's error
-    settings = RegistrySettings(
-        database_url=database.url,  # the test's database instead of the compose host
-        listen="0.0.0.0:0",  # public, as in compose: allowed because a tokens file is set
-        auth_file=tokens_file,
-        token=env["BERTH_TOKEN"],
-        host=env["BERTH_HOST"],
-        report_interval=0.2,
-        data_dir=tmp_path,
+        pytest.skip("compose runs on PostgreSQL")
+    tokens_file = _tokens_file(compose)
+    reg_env, node_env = _env(compose, "registry"), _env(compose, "node")
+    common = {
+        "database_url": database.url,  # the test's database instead of the compose host
+        "listen": "0.0.0.0:0",  # public, as in compose: allowed because a tokens file is set
+        "auth_file": tokens_file,
+        "report_interval": 0.2,
+        "data_dir": tmp_path,
+    }
+    # Compose names the peers (node:50052, registry:50051); here they are local ports.
+    registry_port = _free_port()
+    node_service = await start_node_service(
+        NodeSettings(
+            **common,
+            token=node_env["BERTH_TOKEN"],
+            host=node_env["BERTH_HOST"],
+            registry_url=f"127.0.0.1:{registry_port}",
+        )
     )
-    from services.registry.app import start_registry
-
-    registry = await start_registry(settings)
+    registry = None
     try:
-        await asyncio.wait_for(registry.reporter.registered.wait(), 10)
-        async with aio.insecure_channel(registry.address) as channel:
-            stub = registry_pb2_grpc.RegistryServiceStub(channel)
-            admin = (("authorization", "Bearer change-me-admin"),)
+        registry = await start_registry(
+            RegistrySettings(
+                **(common | {"listen": f"0.0.0.0:{registry_port}"}),
+                token=reg_env["BERTH_TOKEN"],
+                host=reg_env["BERTH_HOST"],
+                node_url=node_service.address,
+            )
+        )
+        for process in (registry, node_service):
+            await asyncio.wait_for(process.reporter.registered.wait(), 10)
+        async with (
+            aio.insecure_channel(registry.address) as rc,
+            aio.insecure_channel(node_service.address) as nc,
+        ):
             listed = (
-                await stub.ListServices(registry_pb2.ListServicesRequest(), metadata=admin)
+                await registry_pb2_grpc.RegistryServiceStub(rc).ListServices(
+                    registry_pb2.ListServicesRequest(), metadata=ADMIN
+                )
             ).services
-        assert [(s.host, s.binary) for s in listed] == [("registry", "berth-registry")]
+            assert {(s.host, s.binary) for s in listed} == {
+                ("registry", "berth-registry"),
+                ("node", "berth-node"),
+            }
+            nodes = node_pb2_grpc.NodeServiceStub(nc)
+            agent = (("authorization", f"Bearer {_env(compose, 'compute-1')['BERTH_TOKEN']}"),)
+            own = snapshot("compute-1", instances=(instance("demo"),))
+            await nodes.ReportSnapshot(node_pb2.ReportSnapshotRequest(snapshot=own), metadata=agent)
+            other = node_pb2.ReportSnapshotRequest(snapshot=snapshot("vmware-1"))
+            denied = nodes.ReportSnapshot(other, metadata=agent)
+            assert await status_of(denied) is grpc.StatusCode.PERMISSION_DENIED
+            rows = (
+                await host_pb2_grpc.HostServiceStub(rc).DescribeHost(
+                    host_pb2.DescribeHostRequest(host="compute-1"), metadata=ADMIN
+                )
+            ).rows
+            assert [r.project for r in rows] == ["(total)", "(used_now)", "(used_max)", "demo"]
     finally:
-        await registry.stop(0)
+        if registry is not None:
+            await registry.stop(0)
+        await node_service.stop(0)
