@@ -100,6 +100,13 @@ class ScopedInterceptor(aio.ServerInterceptor):
         return wrap_handler(handler, self.scope(handler_call_details.method))
 
 
+def _reset(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
+    """Undo a set; a cancelled stream is closed by the loop's async-generator finalizer in
+    another context, where the call's values are gone with its task anyway."""
+    with contextlib.suppress(ValueError):
+        var.reset(token)
+
+
 def _metadata(context: aio.ServicerContext, key: str) -> str | None:
     for k, v in context.invocation_metadata() or ():
         if k == key:
@@ -119,8 +126,8 @@ class RequestIdInterceptor(ScopedInterceptor):
             try:
                 yield
             finally:
-                logs.request_id.reset(rid_token)
-                current_call.reset(info_token)
+                _reset(logs.request_id, rid_token)
+                _reset(current_call, info_token)
 
         return scope
 
@@ -250,6 +257,6 @@ class AuthInterceptor(ScopedInterceptor):
             try:
                 yield
             finally:
-                auth.current_principal.reset(token)
+                _reset(auth.current_principal, token)
 
         return scope
