@@ -18,7 +18,13 @@ def _uses_tls(target: str, settings: CommonSettings) -> bool:
 def aio_channel(target: str, settings: CommonSettings) -> aio.Channel:
     """A channel to `target` (the client library's target syntax), TLS verified by BERTH_TLS_CA_FILE."""
     address, _ = parse_target(target)
-    options = [("grpc.keepalive_time_ms", 30000), ("grpc.keepalive_permit_without_calls", 0)]
+    options = [
+        ("grpc.keepalive_time_ms", 30000),
+        ("grpc.keepalive_permit_without_calls", 0),
+        # gRPC backs reconnects off up to 120 s by default: a peer back from an outage would
+        # stay unreached that long. Ten seconds keeps recovery prompt and still gentle.
+        ("grpc.max_reconnect_backoff_ms", 10000),
+    ]
     if _uses_tls(target, settings):
         ca = settings.tls_ca_file.read_bytes() if settings.tls_ca_file else None
         creds = grpc.ssl_channel_credentials(root_certificates=ca)

@@ -21,7 +21,7 @@ async def start_compute(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     the end (stopping one earlier, to restart it, is fine)."""
     running: list[Agent] = []
 
-    async def _start(**overrides: object) -> Agent:
+    async def _start(*, report_self: bool = False, **overrides: object) -> Agent:
         values: dict[str, object] = {
             "host": "kvm-1",
             "listen": "127.0.0.1:0",
@@ -30,7 +30,8 @@ async def start_compute(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
             "node_url": CLOSED,
             "update_resources_interval": 3600,  # tests refresh by hand
         }
-        agent = await start_agent(ComputeSettings(**(values | overrides)), report_self=False)
+        settings = ComputeSettings(**(values | overrides))
+        agent = await start_agent(settings, report_self=report_self)
         running.append(agent)
         return agent
 

@@ -1,0 +1,1 @@
+"""berth-compute: the agent on each compute host (virt driver, ResourceTrackers, snapshots)."""

@@ -1,0 +1,87 @@
+"""ComputeAgentService over gRPC: validate the request, call the manager, answer in protos."""
+
+from __future__ import annotations
+
+from berth.client.errors import InvalidArgument, Unimplemented
+from berth.v1 import common_pb2, compute_pb2, compute_pb2_grpc
+
+from services.common import paging, validation
+from services.compute.manager import ComputeManager
+from services.compute.settings import MAX_DISK_GB, MAX_MEMORY_MB, MAX_VCPUS
+from services.compute.state import InstanceRecord, InstanceState, Resources
+
+_LIMITS = (("vcpus", MAX_VCPUS), ("memory_mb", MAX_MEMORY_MB), ("disk_gb", MAX_DISK_GB))
+NOT_YET = "NOT_YET_IMPLEMENTED"
+_LATER = "comes with the Host API maintenance work"
+
+
+def resources(field: str, message: common_pb2.Resources) -> Resources:
+    for name, limit in _LIMITS:
+        value = getattr(message, name)
+        if not 0 <= value <= limit:
+            raise InvalidArgument.field(
+                f"{field}.{name}", f"must be from 0 to {limit} (got {value})"
+            )
+    return Resources.from_proto(message)
+
+
+def build_request(request: compute_pb2.BuildInstanceRequest) -> InstanceRecord:
+    """The instance a BuildInstance asks for, every field checked."""
+    if not request.HasField("instance"):
+        raise InvalidArgument.field("instance", "is required")
+    instance = request.instance
+    # The claim may ride on the request or on the instance; the request's wins. Claim ids
+    # are uuid-sized; the node service takes at most 64 characters.
+    claim_id = validation.text("claim_id", request.claim_id or instance.claim_id, max_length=64)
+    return InstanceRecord(
+        uuid=validation.uuid("instance.uuid", instance.uuid),
+        project_id=validation.name("instance.project_id", instance.project_id),
+        user_id=validation.name("instance.user_id", instance.user_id, required=False),
+        resources=resources("instance.resources", instance.resources),
+        state=InstanceState.BUILDING,
+        claim_id=claim_id,
+        nodename=validation.name("nodename", request.nodename, required=False),
+    )
+
+
+class ComputeAgentServicer(compute_pb2_grpc.ComputeAgentServiceServicer):
+    def __init__(self, manager: ComputeManager) -> None:
+        self._manager = manager
+
+    async def BuildInstance(self, request, context):
+        built, node_uuid = await self._manager.build_instance(build_request(request))
+        return compute_pb2.BuildInstanceResponse(
+            instance=built.to_proto(self._manager.host, node_uuid)
+        )
+
+    async def DeleteInstance(self, request, context):
+        await self._manager.delete_instance(validation.uuid("instance_uuid", request.instance_uuid))
+        return compute_pb2.DeleteInstanceResponse()
+
+    async def ListInstances(self, request, context):
+        nodename = validation.name("nodename", request.nodename, required=False)
+        query = ("instances", nodename)
+        page = paging.read_page(request.page_size, request.page_token, query)
+        after = page.after if isinstance(page.after, str) else None
+        rows = self._manager.list_instances(nodename, after, page.size + 1)
+        host = self._manager.host
+        return compute_pb2.ListInstancesResponse(
+            instances=[r.to_proto(host, self._manager.node_uuid_of(r)) for r in rows[: page.size]],
+            next_page_token=paging.next_token(list(rows), page, "uuid", query),
+        )
+
+    async def HostPowerAction(self, request, context):
+        raise Unimplemented(
+            f"host power actions {_LATER}: this agent cannot start up, shut down or reboot "
+            "its host yet",
+            reason=NOT_YET,
+        )
+
+    async def SetMaintenance(self, request, context):
+        raise Unimplemented(f"maintenance mode {_LATER}", reason=NOT_YET)
+
+    async def GetMaintenance(self, request, context):
+        raise Unimplemented(f"maintenance mode {_LATER}", reason=NOT_YET)
+
+    async def MoveInstance(self, request, context):
+        raise Unimplemented(f"moving instances between hosts {_LATER}", reason=NOT_YET)

@@ -1,0 +1,286 @@
+"""ResourceTracker: one node's capacity, its instances, and the snapshots that report them.
+
+Usage is what the instances on the node were given plus the amounts reserved for the host.
+A claim fits when, for each resource, request <= total x allocation ratio - used. A
+bare-metal node (whole_machine) holds one instance, which uses all of it, and keeps
+nothing back for the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from berth.client.errors import ResourceExhausted
+from berth.v1 import node_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.compute.drivers.base import NodeInventory
+from services.compute.pusher import SnapshotPusher
+from services.compute.settings import MAX_DISK_GB, MAX_MEMORY_MB, MAX_VCPUS, ComputeSettings
+from services.compute.state import AgentState, InstanceRecord, InstanceState, Resources
+
+INSUFFICIENT = "INSUFFICIENT_RESOURCES"
+# The node service takes at most this many instances in one node's snapshot.
+MAX_INSTANCES_PER_NODE = 10_000
+# Nova's task states that keep a node busy (current_workload) and those heavy on I/O.
+_WORKLOAD_STATES = {InstanceState.BUILDING, InstanceState.MIGRATING, InstanceState.DELETING}
+_IO_STATES = {InstanceState.BUILDING, InstanceState.MIGRATING}
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CapacityPolicy:
+    """What the operator keeps back for the host and how far each resource is over-committed."""
+
+    reserved_host_cpus: int = 0
+    reserved_host_memory_mb: int = 0
+    reserved_host_disk_mb: int = 0
+    cpu_allocation_ratio: float = 1.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: ComputeSettings) -> CapacityPolicy:
+        return cls(
+            settings.reserved_host_cpus,
+            settings.reserved_host_memory_mb,
+            settings.reserved_host_disk_mb,
+            settings.cpu_allocation_ratio,
+            settings.ram_allocation_ratio,
+            settings.disk_allocation_ratio,
+        )
+
+    @property
+    def reserved(self) -> Resources:
+        # Disk is counted in GiB: a partly reserved GiB is not available.
+        return Resources(
+            self.reserved_host_cpus,
+            self.reserved_host_memory_mb,
+            math.ceil(self.reserved_host_disk_mb / 1024),
+        )
+
+
+# A bare-metal node is never shared, so nothing is kept back and nothing over-committed.
+BARE_METAL = CapacityPolicy()
+
+
+@dataclass(frozen=True)
+class _Dimension:
+    """How one resource is named in messages and which ratio applies to it."""
+
+    field: str
+    what: str  # follows the amount: "8 vCPUs", "8192 MiB of memory"
+    unit: str
+    ratio: str
+    ceiling: int  # the most the node service accepts as used
+
+
+_DIMENSIONS = (
+    _Dimension("vcpus", "vCPUs", "", "cpu_allocation_ratio", MAX_VCPUS),
+    _Dimension("memory_mb", "of memory", "MiB", "ram_allocation_ratio", MAX_MEMORY_MB),
+    _Dimension("disk_gb", "of disk", "GiB", "disk_allocation_ratio", MAX_DISK_GB),
+)
+
+
+def _amount(value: int, unit: str) -> str:
+    return f"{value} {unit}" if unit else str(value)
+
+
+class ResourceTracker:
+    """The final guard on one node's capacity, and the source of its snapshots."""
+
+    def __init__(
+        self,
+        host: str,
+        inventory: NodeInventory,
+        node_uuid: str,
+        state: AgentState,
+        policy: CapacityPolicy,
+        *,
+        pusher: SnapshotPusher | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.host = host
+        self.inventory = inventory
+        self.node_uuid = node_uuid
+        self.pusher = pusher
+        self._state = state
+        self._host_policy = policy
+        # Claims and the state writes that follow them happen one at a time per node.
+        self.lock = asyncio.Lock()
+        # The node service orders snapshots by (boot_epoch, sequence).
+        self.boot_epoch = clock()
+        self.sequence = 0
+        self.last_snapshot: node_pb2.ResourceSnapshot | None = None
+
+    @property
+    def nodename(self) -> str:
+        return self.inventory.nodename
+
+    @property
+    def policy(self) -> CapacityPolicy:
+        return BARE_METAL if self.inventory.whole_machine else self._host_policy
+
+    def instances(self) -> list[InstanceRecord]:
+        return sorted(self._state.instances_on(self.nodename).values(), key=lambda r: r.uuid)
+
+    def usage(self, instances: Iterable[InstanceRecord] | None = None) -> Resources:
+        instances = list(self.instances() if instances is None else instances)
+        if self.inventory.whole_machine:
+            return self.inventory.total if instances else Resources()
+        used = self.policy.reserved
+        for record in instances:
+            used += record.resources
+        return used
+
+    # -- claims ------------------------------------------------------------------------
+
+    def instance_claim(self, record: InstanceRecord) -> None:
+        """Record `record` on this node if it fits; ResourceExhausted says why it does not."""
+        self.check_fits(record.resources)
+        self._state.put(record)
+
+    def check_fits(self, request: Resources) -> None:
+        if self.inventory.whole_machine:
+            self._check_bare_metal(request)
+            return
+        instances = self.instances()
+        if len(instances) >= MAX_INSTANCES_PER_NODE:
+            raise ResourceExhausted(
+                f"node {self.nodename} already holds {len(instances)} instances, the most one "
+                "node can report",
+                reason=INSUFFICIENT,
+                metadata={"node": self.nodename, "resource": "instances"},
+            )
+        used = self.usage(instances)
+        total = self.inventory.total
+        policy = self.policy
+        reserved = policy.reserved
+        for dim in _DIMENSIONS:
+            wanted = getattr(request, dim.field)
+            ratio = getattr(policy, dim.ratio)
+            limit = min(getattr(total, dim.field) * ratio, dim.ceiling)
+            free = math.floor(limit - getattr(used, dim.field))
+            if wanted and wanted > free:
+                capacity = _amount(getattr(total, dim.field), dim.unit)
+                held_back = getattr(reserved, dim.field)
+                free_text = _amount(max(free, 0), dim.unit)
+                why = f"{free_text} free of {capacity} × {ratio:g} ({held_back} reserved)"  # noqa: RUF001
+                raise self._refusal(dim, wanted, free, why)
+
+    def _check_bare_metal(self, request: Resources) -> None:
+        taken = self.instances()
+        if taken:
+            raise ResourceExhausted(
+                f"node {self.nodename} is a bare-metal server already taken by instance "
+                f"{taken[0].uuid}",
+                reason=INSUFFICIENT,
+                metadata={"node": self.nodename, "instance": taken[0].uuid},
+            )
+        total = self.inventory.total
+        for dim in _DIMENSIONS:
+            wanted, has = getattr(request, dim.field), getattr(total, dim.field)
+            if wanted > has:
+                raise self._refusal(
+                    dim, wanted, has, f"the bare-metal server has {_amount(has, dim.unit)}"
+                )
+
+    def _refusal(self, dim: _Dimension, wanted: int, free: int, why: str) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"node {self.nodename} cannot hold {_amount(wanted, dim.unit)} {dim.what}: {why}",
+            reason=INSUFFICIENT,
+            metadata={
+                "node": self.nodename,
+                "resource": dim.field,
+                "requested": str(wanted),
+                "free": str(free),
+            },
+        )
+
+    # -- snapshots ---------------------------------------------------------------------
+
+    def update_available_resource(self, inventory: NodeInventory) -> int:
+        """Take the driver's fresh view of the node and queue a snapshot; its sequence."""
+        self.inventory = inventory
+        return self.queue_snapshot()
+
+    def queue_snapshot(self) -> int:
+        """Build a snapshot and hand it to the pusher; its sequence, for wait_reported()."""
+        snapshot = self.snapshot()
+        if self.pusher is not None:
+            self.pusher.offer(snapshot)
+        return snapshot.sequence
+
+    async def wait_reported(
+        self, min_sequence: int | None = None, *, timeout_s: float | None = None
+    ) -> None:
+        """Wait until the node service accepted a snapshot with at least this sequence
+        (default: the newest built so far); TimeoutError after `timeout_s`."""
+        if self.pusher is None:
+            raise RuntimeError(f"node {self.nodename} has no pusher: BERTH_NODE_URL is empty")
+        wanted = self.sequence if min_sequence is None else min_sequence
+        await self.pusher.wait_reported(wanted, timeout_s)
+
+    def snapshot(self) -> node_pb2.ResourceSnapshot:
+        """The whole view of the node now, with the next sequence number."""
+        self.sequence += 1
+        inventory, policy = self.inventory, self.policy
+        instances = self.instances()
+        used = self.usage(instances)
+        epoch = Timestamp()
+        epoch.FromDatetime(self.boot_epoch)
+        if inventory.disk_available_least_gb is not None:
+            disk_least = inventory.disk_available_least_gb
+        else:
+            disk_least = inventory.total.disk_gb - used.disk_gb
+        snapshot = node_pb2.ResourceSnapshot(
+            host=self.host,
+            nodename=self.nodename,
+            node_uuid=self.node_uuid,
+            boot_epoch=epoch,
+            sequence=self.sequence,
+            hypervisor_type=inventory.hypervisor_type,
+            hypervisor_version=inventory.hypervisor_version,
+            cpu_info=inventory.cpu_info,
+            total=inventory.total.to_proto(),
+            used=used.to_proto(),
+            disk_available_least_gb=disk_least,
+            current_workload=sum(r.state in _WORKLOAD_STATES for r in instances),
+            io_ops=sum(r.state in _IO_STATES for r in instances),
+            host_ip=inventory.host_ip,
+            cpu_allocation_ratio=policy.cpu_allocation_ratio,
+            ram_allocation_ratio=policy.ram_allocation_ratio,
+            disk_allocation_ratio=policy.disk_allocation_ratio,
+            reserved_host_memory_mb=policy.reserved_host_memory_mb,
+            reserved_host_disk_mb=policy.reserved_host_disk_mb,
+            reserved_host_cpus=policy.reserved_host_cpus,
+            pci_device_pools=[
+                node_pb2.PciDevicePool(
+                    vendor_id=p.vendor_id,
+                    product_id=p.product_id,
+                    numa_node=p.numa_node,
+                    count=p.count,
+                    tags=dict(p.tags),
+                )
+                for p in inventory.pci_pools
+            ],
+            numa_topology=node_pb2.NumaTopology(
+                cells=[
+                    node_pb2.NumaCell(id=c.id, cpus=c.cpus, memory_mb=c.memory_mb)
+                    for c in inventory.numa_cells
+                ]
+            ),
+            supported_instances=inventory.supported_instances,
+            instances=[r.to_proto(self.host, self.node_uuid) for r in instances],
+        )
+        self.last_snapshot = snapshot
+        return snapshot
