@@ -112,8 +112,8 @@ def test_sigterm_stops_the_registry_promptly_and_cleanly(registry_process):
         )
 
 
-def test_berth_up_runs_the_registry_and_stops_on_ctrl_c(tmp_path):
-    port = _free_port()
+def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_path):
+    port, node_port = _free_port(), _free_port()
     proc = subprocess.Popen(
         [
             BERTH,
@@ -122,6 +122,8 @@ def test_berth_up_runs_the_registry_and_stops_on_ctrl_c(tmp_path):
             str(tmp_path / "data"),
             "--registry-port",
             str(port),
+            "--node-port",
+            str(node_port),
             "--host",
             "demo-1",
         ],
@@ -143,6 +145,17 @@ def test_berth_up_runs_the_registry_and_stops_on_ctrl_c(tmp_path):
         assert f"127.0.0.1:{port}" in banner, banner
         listed = berth(f"127.0.0.1:{port}", "--json", "service-list")
         assert any(s["binary"] == "berth-registry" for s in json.loads(listed.stdout))
+        node = ("--node", f"127.0.0.1:{node_port}")
+        deadline = time.monotonic() + 20
+        hosts: list[str] = []
+        while time.monotonic() < deadline and len(hosts) < 6:
+            listed = berth(f"127.0.0.1:{port}", *node, "--json", "hypervisor-list")
+            hosts = sorted(n["host"] for n in json.loads(listed.stdout or "[]"))
+            time.sleep(0.3)
+        # The demo fleet: a KVM-like host, a VMware-like cluster, four bare-metal nodes.
+        assert hosts == ["ironic-1"] * 4 + ["kvm-1", "vmware-1"], hosts
+        described = berth(f"127.0.0.1:{port}", *node, "--json", "host-describe", "kvm-1")
+        assert json.loads(described.stdout)[0]["project"] == "(total)"
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
         assert proc.returncode in (0, 130)
