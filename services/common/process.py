@@ -1,0 +1,69 @@
+"""`python -m services.<name>`: the same life for every Berth process.
+
+Settings (a bad one stops the process, exit 2), logging, metrics, start, serve until
+SIGTERM/SIGINT, then drain and stop (see server.run_until_signalled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+from services.common.logs import setup_logging
+from services.common.metrics import serve_metrics
+from services.common.server import StartupError, run_until_signalled
+from services.common.settings import CommonSettings, load_settings
+
+
+class Running(Protocol):
+    """What start functions return: a server, its health, and the stop sequence."""
+
+    server: Any
+    health: Any
+
+    async def drain(self) -> None: ...
+    async def stop(self, grace_s: float = ...) -> None: ...
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def run(
+    settings_class: type[S],
+    start: Callable[[S], Awaitable[Running]],
+    service_names: list[str],
+    *,
+    after_start: Callable[[], None] | None = None,
+) -> None:
+    """Run one process until signalled; never returns a traceback for a bad start."""
+
+    async def main() -> None:
+        settings = load_settings(settings_class)
+        setup_logging(settings.log_level, settings.log_format)
+        if settings.metrics_listen:
+            serve_metrics(settings.metrics_listen)
+        process = await start(settings)
+        if after_start is not None:
+            after_start()
+
+        async def stop_loops() -> None:
+            await process.stop(0)
+
+        await run_until_signalled(
+            process.server,
+            process.health,
+            service_names,
+            settings.shutdown_grace,
+            on_stop=stop_loops,
+            on_drain=process.drain,
+        )
+
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        print(f"{settings_class.binary}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
