@@ -9,6 +9,7 @@ import pytest
 from berth.v1 import common_pb2, node_pb2, node_pb2_grpc
 
 from tests.integration.node.support import by_key, report, snapshot
+from tests.integration.registry.support import take
 
 ADDED, MODIFIED, DELETED, SYNCED = (
     common_pb2.EVENT_TYPE_ADDED,
@@ -18,29 +19,16 @@ ADDED, MODIFIED, DELETED, SYNCED = (
 )
 
 
-async def _take(watch, n: int, within_s: float = 10) -> list[node_pb2.WatchComputeNodesResponse]:
-    events: list[node_pb2.WatchComputeNodesResponse] = []
-
-    async def collect():
-        async for event in watch:
-            events.append(event)
-            if len(events) == n:
-                return
-
-    await asyncio.wait_for(collect(), within_s)
-    return events
-
-
 async def test_a_watch_lists_then_syncs_then_streams_only_real_changes(nodes):
     await report(nodes, snapshot("kvm-1"))
     watch = nodes.WatchComputeNodes(node_pb2.WatchComputeNodesRequest())
-    listing = await _take(watch, 2)
+    listing = await take(watch, 2)
     assert [e.type for e in listing] == [ADDED, SYNCED] and listing[0].node.host == "kvm-1"
     await report(nodes, snapshot("kvm-1", sequence=2))  # unchanged: no event
     await report(nodes, snapshot("kvm-1", sequence=3, vcpus=32))
     await report(nodes, snapshot("kvm-2"))
     await nodes.DeleteComputeNode(node_pb2.DeleteComputeNodeRequest(node=by_key("kvm-2")))
-    changes = await _take(watch, 3)
+    changes = await take(watch, 3)
     assert [(e.type, e.node.host) for e in changes] == [
         (MODIFIED, "kvm-1"),
         (ADDED, "kvm-2"),
@@ -54,11 +42,11 @@ async def test_a_watch_lists_then_syncs_then_streams_only_real_changes(nodes):
 async def test_a_watch_resumes_after_a_revision(nodes):
     await report(nodes, snapshot("kvm-1"))
     first = nodes.WatchComputeNodes(node_pb2.WatchComputeNodesRequest())
-    synced = (await _take(first, 2))[-1].revision
+    synced = (await take(first, 2))[-1].revision
     first.cancel()
     await report(nodes, snapshot("kvm-1", sequence=2, vcpus=8))
     resumed = nodes.WatchComputeNodes(node_pb2.WatchComputeNodesRequest(start_revision=synced))
-    (event,) = await _take(resumed, 1)
+    (event,) = await take(resumed, 1)
     assert event.type == MODIFIED and event.node.total.vcpus == 8
     resumed.cancel()
 
@@ -66,7 +54,7 @@ async def test_a_watch_resumes_after_a_revision(nodes):
 async def test_a_revision_from_the_future_is_invalid(nodes):
     watch = nodes.WatchComputeNodes(node_pb2.WatchComputeNodesRequest(start_revision=10**9))
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _take(watch, 1)
+        await take(watch, 1)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -81,12 +69,12 @@ async def test_watchers_of_two_replicas_see_every_change_of_both(database, start
         stub_a, stub_b = node_pb2_grpc.NodeServiceStub(ca), node_pb2_grpc.NodeServiceStub(cb)
         watch_a = stub_a.WatchComputeNodes(node_pb2.WatchComputeNodesRequest())
         watch_b = stub_b.WatchComputeNodes(node_pb2.WatchComputeNodesRequest())
-        await _take(watch_a, 1)
-        await _take(watch_b, 1)
+        await take(watch_a, 1)
+        await take(watch_b, 1)
         writes = [report(stub_a if i % 2 else stub_b, snapshot(f"h{i}")) for i in range(40)]
         await asyncio.gather(*writes)
-        seen_a = await _take(watch_a, 40)
-        seen_b = await _take(watch_b, 40)
+        seen_a = await take(watch_a, 40)
+        seen_b = await take(watch_b, 40)
         for seen in (seen_a, seen_b):
             assert sorted(e.node.host for e in seen) == sorted(f"h{i}" for i in range(40))
             revisions = [e.revision for e in seen]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -41,3 +42,17 @@ async def status_of(coro) -> grpc.StatusCode:
     with pytest.raises(aio.AioRpcError) as err:
         await coro
     return err.value.code()
+
+
+async def take(watch, n: int, within_s: float = 10) -> list:
+    """The next `n` events of a watch stream, failing the test if they take too long."""
+    events: list = []
+
+    async def collect():
+        async for event in watch:
+            events.append(event)
+            if len(events) == n:
+                return
+
+    await asyncio.wait_for(collect(), within_s)
+    return events

@@ -10,27 +10,14 @@ from berth.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 from grpc import aio
 
 from services.registry.store import repository as repo
-from tests.integration.registry.support import key, register
-
-
-async def _take(watch, n: int, within_s: float = 10) -> list[registry_pb2.WatchServicesResponse]:
-    events = []
-
-    async def collect():
-        async for event in watch:
-            events.append(event)
-            if len(events) == n:
-                return
-
-    await asyncio.wait_for(collect(), within_s)
-    return events
+from tests.integration.registry.support import key, register, take
 
 
 async def test_a_watch_lists_everything_then_syncs_then_streams_changes(stub):
     await register(stub, "a")
     await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="rack-1"))
     watch = stub.WatchServices(registry_pb2.WatchServicesRequest())
-    listing = await _take(watch, 3)
+    listing = await take(watch, 3)
     assert [e.type for e in listing] == [
         common_pb2.EVENT_TYPE_ADDED,
         common_pb2.EVENT_TYPE_ADDED,
@@ -39,7 +26,7 @@ async def test_a_watch_lists_everything_then_syncs_then_streams_changes(stub):
     assert listing[0].service.host == "a" and listing[1].aggregate.name == "rack-1"
     synced_at = listing[2].revision
     await stub.UpdateService(registry_pb2.UpdateServiceRequest(service=key("a"), disabled=True))
-    (change,) = await _take(watch, 1)
+    (change,) = await take(watch, 1)
     assert change.type == common_pb2.EVENT_TYPE_MODIFIED and change.service.disabled
     assert change.revision == synced_at + 1
     watch.cancel()
@@ -48,12 +35,12 @@ async def test_a_watch_lists_everything_then_syncs_then_streams_changes(stub):
 async def test_a_watch_resumed_from_a_revision_gets_what_it_missed(stub):
     await register(stub, "a")
     watch = stub.WatchServices(registry_pb2.WatchServicesRequest())
-    synced = (await _take(watch, 2))[-1].revision
+    synced = (await take(watch, 2))[-1].revision
     watch.cancel()
     await register(stub, "b")
     await stub.DeleteService(registry_pb2.DeleteServiceRequest(service=key("a")))
     resumed = stub.WatchServices(registry_pb2.WatchServicesRequest(start_revision=synced))
-    added, deleted = await _take(resumed, 2)
+    added, deleted = await take(resumed, 2)
     assert (added.type, added.service.host) == (common_pb2.EVENT_TYPE_ADDED, "b")
     assert (deleted.type, deleted.service.host) == (common_pb2.EVENT_TYPE_DELETED, "a")
     assert deleted.service.HasField("deleted_at")
@@ -67,7 +54,7 @@ async def test_a_revision_older_than_the_history_is_refused_with_a_way_out(stub,
         await repo.CHANGES.compact(session, keep=1)
     watch = stub.WatchServices(registry_pb2.WatchServicesRequest(start_revision=1))
     with pytest.raises(aio.AioRpcError) as err:
-        await _take(watch, 1)
+        await take(watch, 1)
     assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert "watch again from 0" in err.value.details()
 
@@ -75,7 +62,7 @@ async def test_a_revision_older_than_the_history_is_refused_with_a_way_out(stub,
 async def test_a_revision_from_the_future_is_invalid(stub):
     watch = stub.WatchServices(registry_pb2.WatchServicesRequest(start_revision=999))
     with pytest.raises(aio.AioRpcError) as err:
-        await _take(watch, 1)
+        await take(watch, 1)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -87,7 +74,7 @@ async def test_two_replicas_on_one_database_both_deliver_every_change(start, dat
     stubs = [registry_pb2_grpc.RegistryServiceStub(c) for c in channels]
     watches = [s.WatchServices(registry_pb2.WatchServicesRequest()) for s in stubs]
     for w in watches:
-        assert (await _take(w, 1))[0].type == common_pb2.EVENT_TYPE_SYNCED
+        assert (await take(w, 1))[0].type == common_pb2.EVENT_TYPE_SYNCED
     # 40 registrations and 40 updates, half through each replica, concurrently.
     changes = 40
     await asyncio.gather(*(register(stubs[i % 2], f"h{i}") for i in range(changes)))
@@ -100,7 +87,7 @@ async def test_two_replicas_on_one_database_both_deliver_every_change(start, dat
         )
     )
     for w in watches:
-        events = await _take(w, 2 * changes)
+        events = await take(w, 2 * changes)
         revisions = [e.revision for e in events]
         assert revisions == list(range(revisions[0], revisions[0] + 2 * changes)), (
             "a gap or a reorder"
