@@ -185,6 +185,14 @@ class EventFeed(Generic[E]):
                 await asyncio.sleep(self._poll_interval_s)
 
     async def catch_up(self) -> None:
+        if not self._subscriptions and not self._listeners:
+            # Nobody to deliver to: keep the position (where a new watcher's replay ends)
+            # without reading and decoding the events just written.
+            async with self._sessions() as session:
+                current, _ = await self.changelog.state(session)
+            if not self._subscriptions and not self._listeners:  # still nobody: jump
+                self.position = current
+                return
         while True:
             async with self._sessions() as session:
                 rows = await self.changelog.after(session, self.position, BATCH)

