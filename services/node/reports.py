@@ -103,7 +103,10 @@ class SnapshotWriter:
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                await self._write(batch)
+                # A caller past its deadline has gone; its agent sends a newer snapshot anyway.
+                batch = [p for p in batch if not p.future.done()]
+                if batch:
+                    await self._write(batch)
 
     async def _write(self, batch: list[_Pending]) -> None:
         for attempt in range(4):
