@@ -12,12 +12,14 @@ from grpc_health.v1 import health
 from services.common import auth
 from services.common.channels import aio_channel, call_metadata
 from services.common.reporter import ServiceReporter
-from services.common.server import ServiceSpec, build_server
+from services.common.server import ServiceSpec, StartupError, build_server
 from services.compute.drivers import build_driver
+from services.compute.drivers.base import Driver
 from services.compute.manager import ComputeManager
 from services.compute.servicer import ComputeAgentServicer
 from services.compute.settings import ComputeSettings
 from services.compute.state import AgentState
+from services.compute.tracker import CapacityPolicy, reserve_misfit
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,16 @@ class Agent:
         self.state.close()
 
 
+async def _check_reserved_fits(settings: ComputeSettings, driver: Driver) -> None:
+    policy = CapacityPolicy.from_settings(settings)
+    for node in await driver.nodes():
+        if node.whole_machine:
+            continue  # nothing is reserved on bare metal
+        misfit = reserve_misfit(policy, node.nodename, node.total)
+        if misfit:
+            raise StartupError(misfit)
+
+
 async def start_agent(settings: ComputeSettings, *, report_self: bool = True) -> Agent:
     """Load the state, start trackers and the server; tests use BERTH_LISTEN=127.0.0.1:0."""
     state = AgentState.load(settings.data_dir, settings.host)
@@ -76,6 +88,7 @@ async def start_agent(settings: ComputeSettings, *, report_self: bool = True) ->
     manager: ComputeManager | None = None
     try:
         driver = build_driver(settings)
+        await _check_reserved_fits(settings, driver)
         stub = None
         metadata: tuple[tuple[str, str], ...] = ()
         if settings.node_url:

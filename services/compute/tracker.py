@@ -73,6 +73,24 @@ class CapacityPolicy:
 BARE_METAL = CapacityPolicy()
 
 
+def reserve_misfit(policy: CapacityPolicy, nodename: str, total: Resources) -> str | None:
+    """Why the reserved amounts cannot fit `total` (the node service would refuse every
+    snapshot of the node), or None."""
+    checks = (
+        ("BERTH_RESERVED_HOST_CPUS", "vcpus", policy.cpu_allocation_ratio, ""),
+        ("BERTH_RESERVED_HOST_MEMORY_MB", "memory_mb", policy.ram_allocation_ratio, " MiB"),
+        ("BERTH_RESERVED_HOST_DISK_MB", "disk_gb", policy.disk_allocation_ratio, " GiB"),
+    )
+    for variable, field, ratio, unit in checks:
+        held, capacity = getattr(policy.reserved, field), getattr(total, field)
+        if held > capacity * ratio:
+            return (
+                f"{variable} keeps back {held}{unit}, more than node {nodename} has "
+                f"({capacity}{unit} x allocation ratio {ratio:g}); lower it or give the node more"
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class _Dimension:
     """How one resource is named in messages and which ratio applies to it."""

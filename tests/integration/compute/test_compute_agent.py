@@ -196,6 +196,17 @@ async def test_an_agent_refuses_a_data_directory_of_another_host(start_compute):
         await start_compute(host="kvm-2")
 
 
+async def test_an_agent_refuses_to_start_when_the_reserve_cannot_fit_its_node(
+    start_compute, tmp_path
+):
+    with pytest.raises(StartupError, match="BERTH_RESERVED_HOST_MEMORY_MB keeps back 512 MiB"):
+        await start_compute(host="kvm-1", fake_memory_mb=256)
+    # Bare metal reserves nothing, so the same sizes are fine there.
+    await start_compute(
+        host="ironic-1", driver="fake-ironic", fake_memory_mb=256, data_dir=tmp_path / "ironic"
+    )
+
+
 @pytest.mark.parametrize(
     ("method", "request_"),
     [
