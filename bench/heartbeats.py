@@ -47,16 +47,14 @@ from support import (
     DEFAULT_MARIADB,
     DEFAULT_POSTGRES,
     Database,
-    MariadbDatabase,
     PostgresDatabase,
     ServiceProcess,
-    SqliteDatabase,
     log,
     machine_busy_seconds,
+    open_database,
     percentile,
 )
 from support import client_channel as _channel
-from support import hide_password as _hide_password
 
 BINARY = "berth-compute"
 
@@ -530,28 +528,14 @@ async def main_async(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="berth-bench-"))
     try:
         for backend in args.backends:
-            database: Database
-            if backend == "sqlite":
-                database = SqliteDatabase(workdir)
-            elif backend == "postgresql":
-                database = PostgresDatabase(args.postgres_url)
-            elif backend == "mariadb":
-                database = MariadbDatabase(args.mariadb_url)
-            else:
-                raise SystemExit(f"unknown backend {backend!r}: use sqlite, postgresql, mariadb")
-            if isinstance(database, PostgresDatabase | MariadbDatabase):
-                admin = args.postgres_url if backend == "postgresql" else args.mariadb_url
-                problem = await database.reachable()
-                if problem is not None:
-                    line = (
-                        f"{backend}: skipped (not reachable at {_hide_password(admin)}: {problem})"
-                    )
-                    skipped[backend] = line
-                    if args.json:
-                        log(line)
-                    else:
-                        print(line, flush=True)
-                    continue
+            database = await open_database(backend, args, workdir, "registry-bench.sqlite3")
+            if isinstance(database, str):  # its server does not answer: say so, go on
+                skipped[backend] = database
+                if args.json:
+                    log(database)
+                else:
+                    print(database, flush=True)
+                continue
             results.extend(await bench_backend(database, args, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -62,14 +62,12 @@ from support import (
     DEFAULT_POSTGRES,
     REPO,
     Database,
-    MariadbDatabase,
     PostgresDatabase,
     ServiceProcess,
-    SqliteDatabase,
     client_channel,
-    hide_password,
     log,
     machine_busy_seconds,
+    open_database,
     percentile,
     sorted_latencies,
 )
@@ -1058,28 +1056,14 @@ async def main_async(args: argparse.Namespace) -> int:
         args.profile_dir.mkdir(parents=True, exist_ok=True)
     try:
         for backend in args.backends:
-            database: Database
-            if backend == "sqlite":
-                database = SqliteDatabase(workdir, "node-bench.sqlite3")
-            elif backend == "postgresql":
-                database = PostgresDatabase(args.postgres_url)
-            elif backend == "mariadb":
-                database = MariadbDatabase(args.mariadb_url)
-            else:
-                raise SystemExit(f"unknown backend {backend!r}: use sqlite, postgresql, mariadb")
-            if isinstance(database, PostgresDatabase | MariadbDatabase):
-                admin = args.postgres_url if backend == "postgresql" else args.mariadb_url
-                problem = await database.reachable()
-                if problem is not None:
-                    line = (
-                        f"{backend}: skipped (not reachable at {hide_password(admin)}: {problem})"
-                    )
-                    skipped[backend] = line
-                    if args.json:
-                        log(line)
-                    else:
-                        print(line, flush=True)
-                    continue
+            database = await open_database(backend, args, workdir, "node-bench.sqlite3")
+            if isinstance(database, str):  # its server does not answer: say so, go on
+                skipped[backend] = database
+                if args.json:
+                    log(database)
+                else:
+                    print(database, flush=True)
+                continue
             phases, verification = await bench_backend(database, args, workdir)
             results.extend(phases)
             if verification is not None:

@@ -19,6 +19,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -185,6 +186,23 @@ class MariadbDatabase(Database):
 
 
 # --------------------------------------------------------------------------- processes
+
+
+async def open_database(backend: str, args: Any, workdir: Path, sqlite_name: str) -> Database | str:
+    """The scratch database for `backend` (from --postgres-url / --mariadb-url), or the
+    line saying why it is skipped (its server does not answer)."""
+    if backend == "sqlite":
+        return SqliteDatabase(workdir, sqlite_name)
+    if backend == "postgresql":
+        admin, database = args.postgres_url, PostgresDatabase(args.postgres_url)
+    elif backend == "mariadb":
+        admin, database = args.mariadb_url, MariadbDatabase(args.mariadb_url)
+    else:
+        raise SystemExit(f"unknown backend {backend!r}: use sqlite, postgresql, mariadb")
+    problem = await database.reachable()
+    if problem is not None:
+        return f"{backend}: skipped (not reachable at {hide_password(admin)}: {problem})"
+    return database
 
 
 def machine_busy_seconds() -> float:
