@@ -82,6 +82,14 @@ class CommonSettings(BaseSettings):
     def listen_address(self) -> str:
         return self.listen or f"127.0.0.1:{self.default_port}"
 
+    def bound_address(self, port: int) -> str:
+        """The listen address with the port the server really bound (port 0 picks one)."""
+        return f"{self.listen_address.rsplit(':', 1)[0]}:{port}"
+
+    def endpoint(self, port: int) -> str:
+        """Where other processes reach this one: BERTH_ADVERTISE, else the bound address."""
+        return self.advertise or self.bound_address(port)
+
 
 def split_host_port(value: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` -> (host, port); raises ValueError with a sentence."""

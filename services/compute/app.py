@@ -117,8 +117,7 @@ async def start_agent(settings: ComputeSettings, *, report_self: bool = True) ->
         state.close()
         raise
     agent = Agent(server, port, manager, state, health_servicer, channel)
-    host = settings.listen_address.rsplit(":", 1)[0]
-    endpoint = settings.advertise or f"{host}:{port}"
+    endpoint = settings.endpoint(port)
     if report_self:
         agent.reporter = ServiceReporter(settings, BINARY, endpoint)
         agent.reporter.start()

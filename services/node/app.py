@@ -115,14 +115,13 @@ async def start_node_service(
     writer.start()
     await server.start()
     service = NodeService(server, port, engine, feed, writer, liveness, health, stopping)
-    host = settings.listen_address.rsplit(":", 1)[0]
     if report_self:
-        service.reporter = ServiceReporter(settings, BINARY, settings.advertise or f"{host}:{port}")
+        service.reporter = ServiceReporter(settings, BINARY, settings.endpoint(port))
         service.reporter.start()
     log.info(
         "node service serving",
         extra={
-            "address": f"{host}:{port}",
+            "address": settings.bound_address(port),
             "database": db.async_url(settings.database_url).render_as_string(hide_password=True),
         },
     )

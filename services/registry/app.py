@@ -165,16 +165,14 @@ async def start_registry(
         )
     )
     if report_self:
-        host, _ = settings.listen_address.rsplit(":", 1)
-        endpoint = settings.advertise or f"{host}:{port}"
         # The registry registers itself like any process, through its own front door.
         self_settings = settings.model_copy(update={"registry_url": f"127.0.0.1:{port}"})
-        registry.reporter = ServiceReporter(self_settings, BINARY, endpoint)
+        registry.reporter = ServiceReporter(self_settings, BINARY, settings.endpoint(port))
         registry.reporter.start()
     log.info(
         "registry serving",
         extra={
-            "address": f"{settings.listen_address.rsplit(':', 1)[0]}:{port}",
+            "address": settings.bound_address(port),
             "database": db.async_url(settings.database_url).render_as_string(hide_password=True),
         },
     )
