@@ -36,9 +36,9 @@ _RETRYABLE = {
 class ServiceReporter:
     """Registers this process and keeps its heartbeat stream going, in a background task."""
 
-    def __init__(self, settings: CommonSettings, binary: str, endpoint: str) -> None:
+    def __init__(self, settings: CommonSettings, endpoint: str) -> None:
         self._settings = settings
-        self._binary = binary
+        self._binary = settings.binary
         self._endpoint = endpoint
         self._task: asyncio.Task[None] | None = None
         self.service_uuid: str | None = None

@@ -16,6 +16,8 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "BERTH_"
+# The compute agent's binary: the registry and the node service find a host's agent by it.
+COMPUTE_BINARY = "berth-compute"
 
 
 class CommonSettings(BaseSettings):

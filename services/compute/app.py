@@ -23,7 +23,6 @@ from services.compute.tracker import CapacityPolicy, reserve_misfit
 
 log = logging.getLogger(__name__)
 
-BINARY = ComputeSettings.binary
 SERVICE_NAMES = [compute_pb2.DESCRIPTOR.services_by_name["ComputeAgentService"].full_name]
 _C = "/berth.v1.ComputeAgentService/"
 # Building and deleting are admin-only; nothing here is an agent method.
@@ -119,7 +118,7 @@ async def start_agent(settings: ComputeSettings, *, report_self: bool = True) ->
     agent = Agent(server, port, manager, state, health_servicer, channel)
     endpoint = settings.endpoint(port)
     if report_self:
-        agent.reporter = ServiceReporter(settings, BINARY, endpoint)
+        agent.reporter = ServiceReporter(settings, endpoint)
         agent.reporter.start()
     log.info(
         "compute agent serving",

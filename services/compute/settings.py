@@ -8,7 +8,7 @@ from berth.client.channel import parse_target
 from berth.client.errors import InvalidArgument
 from pydantic import Field, field_validator
 
-from services.common.settings import CommonSettings
+from services.common.settings import COMPUTE_BINARY, CommonSettings
 
 # The widest amounts the node service accepts in a snapshot (its services/node/snapshots.py);
 # the agent keeps within them, or its snapshots would be refused.
@@ -22,7 +22,7 @@ MAX_FAKE_VCPUS = 1 << 14
 
 
 class ComputeSettings(CommonSettings):
-    binary: ClassVar[str] = "berth-compute"
+    binary: ClassVar[str] = COMPUTE_BINARY
     default_port: ClassVar[int] = 50054
 
     # The node service that receives this agent's snapshots; empty: report to nobody.

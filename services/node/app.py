@@ -25,7 +25,6 @@ from services.node.settings import NodeSettings
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
-BINARY = "berth-node"
 SERVICE_NAMES = [node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name]
 _N = "/berth.v1.NodeService/"
 POLICY = auth.MethodPolicy(
@@ -116,7 +115,7 @@ async def start_node_service(
     await server.start()
     service = NodeService(server, port, engine, feed, writer, liveness, health, stopping)
     if report_self:
-        service.reporter = ServiceReporter(settings, BINARY, settings.endpoint(port))
+        service.reporter = ServiceReporter(settings, settings.endpoint(port))
         service.reporter.start()
     log.info(
         "node service serving",

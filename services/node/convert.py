@@ -9,8 +9,6 @@ from typing import Any
 from berth.v1 import common_pb2, node_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-COMPUTE_BINARY = "berth-compute"
-
 
 def timestamp(value: datetime | None) -> Timestamp | None:
     if value is None:

@@ -12,8 +12,7 @@ from berth.v1 import registry_pb2, registry_pb2_grpc
 from grpc import aio
 
 from services.common.channels import aio_channel, call_metadata
-from services.common.settings import CommonSettings
-from services.node.convert import COMPUTE_BINARY
+from services.common.settings import COMPUTE_BINARY, CommonSettings
 
 
 class ComputeLiveness:

@@ -28,7 +28,6 @@ from services.registry.settings import RegistrySettings
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
-BINARY = "berth-registry"
 SERVICE_NAMES = [
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     host_pb2.DESCRIPTOR.services_by_name["HostService"].full_name,
@@ -167,7 +166,7 @@ async def start_registry(
     if report_self:
         # The registry registers itself like any process, through its own front door.
         self_settings = settings.model_copy(update={"registry_url": f"127.0.0.1:{port}"})
-        registry.reporter = ServiceReporter(self_settings, BINARY, settings.endpoint(port))
+        registry.reporter = ServiceReporter(self_settings, settings.endpoint(port))
         registry.reporter.start()
     log.info(
         "registry serving",

@@ -7,9 +7,9 @@ from datetime import datetime
 from berth.v1 import registry_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.common.settings import COMPUTE_BINARY
 from services.registry.store.models import Aggregate, Service
 
-COMPUTE_BINARY = "berth-compute"
 # Nova shows non-compute services in this zone (its internal_service_availability_zone).
 INTERNAL_ZONE = "internal"
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import auth, db, validation
+from services.common.settings import COMPUTE_BINARY
 from services.registry import convert
 from services.registry.events import ServiceFeed
 from services.registry.liveness import Liveness
@@ -166,7 +167,7 @@ class ServicesTable:
     async def delete(self, ref: registry_pb2.ServiceRef) -> None:
         async with self._sessions() as session:
             row = await self._find(session, ref)
-        if row.binary == convert.COMPUTE_BINARY and self._host_guard is not None:
+        if row.binary == COMPUTE_BINARY and self._host_guard is not None:
             await self._host_guard(row.host)
         async with self._sessions() as session, session.begin():
             row = await self._find(session, ref, for_update=True)
