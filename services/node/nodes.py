@@ -112,9 +112,7 @@ class Nodes:
                 query: tuple[object, ...] = ("instances", "node", nodes[0]["uuid"])
             else:
                 host = validation.name("host", request.host)
-                nodes = list(await repo.list_nodes(session, host=host, limit=10**6))
-                if not nodes:
-                    raise NotFound(f"host {host} has no compute nodes", reason="HOST_NOT_FOUND")
+                nodes = await _nodes_of_known_host(session, host)
                 query = ("instances", "host", host)
             page = paging.read_page(request.page_size, request.page_token, query)
             by_id = {row["id"]: row for row in nodes}
@@ -131,9 +129,7 @@ class Nodes:
         """Nova's host-describe: totals, used now (with reserved), used max, per project."""
         host = validation.name("host", host)
         async with self._sessions() as session:
-            nodes = list(await repo.list_nodes(session, host=host, limit=10**6))
-            if not nodes:
-                raise NotFound(f"host {host} has no compute nodes", reason="HOST_NOT_FOUND")
+            nodes = await _nodes_of_known_host(session, host)
             projects = await repo.usage_by_project(session, [row["id"] for row in nodes])
 
         def summed(vcpus: str, memory: str, disk: str, rows: Sequence[Any]) -> common_pb2.Resources:
@@ -176,7 +172,7 @@ class Nodes:
         """Delete every node of a host, refused while any of them has instances."""
         host = validation.name("host", host)
         async with self._sessions() as session, session.begin():
-            rows = list(await repo.list_nodes(session, host=host, limit=10**6))
+            rows = await repo.nodes_of_host(session, host)
             ids = [row["id"] for row in rows]
             count = await repo.instance_count(session, ids)
             if count:
@@ -207,7 +203,7 @@ class Nodes:
         """Every live node at one revision as ADDED, then SYNCED at that revision."""
         async with self._sessions() as session, session.begin():
             revision, _ = await repo.CHANGES.state(session, lock=True)
-            protos = await self.protos(session, await repo.list_nodes(session, limit=10**9))
+            protos = await self.protos(session, await repo.list_nodes(session, limit=None))
         for proto in protos:
             yield node_pb2.WatchComputeNodesResponse(
                 type=common_pb2.EVENT_TYPE_ADDED, revision=revision, node=proto
@@ -215,3 +211,10 @@ class Nodes:
         yield node_pb2.WatchComputeNodesResponse(
             type=common_pb2.EVENT_TYPE_SYNCED, revision=revision
         )
+
+
+async def _nodes_of_known_host(session: AsyncSession, host: str) -> list[RowMapping]:
+    nodes = await repo.nodes_of_host(session, host)
+    if not nodes:
+        raise NotFound(f"host {host} has no compute nodes", reason="HOST_NOT_FOUND")
+    return nodes

@@ -128,8 +128,9 @@ async def list_nodes(
     host: str = "",
     nodename_contains: str = "",
     after_id: int | None = None,
-    limit: int = 100,
+    limit: int | None = 100,
 ) -> Sequence[RowMapping]:
+    """Live nodes in id order; `limit=None` for all of them."""
     query = select(NODES).where(LIVE).order_by(NODES.c.id).limit(limit)
     if host:
         query = query.where(NODES.c.host == host)
@@ -139,6 +140,10 @@ async def list_nodes(
     if after_id is not None:
         query = query.where(NODES.c.id > after_id)
     return (await session.execute(query)).mappings().all()
+
+
+async def nodes_of_host(session: AsyncSession, host: str) -> list[RowMapping]:
+    return list(await list_nodes(session, host=host, limit=None))
 
 
 _SUMMED = (
