@@ -82,6 +82,7 @@ class ComputeNode(_message.Message):
     DELETED_AT_FIELD_NUMBER: _builtins.int
     IO_OPS_FIELD_NUMBER: _builtins.int
     CLAIM_IDS_FIELD_NUMBER: _builtins.int
+    INSTANCE_UUIDS_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     """Stable identity; never changes once created."""
     host: _builtins.str
@@ -137,6 +138,12 @@ class ComputeNode(_message.Message):
     def claim_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The scheduler claims of the instances this node reports: claims it has confirmed."""
 
+    @_builtins.property
+    def instance_uuids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The uuids of the instances this node reports (the scheduler's same-host, different-host
+        and server-group view).
+        """
+
     def __init__(
         self,
         *,
@@ -169,10 +176,11 @@ class ComputeNode(_message.Message):
         deleted_at: _timestamp_pb2.Timestamp | None = ...,
         io_ops: _builtins.int = ...,
         claim_ids: _abc.Iterable[_builtins.str] | None = ...,
+        instance_uuids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deleted_at", b"deleted_at", "numa_topology", b"numa_topology", "total", b"total", "updated_at", b"updated_at", "used", b"used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_ids", b"claim_ids", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "created_at", b"created_at", "current_workload", b"current_workload", "deleted_at", b"deleted_at", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "free_disk_gb", b"free_disk_gb", "free_ram_mb", b"free_ram_mb", "generation", b"generation", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "io_ops", b"io_ops", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "running_vms", b"running_vms", "supported_instances", b"supported_instances", "total", b"total", "updated_at", b"updated_at", "used", b"used", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_ids", b"claim_ids", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "created_at", b"created_at", "current_workload", b"current_workload", "deleted_at", b"deleted_at", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "free_disk_gb", b"free_disk_gb", "free_ram_mb", b"free_ram_mb", "generation", b"generation", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "instance_uuids", b"instance_uuids", "io_ops", b"io_ops", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "running_vms", b"running_vms", "supported_instances", b"supported_instances", "total", b"total", "updated_at", b"updated_at", "used", b"used", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -740,12 +748,17 @@ class ListNodeInstancesRequest(_message.Message):
     HOST_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    INSTANCE_UUIDS_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
     @_builtins.property
     def node(self) -> Global___ComputeNodeRef:
-        """One node; or, with `host`, every node of that host."""
+        """One node; or, with `host`, every node of that host; neither: every node (server-list)."""
+
+    @_builtins.property
+    def instance_uuids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these instances (at most 1,000); empty for all."""
 
     def __init__(
         self,
@@ -754,10 +767,11 @@ class ListNodeInstancesRequest(_message.Message):
         host: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        instance_uuids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "node", b"node", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "instance_uuids", b"instance_uuids", "node", b"node", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

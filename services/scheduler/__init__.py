@@ -1,0 +1,1 @@
+"""berth-scheduler: HostState in Redis, Nova's filters and weighers, atomic claims."""

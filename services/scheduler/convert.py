@@ -1,0 +1,171 @@
+"""Proto <-> domain for the scheduler: ComputeNode -> HostState -> scheduler HostState."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from berth.v1 import common_pb2, node_pb2, registry_pb2, scheduler_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.scheduler.hoststate import HostFacts, HostState, Resources
+from services.scheduler.store.placement import PendingClaim
+
+
+def resources(message: common_pb2.Resources) -> Resources:
+    return Resources(message.vcpus, message.memory_mb, message.disk_gb)
+
+
+def resources_proto(value: Resources) -> common_pb2.Resources:
+    return common_pb2.Resources(vcpus=value.vcpus, memory_mb=value.memory_mb, disk_gb=value.disk_gb)
+
+
+def host_state(node: node_pb2.ComputeNode) -> HostState:
+    """The node part of a HostState, from the node service's report."""
+    return HostState(
+        node_uuid=node.uuid,
+        host=node.host,
+        nodename=node.nodename,
+        generation=node.generation,
+        hypervisor_type=node.hypervisor_type,
+        total=resources(node.total),
+        used=resources(node.used),
+        cpu_allocation_ratio=node.cpu_allocation_ratio or 1.0,
+        ram_allocation_ratio=node.ram_allocation_ratio or 1.0,
+        disk_allocation_ratio=node.disk_allocation_ratio or 1.0,
+        reserved_host_memory_mb=node.reserved_host_memory_mb,
+        reserved_host_disk_mb=node.reserved_host_disk_mb,
+        reserved_host_cpus=node.reserved_host_cpus,
+        num_instances=node.running_vms,
+        io_ops=node.io_ops,
+        instance_uuids=frozenset(node.instance_uuids),
+    )
+
+
+def host_facts(
+    host: str,
+    service: registry_pb2.Service | None,
+    aggregates: Iterable[registry_pb2.Aggregate],
+) -> HostFacts:
+    """What filters need from the registry about one host."""
+    names: list[str] = []
+    metadata: dict[str, set[str]] = {}
+    for aggregate in aggregates:
+        names.append(aggregate.name)
+        for key, value in aggregate.metadata.items():
+            metadata.setdefault(key, set()).add(value)
+    return HostFacts(
+        host=host,
+        service_up=bool(service and service.up),
+        service_disabled=bool(service and service.disabled),
+        disabled_reason=service.disabled_reason if service else "",
+        availability_zone=service.availability_zone if service else "",
+        aggregates=tuple(sorted(names)),
+        aggregate_metadata={k: frozenset(v) for k, v in metadata.items()},
+    )
+
+
+def facts_json(facts: HostFacts) -> str:
+    return json.dumps(
+        {
+            "up": facts.service_up,
+            "disabled": facts.service_disabled,
+            "reason": facts.disabled_reason,
+            "zone": facts.availability_zone,
+            "aggregates": list(facts.aggregates),
+            "metadata": {k: sorted(v) for k, v in facts.aggregate_metadata.items()},
+        },
+        separators=(",", ":"),
+    )
+
+
+def facts_from_json(host: str, text: str | bytes | None) -> HostFacts:
+    if not text:
+        return HostFacts(host=host)
+    doc = json.loads(text)
+    return HostFacts(
+        host=host,
+        service_up=doc["up"],
+        service_disabled=doc["disabled"],
+        disabled_reason=doc["reason"],
+        availability_zone=doc["zone"],
+        aggregates=tuple(doc["aggregates"]),
+        aggregate_metadata={k: frozenset(v) for k, v in doc["metadata"].items()},
+    )
+
+
+def node_state_bytes(state: HostState) -> bytes:
+    """What Redis keeps of a node besides the numbers its scripts read."""
+    return host_state_proto(state, facts=None, claims=()).SerializeToString()
+
+
+def host_state_proto(
+    state: HostState,
+    *,
+    facts: HostFacts | None,
+    claims: Iterable[PendingClaim],
+) -> scheduler_pb2.HostState:
+    claims = list(claims)
+    claimed = Resources()
+    for claim in claims:
+        claimed = claimed + claim.resources
+    message = scheduler_pb2.HostState(
+        node_uuid=state.node_uuid,
+        host=state.host,
+        nodename=state.nodename,
+        total=resources_proto(state.total),
+        used=resources_proto(state.used),
+        claimed=resources_proto(claimed),
+        cpu_allocation_ratio=state.cpu_allocation_ratio,
+        ram_allocation_ratio=state.ram_allocation_ratio,
+        disk_allocation_ratio=state.disk_allocation_ratio,
+        hypervisor_type=state.hypervisor_type,
+        num_instances=state.num_instances,
+        io_ops=state.io_ops,
+        generation=state.generation,
+        reserved_host_memory_mb=state.reserved_host_memory_mb,
+        reserved_host_disk_mb=state.reserved_host_disk_mb,
+        reserved_host_cpus=state.reserved_host_cpus,
+        pending_claims=[claim_proto(c, state.host, state.nodename) for c in claims],
+    )
+    if facts is not None:
+        _set_facts(message, facts)
+    return message
+
+
+def _set_facts(message: scheduler_pb2.HostState, facts: HostFacts) -> None:
+    message.service_up = facts.service_up
+    message.service_disabled = facts.service_disabled
+    message.availability_zone = facts.availability_zone
+    message.aggregates.extend(facts.aggregates)
+    for key, values in facts.aggregate_metadata.items():
+        message.aggregate_metadata[key] = ",".join(sorted(values))
+
+
+def merge_stored(
+    stored: bytes, facts: str, claims: Iterable[PendingClaim]
+) -> scheduler_pb2.HostState:
+    """A HostState as Redis holds it: the node's stored state, its host's facts (JSON),
+    its pending claims."""
+    message = scheduler_pb2.HostState.FromString(stored)
+    claimed = Resources()
+    for claim in claims:
+        claimed = claimed + claim.resources
+        message.pending_claims.append(claim_proto(claim, message.host, message.nodename))
+    message.claimed.CopyFrom(resources_proto(claimed))
+    _set_facts(message, facts_from_json(message.host, facts))
+    return message
+
+
+def claim_proto(claim: PendingClaim, host: str, nodename: str) -> scheduler_pb2.Claim:
+    expires = Timestamp()
+    expires.FromMilliseconds(claim.expires_ms)
+    return scheduler_pb2.Claim(
+        claim_id=claim.claim_id,
+        instance_uuid=claim.instance_uuid,
+        host=host,
+        nodename=nodename,
+        node_uuid=claim.node_uuid,
+        resources=resources_proto(claim.resources),
+        expires_at=expires,
+    )

@@ -1,0 +1,25 @@
+"""DifferentHostFilter: the `different_host` hint keeps an instance off the hinted hosts."""
+
+from __future__ import annotations
+
+from services.scheduler.context import PlacementContext
+from services.scheduler.filters.base import HostFilter
+from services.scheduler.hoststate import HostState
+from services.scheduler.request import Request
+
+
+class DifferentHostFilter(HostFilter):
+    """Rejects a node whose host holds one of the hinted instances.
+
+    Users ask for this so one host failure cannot take down both an instance and its peer.
+    The runner resolves the hinted uuids to hosts once per request
+    (`context.different_hosts`); hinted instances that are nowhere exclude nothing.
+    """
+
+    name = "DifferentHostFilter"
+
+    def applies(self, request: Request) -> bool:
+        return bool(request.hints.different_host)
+
+    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
+        return host.host not in context.different_hosts

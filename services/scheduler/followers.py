@@ -1,0 +1,90 @@
+"""Following a Watch stream: list, then changes from a revision; re-list when told the
+revision is too old; reconnect with backoff when the peer is away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from berth.client.errors import from_rpc_error
+from berth.v1 import common_pb2
+from grpc import aio
+
+from services.common.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+
+class WatchHandler(Protocol):
+    def listing_started(self) -> None: ...
+    def event(self, event: Any) -> None: ...
+    def listing_done(self) -> None: ...
+
+
+class Follower:
+    """Runs one watch for as long as the scheduler runs. `synced` is set once the first
+    listing is complete (and cleared again by `relist()` until the new one is)."""
+
+    def __init__(
+        self, name: str, watch: Callable[[int], AsyncIterator[Any]], handler: WatchHandler
+    ) -> None:
+        self.name = name
+        self._watch = watch
+        self._handler = handler
+        self.revision = 0
+        self.synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"follow-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def relist(self) -> None:
+        """Start over from a full listing (Resync, or a flushed Redis)."""
+        await self.stop()
+        self.revision = 0
+        self.synced.clear()
+        self.start()
+
+    async def _run(self) -> None:
+        backoff = Backoff(0.2, 10.0)
+        while True:
+            listing = self.revision == 0
+            if listing:
+                self._handler.listing_started()
+            try:
+                async for event in self._watch(self.revision):
+                    if event.type == common_pb2.EVENT_TYPE_SYNCED:
+                        self.revision = event.revision
+                        if listing:
+                            self._handler.listing_done()
+                            listing = False
+                        self.synced.set()
+                        continue
+                    self._handler.event(event)
+                    self.revision = event.revision
+                    backoff.reset()
+                    if not listing:
+                        self.synced.set()
+                log.info("%s watch ended (peer stopping); reconnecting", self.name)
+            except aio.AioRpcError as exc:
+                error = from_rpc_error(exc)
+                if error.reason == "REVISION_TOO_OLD":
+                    log.warning("%s watch: %s; listing everything again", self.name, error)
+                    self.revision = 0
+                    continue
+                log.warning(
+                    "%s watch interrupted (%s: %s); retrying from revision %d",
+                    self.name,
+                    exc.code().name,
+                    exc.details(),
+                    self.revision,
+                )
+            await asyncio.sleep(backoff.next_delay())

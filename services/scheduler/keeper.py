@@ -1,0 +1,407 @@
+"""CacheKeeper: keeps the mirror and Redis true to the registry and the node service.
+
+    WatchServices ──► services, aggregates ──► HostFacts per host ─┐
+    WatchComputeNodes ──► HostState per node ──────────────────────┼─► mirror (at once)
+                                                                   └─► Redis (batched writer)
+    Redis claim events ──► the node's claims re-read ──► mirror
+
+Redis is a cache: when its cache marker is gone (flushed, or a new Redis) the keeper
+lists both services again and writes everything back, with the claims this replica holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from berth.v1 import common_pb2, node_pb2, node_pb2_grpc, registry_pb2, registry_pb2_grpc
+from redis import exceptions as redis_errors
+
+from services.common.backoff import Backoff
+from services.common.channels import aio_channel, call_metadata
+from services.common.settings import COMPUTE_BINARY
+from services.scheduler import convert
+from services.scheduler.followers import Follower
+from services.scheduler.hoststate import HostState
+from services.scheduler.mirror import Mirror
+from services.scheduler.settings import SchedulerSettings
+from services.scheduler.store.placement import PlacementStore
+
+log = logging.getLogger(__name__)
+
+DELETED = common_pb2.EVENT_TYPE_DELETED
+
+
+@dataclass
+class ResyncResult:
+    nodes: int
+    services: int
+    duration_s: float
+
+
+class _NodeSide:
+    """WatchComputeNodes -> mirror + pending Redis writes."""
+
+    def __init__(self, keeper: CacheKeeper) -> None:
+        self.keeper = keeper
+        self.seen: set[str] | None = None
+
+    def listing_started(self) -> None:
+        self.seen = set()
+
+    def event(self, event: node_pb2.WatchComputeNodesResponse) -> None:
+        node = event.node
+        if event.type == DELETED:
+            self.keeper.node_deleted(node)
+            return
+        if self.seen is not None:
+            self.seen.add(node.uuid)
+        self.keeper.node_changed(node)
+
+    def listing_done(self) -> None:
+        gone = set(self.keeper.mirror.nodes) - (self.seen or set())
+        for node_uuid in gone:  # deleted while we were not listening
+            state = self.keeper.mirror.nodes[node_uuid]
+            self.keeper.drop(state)
+        self.seen = None
+
+
+class _RegistrySide:
+    """WatchServices -> compute services and aggregates -> HostFacts per host."""
+
+    def __init__(self, keeper: CacheKeeper) -> None:
+        self.keeper = keeper
+        self.services: dict[str, registry_pb2.Service] = {}
+        self.aggregates: dict[str, registry_pb2.Aggregate] = {}
+        self.listing: bool = False
+
+    def listing_started(self) -> None:
+        self.listing = True
+        self._before = (set(self.services), set(self.aggregates))
+        self.services.clear()
+        self.aggregates.clear()
+
+    def event(self, event: registry_pb2.WatchServicesResponse) -> None:
+        touched: set[str] = set()
+        if event.HasField("service"):
+            service = event.service
+            if service.binary != COMPUTE_BINARY:
+                return
+            if event.type == DELETED:
+                self.services.pop(service.host, None)
+            else:
+                self.services[service.host] = service
+            touched.add(service.host)
+        elif event.HasField("aggregate"):
+            aggregate = event.aggregate
+            old = self.aggregates.pop(aggregate.uuid, None)
+            if old is not None:
+                touched.update(old.hosts)
+            if event.type != DELETED:
+                self.aggregates[aggregate.uuid] = aggregate
+                touched.update(aggregate.hosts)
+        if not self.listing:
+            self.refresh(touched)
+
+    def listing_done(self) -> None:
+        self.listing = False
+        hosts = set(self.keeper.mirror.facts) | set(self.services)
+        for aggregate in self.aggregates.values():
+            hosts.update(aggregate.hosts)
+        self.refresh(hosts)
+
+    def refresh(self, hosts: set[str]) -> None:
+        for host in hosts:
+            service = self.services.get(host)
+            aggregates = [a for a in self.aggregates.values() if host in a.hosts]
+            if service is None and not aggregates:
+                self.keeper.host_gone(host)
+            else:
+                self.keeper.host_changed(convert.host_facts(host, service, aggregates))
+
+
+class CacheKeeper:
+    def __init__(self, settings: SchedulerSettings, mirror: Mirror, store: PlacementStore) -> None:
+        self.settings = settings
+        self.mirror = mirror
+        self.store = store
+        self._registry_channel = aio_channel(settings.registry_url, settings)
+        self._node_channel = aio_channel(settings.node_url, settings)
+        self.registry = _RegistrySide(self)
+        self.node_side = _NodeSide(self)
+        self.registry_follower = Follower("registry", self._watch_registry, self.registry)
+        self.node_follower = Follower("node service", self._watch_nodes, self.node_side)
+        # Writes waiting for the Redis writer, newest per key.
+        self._node_writes: dict[str, tuple[HostState, list[str]]] = {}
+        self._node_drops: dict[str, HostState] = {}
+        self._host_writes: dict[str, str | None] = {}
+        self._dirty = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._claims_dirty: set[str] = set()
+        self._claims_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._resync_lock = asyncio.Lock()
+        self.ready = asyncio.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Learn the claims Redis holds, then follow both services (listing first)."""
+        try:
+            for node_uuid, claims in (await self.store.all_claims()).items():
+                self.mirror.replace_claims(node_uuid, claims)
+        except redis_errors.RedisError as exc:
+            log.warning("cannot read claims from Redis yet (%s); they arrive with events", exc)
+        self._tasks = [
+            asyncio.create_task(self._write_forever(), name="redis-writer"),
+            asyncio.create_task(self._listen_claims(), name="claim-events"),
+            asyncio.create_task(self._refresh_claims_forever(), name="claim-refresh"),
+            asyncio.create_task(self._check_forever(), name="cache-check"),
+        ]
+        self.registry_follower.start()
+        self.node_follower.start()
+
+    async def wait_ready(self, timeout_s: float | None = None) -> None:
+        await asyncio.wait_for(self.ready.wait(), timeout_s)
+
+    async def stop(self) -> None:
+        await self.registry_follower.stop()
+        await self.node_follower.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._registry_channel.close()
+        await self._node_channel.close()
+
+    async def resync(self, why: str = "asked") -> ResyncResult:
+        """List both services again and write every HostState back to Redis."""
+        async with self._resync_lock:
+            started = time.monotonic()
+            log.info("resync started (%s): listing the registry and the node service", why)
+            await self.registry_follower.relist()
+            await self.node_follower.relist()
+            await self.registry_follower.synced.wait()
+            await self.node_follower.synced.wait()
+            await self._mark_built()
+            result = ResyncResult(
+                len(self.mirror.nodes), len(self.registry.services), time.monotonic() - started
+            )
+            log.info(
+                "resync done: %d nodes, %d compute services in %.2f s",
+                result.nodes,
+                result.services,
+                result.duration_s,
+            )
+            return result
+
+    async def _mark_built(self) -> None:
+        """Write what is pending, the claims this replica holds, then the cache marker."""
+        await self.flush()
+        restored = await self.store.restore_claims(self.mirror.all_claims(), _now_ms())
+        await self.store.mark_built(
+            nodes=len(self.mirror.nodes),
+            built_at_ms=_now_ms(),
+            registry_revision=self.registry_follower.revision,
+            node_revision=self.node_follower.revision,
+        )
+        if restored:
+            log.info("restored %d pending claims into Redis", restored)
+
+    # -- watch streams ----------------------------------------------------------------------
+
+    async def _watch_registry(self, revision: int) -> AsyncIterator[Any]:
+        stub = registry_pb2_grpc.RegistryServiceStub(self._registry_channel)
+        call = stub.WatchServices(
+            registry_pb2.WatchServicesRequest(start_revision=revision),
+            metadata=call_metadata(self.settings, self.settings.registry_url),
+        )
+        async for event in call:
+            yield event
+
+    async def _watch_nodes(self, revision: int) -> AsyncIterator[Any]:
+        stub = node_pb2_grpc.NodeServiceStub(self._node_channel)
+        call = stub.WatchComputeNodes(
+            node_pb2.WatchComputeNodesRequest(start_revision=revision),
+            metadata=call_metadata(self.settings, self.settings.node_url),
+        )
+        async for event in call:
+            yield event
+
+    # -- changes, applied to the mirror at once and queued for Redis --------------------------
+
+    def node_changed(self, node: node_pb2.ComputeNode) -> None:
+        state = convert.host_state(node)
+        old = self.mirror.nodes.get(node.uuid)
+        if old is not None and (old.host, old.nodename) != (node.host, node.nodename):
+            self._node_drops[node.uuid] = old  # moved host (rebalance): old index entry goes
+        if self.mirror.put_node(state, node.claim_ids):
+            self._node_writes[node.uuid] = (state, list(node.claim_ids))
+            self._wake()
+
+    def node_deleted(self, node: node_pb2.ComputeNode) -> None:
+        state = self.mirror.nodes.get(node.uuid)
+        if state is not None:
+            self.drop(state)
+
+    def drop(self, state: HostState) -> None:
+        self.mirror.drop_node(state.node_uuid)
+        self._node_writes.pop(state.node_uuid, None)
+        self._node_drops[state.node_uuid] = state
+        self._wake()
+
+    def host_changed(self, facts: Any) -> None:
+        self.mirror.set_facts(facts)
+        self._host_writes[facts.host] = convert.facts_json(facts)
+        self._wake()
+
+    def host_gone(self, host: str) -> None:
+        if host in self.mirror.facts:
+            self.mirror.drop_facts(host)
+        self._host_writes[host] = None
+        self._wake()
+
+    def _wake(self) -> None:
+        self._idle.clear()
+        self._dirty.set()
+
+    async def flush(self) -> None:
+        """Until every change seen so far is in Redis."""
+        while self._node_writes or self._node_drops or self._host_writes or not self._idle.is_set():
+            self._dirty.set()
+            await asyncio.sleep(0.005)
+
+    async def repair(self, node_uuid: str) -> bool:
+        """Put one node the mirror knows (and its claims) back into Redis."""
+        state = self.mirror.nodes.get(node_uuid)
+        if state is None:
+            return False
+        await self.store.put_nodes([(state, convert.node_state_bytes(state), [])])
+        await self.store.restore_claims(self.mirror.claims(node_uuid), _now_ms())
+        facts = self.mirror.facts.get(state.host)
+        if facts is not None:
+            await self.store.put_hosts({state.host: convert.facts_json(facts)})
+        return True
+
+    async def _write_forever(self) -> None:
+        backoff = Backoff(0.2, 5.0)
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            writes, self._node_writes = self._node_writes, {}
+            drops, self._node_drops = self._node_drops, {}
+            hosts, self._host_writes = self._host_writes, {}
+            try:
+                await self._write(writes, drops, hosts)
+                backoff.reset()
+            except redis_errors.RedisError as exc:
+                # Put back what was not written (unless something newer arrived meanwhile).
+                for key, value in writes.items():
+                    self._node_writes.setdefault(key, value)
+                for key, value in drops.items():
+                    self._node_drops.setdefault(key, value)
+                for key, value in hosts.items():
+                    self._host_writes.setdefault(key, value)
+                delay = backoff.next_delay()
+                log.warning("cannot write HostStates to Redis (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                self._dirty.set()
+                continue
+            if not (self._node_writes or self._node_drops or self._host_writes):
+                self._idle.set()
+
+    async def _write(
+        self,
+        writes: dict[str, tuple[HostState, list[str]]],
+        drops: dict[str, HostState],
+        hosts: dict[str, str | None],
+    ) -> None:
+        for state in drops.values():
+            await self.store.drop_node(state)
+        await self.store.put_hosts({h: j for h, j in hosts.items() if j is not None})
+        for host in [h for h, j in hosts.items() if j is None]:
+            await self.store.drop_host(host)
+        await self.store.put_nodes(
+            [(s, convert.node_state_bytes(s), ids) for s, ids in writes.values()]
+        )
+
+    # -- the cache marker --------------------------------------------------------------------
+
+    async def _check_forever(self) -> None:
+        await self.registry_follower.synced.wait()
+        await self.node_follower.synced.wait()
+        backoff = Backoff(0.5, 10.0)
+        while True:
+            try:
+                if not self.ready.is_set():
+                    await self._mark_built()
+                    self.ready.set()
+                    log.info(
+                        "HostState cache ready: %d nodes, %d hosts",
+                        len(self.mirror.nodes),
+                        len(self.mirror.facts),
+                    )
+                elif not await self.store.is_built():
+                    log.warning(
+                        "the placement store lost the HostState cache (Redis flushed or "
+                        "replaced); rebuilding it from the registry and the node service"
+                    )
+                    await self.resync("Redis lost the cache")
+                self.mirror.expire(_now_ms())
+                backoff.reset()
+                await asyncio.sleep(self.settings.cache_check_interval)
+            except redis_errors.RedisError as exc:
+                delay = backoff.next_delay()
+                log.warning("Redis unreachable (%s); checking again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+
+    # -- claims other replicas make ------------------------------------------------------------
+
+    async def _listen_claims(self) -> None:
+        backoff = Backoff(0.2, 10.0)
+        while True:
+            pubsub = self.store.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.store.keys.channel)
+                # Whatever happened while not subscribed: re-read every node's claims.
+                self._claims_dirty.update(self.mirror.nodes)
+                self._claims_event.set()
+                backoff.reset()
+                async for message in pubsub.listen():
+                    if message["type"] != "message":
+                        continue
+                    key = message["data"].decode()
+                    self._claims_dirty.add(self.store.keys.node_of_claims_key(key))
+                    self._claims_event.set()
+            except redis_errors.RedisError as exc:
+                delay = backoff.next_delay()
+                log.warning("claim events interrupted (%s); resubscribing in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+            finally:
+                await pubsub.aclose()
+
+    async def _refresh_claims_forever(self) -> None:
+        while True:
+            await self._claims_event.wait()
+            self._claims_event.clear()
+            await asyncio.sleep(0.01)  # let a burst of events coalesce
+            node_uuids, self._claims_dirty = list(self._claims_dirty), set()
+            try:
+                for start in range(0, len(node_uuids), 1000):
+                    batch = node_uuids[start : start + 1000]
+                    for node_uuid, claims in (await self.store.claims_of(batch)).items():
+                        self.mirror.replace_claims(node_uuid, claims)
+                self.mirror.expire(_now_ms())
+            except redis_errors.RedisError as exc:
+                log.warning("cannot re-read claims (%s); will retry", exc)
+                self._claims_dirty.update(node_uuids)
+                await asyncio.sleep(1.0)
+                self._claims_event.set()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

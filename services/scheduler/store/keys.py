@@ -1,0 +1,63 @@
+"""Where things live in Redis. Per-node keys carry the node uuid as a hash tag, so each
+script touches one Cluster slot."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    def node(self, node_uuid: str) -> str:
+        return f"{self.prefix}:node:{{{node_uuid}}}"
+
+    def claims(self, node_uuid: str) -> str:
+        return f"{self.prefix}:claims:{{{node_uuid}}}"
+
+    def node_of_claims_key(self, key: str) -> str:
+        return key[key.index("{") + 1 : key.rindex("}")]
+
+    @property
+    def claims_pattern(self) -> str:
+        return f"{self.prefix}:claims:*"
+
+    @property
+    def index(self) -> str:
+        """Hash `host<TAB>nodename` -> node uuid: HostStates are findable by key."""
+        return f"{self.prefix}:index"
+
+    @property
+    def hosts(self) -> str:
+        """Hash host -> what the registry says about it (JSON)."""
+        return f"{self.prefix}:hosts"
+
+    @property
+    def meta(self) -> str:
+        """Present only once the cache has been built: its absence means a flushed or new
+        Redis, and the scheduler rebuilds."""
+        return f"{self.prefix}:meta"
+
+    @property
+    def channel(self) -> str:
+        """Pub/sub channel carrying the claims key of every node whose claims changed."""
+        return f"{self.prefix}:claim-events"
+
+    def group(self, name: str) -> str:
+        return f"{self.prefix}:group:{name}"
+
+
+def index_field(host: str, nodename: str) -> str:
+    return f"{host}\t{nodename}"
+
+
+def new_claim_id(node_uuid: str) -> str:
+    """The node rides in the claim id, so a release finds the node without a lookup."""
+    return f"{node_uuid}.{secrets.token_hex(8)}"
+
+
+def node_of_claim(claim_id: str) -> str | None:
+    node_uuid, sep, token = claim_id.rpartition(".")
+    return node_uuid if sep and len(token) == 16 and len(node_uuid) == 36 else None

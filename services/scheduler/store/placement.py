@@ -1,0 +1,275 @@
+"""PlacementStore: the scheduler's Redis. HostStates guarded by generation, claims checked
+and recorded in one Lua step, claim events published for every replica's mirror."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from berth.client.errors import BerthError, Unavailable
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from services.scheduler.hoststate import HostState, Resources
+from services.scheduler.store.keys import Keys, index_field, new_claim_id, node_of_claim
+
+log = logging.getLogger(__name__)
+
+_SCRIPTS = Path(__file__).parent
+# Nodes written per pipeline round trip while (re)building the cache.
+WRITE_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PendingClaim:
+    claim_id: str
+    node_uuid: str
+    instance_uuid: str
+    resources: Resources
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRefused:
+    """The node had no room after all: what Redis holds for it, to refresh the mirror."""
+
+    why: str
+    generation: int
+    used: Resources
+    claimed: Resources
+    claim_count: int
+    num_instances: int
+
+
+def parse_claim(node_uuid: str, claim_id: bytes | str, value: bytes | str) -> PendingClaim:
+    if isinstance(claim_id, bytes):
+        claim_id = claim_id.decode()
+    if isinstance(value, bytes):
+        value = value.decode()
+    vcpus, memory_mb, disk_gb, expires_ms, instance_uuid = value.split(" ", 4)
+    return PendingClaim(
+        claim_id,
+        node_uuid,
+        instance_uuid,
+        Resources(int(vcpus), int(memory_mb), int(disk_gb)),
+        int(expires_ms),
+    )
+
+
+def unavailable_redis(exc: BaseException) -> BerthError | None:
+    """Error translator: an unreachable Redis is UNAVAILABLE, never INTERNAL."""
+    if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+        return Unavailable(
+            "the placement store (Redis) is unavailable; try again shortly",
+            reason="PLACEMENT_STORE_UNAVAILABLE",
+        )
+    return None
+
+
+class PlacementStore:
+    def __init__(self, redis: Redis, prefix: str, claim_ttl_s: float) -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+        self.claim_ttl_ms = int(claim_ttl_s * 1000)
+        self._put_node = redis.register_script((_SCRIPTS / "put_node.lua").read_text())
+        self._drop_node = redis.register_script((_SCRIPTS / "drop_node.lua").read_text())
+        self._claim = redis.register_script((_SCRIPTS / "claim.lua").read_text())
+        self._release = redis.register_script((_SCRIPTS / "release.lua").read_text())
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # -- HostStates ------------------------------------------------------------------------
+
+    async def put_nodes(self, writes: Sequence[tuple[HostState, bytes, Sequence[str]]]) -> int:
+        """Write (state, stored bytes, confirmed claim ids) per node; returns how many were
+        newer than what Redis held."""
+        written = 0
+        for start in range(0, len(writes), WRITE_BATCH):
+            pipe = self.redis.pipeline(transaction=False)
+            for state, stored, confirmed in writes[start : start + WRITE_BATCH]:
+                limit = state.limit
+                args: list[Any] = [
+                    state.generation,
+                    state.host,
+                    state.nodename,
+                    limit.vcpus,
+                    limit.memory_mb,
+                    limit.disk_gb,
+                    state.used.vcpus,
+                    state.used.memory_mb,
+                    state.used.disk_gb,
+                    1 if state.whole_node else 0,
+                    state.num_instances,
+                    stored,
+                    *confirmed,
+                ]
+                keys = [self.keys.node(state.node_uuid), self.keys.claims(state.node_uuid)]
+                await self._put_node(keys=keys, args=args, client=pipe)
+                pipe.hset(self.keys.index, index_field(state.host, state.nodename), state.node_uuid)
+            results = await pipe.execute()
+            written += sum(int(r[0]) for r in results[::2])
+        return written
+
+    async def drop_node(self, state: HostState) -> bool:
+        keys = [self.keys.node(state.node_uuid), self.keys.claims(state.node_uuid)]
+        dropped = await self._drop_node(keys=keys, args=[state.generation])
+        if dropped:
+            await self.redis.hdel(self.keys.index, index_field(state.host, state.nodename))
+        return bool(dropped)
+
+    async def put_hosts(self, facts_json: dict[str, str]) -> None:
+        if facts_json:
+            await self.redis.hset(self.keys.hosts, mapping=facts_json)  # type: ignore[arg-type]
+
+    async def drop_host(self, host: str) -> None:
+        await self.redis.hdel(self.keys.hosts, host)
+
+    async def mark_built(self, **fields: str | int) -> None:
+        await self.redis.hset(self.keys.meta, mapping=fields)  # type: ignore[arg-type]
+
+    async def is_built(self) -> bool:
+        return bool(await self.redis.exists(self.keys.meta))
+
+    async def read_states(
+        self, node_uuids: Sequence[str]
+    ) -> list[tuple[str, bytes, str, list[PendingClaim]]]:
+        """(node uuid, stored state, host facts JSON, pending claims) of the nodes Redis holds."""
+        pipe = self.redis.pipeline(transaction=False)
+        for node_uuid in node_uuids:
+            pipe.hmget(self.keys.node(node_uuid), "state", "host")
+            pipe.hgetall(self.keys.claims(node_uuid))
+        raw = await pipe.execute()
+        found = []
+        hosts = []
+        for i, node_uuid in enumerate(node_uuids):
+            (stored, host), claims = raw[2 * i], raw[2 * i + 1]
+            if stored is None:
+                continue
+            pending = [parse_claim(node_uuid, k, v) for k, v in claims.items()]
+            found.append((node_uuid, stored, host.decode(), pending))
+            hosts.append(host.decode())
+        facts = await self.redis.hmget(self.keys.hosts, hosts) if hosts else []
+        return [
+            (node_uuid, stored, (fact or b"").decode(), claims)
+            for (node_uuid, stored, _, claims), fact in zip(found, facts, strict=True)
+        ]
+
+    async def find_node(self, host: str, nodename: str) -> str | None:
+        value = await self.redis.hget(self.keys.index, index_field(host, nodename))
+        return value.decode() if value else None
+
+    # -- claims ----------------------------------------------------------------------------
+
+    async def claim(
+        self, node_uuid: str, instance_uuid: str, wanted: Resources
+    ) -> PendingClaim | ClaimRefused | None:
+        """Claim `wanted` on the node: the claim, why it was refused, or None when Redis
+        does not know the node (deleted, or the cache is being rebuilt)."""
+        claim_id = new_claim_id(node_uuid)
+        result = await self._claim(
+            keys=[self.keys.node(node_uuid), self.keys.claims(node_uuid)],
+            args=[
+                claim_id,
+                instance_uuid,
+                wanted.vcpus,
+                wanted.memory_mb,
+                wanted.disk_gb,
+                self.claim_ttl_ms,
+                self.keys.channel,
+            ],
+        )
+        if result[0] == -1:
+            return None
+        if result[0] == 1:
+            _, expires_ms, vcpus, memory_mb, disk_gb = result
+            return PendingClaim(
+                claim_id, node_uuid, instance_uuid, Resources(vcpus, memory_mb, disk_gb), expires_ms
+            )
+        why, gen, uv, um, ud, cv, cm, cd, count, instances = result[1:]
+        return ClaimRefused(
+            why.decode() if isinstance(why, bytes) else why,
+            gen,
+            Resources(uv, um, ud),
+            Resources(cv, cm, cd),
+            count,
+            instances,
+        )
+
+    async def release(self, claim_ids: Iterable[str]) -> int:
+        """Release claims by id; ids of unknown form or already gone count as not released."""
+        by_node: dict[str, list[str]] = defaultdict(list)
+        for claim_id in claim_ids:
+            node_uuid = node_of_claim(claim_id)
+            if node_uuid is not None:
+                by_node[node_uuid].append(claim_id)
+        if not by_node:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for node_uuid, ids in by_node.items():
+            await self._release(
+                keys=[self.keys.claims(node_uuid)], args=[self.keys.channel, *ids], client=pipe
+            )
+        return sum(int(n) for n in await pipe.execute())
+
+    async def claims_of(self, node_uuids: Sequence[str]) -> dict[str, list[PendingClaim]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for node_uuid in node_uuids:
+            pipe.hgetall(self.keys.claims(node_uuid))
+        raw = await pipe.execute()
+        return {
+            node_uuid: [parse_claim(node_uuid, k, v) for k, v in claims.items()]
+            for node_uuid, claims in zip(node_uuids, raw, strict=True)
+        }
+
+    async def all_claims(self) -> dict[str, list[PendingClaim]]:
+        """Every node's claims (a scheduler starting up learns what others hold)."""
+        node_uuids = [
+            self.keys.node_of_claims_key(key.decode())
+            async for key in self.redis.scan_iter(match=self.keys.claims_pattern, count=1000)
+        ]
+        claims: dict[str, list[PendingClaim]] = {}
+        for start in range(0, len(node_uuids), WRITE_BATCH):
+            claims.update(await self.claims_of(node_uuids[start : start + WRITE_BATCH]))
+        return claims
+
+    async def restore_claims(self, claims: Iterable[PendingClaim], now_ms: int) -> int:
+        """Put back claims a replica still holds in memory after Redis lost them (flush)."""
+        pipe = self.redis.pipeline(transaction=False)
+        count = 0
+        for claim in claims:
+            ttl_ms = claim.expires_ms - now_ms
+            if ttl_ms <= 0:
+                continue
+            r = claim.resources
+            value = f"{r.vcpus} {r.memory_mb} {r.disk_gb} {claim.expires_ms} {claim.instance_uuid}"
+            key = self.keys.claims(claim.node_uuid)
+            pipe.hset(key, claim.claim_id, value)
+            pipe.pexpire(key, ttl_ms, gt=True)
+            count += 1
+        if count:
+            await pipe.execute()
+        return count
+
+    # -- server groups -----------------------------------------------------------------------
+
+    async def group(self, name: str) -> tuple[str, list[str]]:
+        """(policy, member instance uuids) of a server group; ("", []) when it is new."""
+        raw = await self.redis.hgetall(self.keys.group(name))
+        policy = raw.pop(b"policy", b"").decode()
+        return policy, [k.decode() for k in raw]
+
+    async def add_group_members(
+        self, name: str, policy: str, instance_uuids: Sequence[str]
+    ) -> None:
+        mapping: dict[str, str] = {"policy": policy}
+        mapping.update({uuid: "" for uuid in instance_uuids})
+        await self.redis.hset(self.keys.group(name), mapping=mapping)  # type: ignore[arg-type]
+
+    async def memory_bytes(self) -> int:
+        info = await self.redis.info("memory")
+        return int(info["used_memory"])

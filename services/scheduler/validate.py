@@ -1,0 +1,175 @@
+"""RequestSpec (proto) -> Request, field by field; bad input is INVALID_ARGUMENT naming the field."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Iterable
+
+from berth.client.errors import InvalidArgument
+from berth.client.flavors import DEFAULT_FLAVORS
+from berth.v1 import scheduler_pb2
+
+from services.common import validation
+from services.scheduler.request import Flavor, GroupPolicy, Hints, Request
+
+# The widest sizes accepted: the node service's own ceilings for a node.
+MAX_VCPUS = 1 << 24
+MAX_MEMORY_MB = 1 << 42
+MAX_DISK_GB = 1 << 40
+MAX_EXTRA_SPECS = 100
+MAX_HINT_ITEMS = 1000
+
+_POLICIES = {
+    scheduler_pb2.GROUP_POLICY_UNSPECIFIED: GroupPolicy.NONE,
+    scheduler_pb2.GROUP_POLICY_AFFINITY: GroupPolicy.AFFINITY,
+    scheduler_pb2.GROUP_POLICY_ANTI_AFFINITY: GroupPolicy.ANTI_AFFINITY,
+}
+
+
+def request_from_spec(
+    spec: scheduler_pb2.RequestSpec, *, max_instances: int, zones: Iterable[str]
+) -> Request:
+    count = spec.num_instances
+    if not 1 <= count <= max_instances:
+        raise InvalidArgument.field(
+            "spec.num_instances", f"must be from 1 to {max_instances} (got {count})"
+        )
+    zone = validation.name("spec.availability_zone", spec.availability_zone, required=False)
+    known_zones = sorted(set(zones))
+    if zone and zone not in known_zones:
+        raise InvalidArgument.field(
+            "spec.availability_zone",
+            f"unknown availability zone {zone!r}; known zones: {', '.join(known_zones) or 'none'}",
+        )
+    return Request(
+        flavor=_flavor(spec.flavor) if spec.HasField("flavor") else _missing_flavor(),
+        num_instances=count,
+        instance_uuids=_instance_uuids(spec.instance_uuids, count),
+        project_id=validation.text("spec.project_id", spec.project_id),
+        user_id=validation.text("spec.user_id", spec.user_id),
+        availability_zone=zone,
+        hypervisor_type=validation.name(
+            "spec.hypervisor_type", spec.hypervisor_type, required=False
+        ),
+        hints=_hints(spec.hints),
+        seed=spec.seed if spec.HasField("seed") else None,
+    )
+
+
+def _missing_flavor() -> Flavor:
+    raise InvalidArgument.field("spec.flavor", "must be set: a flavor name or explicit sizes")
+
+
+def _flavor(message: scheduler_pb2.Flavor) -> Flavor:
+    name = validation.name("spec.flavor.name", message.name, required=False)
+    sized = any(
+        (message.vcpus, message.memory_mb, message.root_gb, message.ephemeral_gb, message.swap_mb)
+    )
+    if name and not sized:
+        if name not in DEFAULT_FLAVORS:
+            raise InvalidArgument.field(
+                "spec.flavor.name",
+                f"unknown flavor {name!r}; known flavors: {', '.join(DEFAULT_FLAVORS)} "
+                "(or give explicit sizes)",
+            )
+        vcpus, memory_mb, root_gb = DEFAULT_FLAVORS[name]
+        return Flavor(name, vcpus, memory_mb, root_gb, extra_specs=_extra_specs(message))
+    for field, value, least, most in (
+        ("vcpus", message.vcpus, 1, MAX_VCPUS),
+        ("memory_mb", message.memory_mb, 1, MAX_MEMORY_MB),
+        ("root_gb", message.root_gb, 0, MAX_DISK_GB),
+        ("ephemeral_gb", message.ephemeral_gb, 0, MAX_DISK_GB),
+        ("swap_mb", message.swap_mb, 0, MAX_MEMORY_MB),
+    ):
+        if not least <= value <= most:
+            raise InvalidArgument.field(
+                f"spec.flavor.{field}", f"must be from {least} to {most} (got {value})"
+            )
+    return Flavor(
+        name,
+        message.vcpus,
+        message.memory_mb,
+        message.root_gb,
+        message.ephemeral_gb,
+        message.swap_mb,
+        _extra_specs(message),
+    )
+
+
+def _extra_specs(message: scheduler_pb2.Flavor) -> dict[str, str]:
+    if len(message.extra_specs) > MAX_EXTRA_SPECS:
+        raise InvalidArgument.field(
+            "spec.flavor.extra_specs", f"at most {MAX_EXTRA_SPECS} (got {len(message.extra_specs)})"
+        )
+    for key, value in message.extra_specs.items():
+        validation.name("spec.flavor.extra_specs", key)
+        validation.text(f"spec.flavor.extra_specs[{key}]", value)
+    return dict(message.extra_specs)
+
+
+def _instance_uuids(given: Iterable[str], count: int) -> tuple[str, ...]:
+    uuids = [validation.uuid(f"spec.instance_uuids[{i}]", u) for i, u in enumerate(given)]
+    if not uuids:
+        return tuple(str(uuidlib.uuid4()) for _ in range(count))
+    if len(uuids) != count:
+        raise InvalidArgument.field(
+            "spec.instance_uuids",
+            f"gives {len(uuids)} uuids for {count} instances: give one per instance, or none",
+        )
+    if len(set(uuids)) != len(uuids):
+        raise InvalidArgument.field("spec.instance_uuids", "names an instance twice")
+    return tuple(uuids)
+
+
+def _uuid_list(field: str, values: Iterable[str]) -> frozenset[str]:
+    values = list(values)
+    if len(values) > MAX_HINT_ITEMS:
+        raise InvalidArgument.field(field, f"at most {MAX_HINT_ITEMS} (got {len(values)})")
+    return frozenset(validation.uuid(f"{field}[{i}]", v) for i, v in enumerate(values))
+
+
+def _name_list(field: str, values: Iterable[str]) -> frozenset[str]:
+    values = list(values)
+    if len(values) > MAX_HINT_ITEMS:
+        raise InvalidArgument.field(field, f"at most {MAX_HINT_ITEMS} (got {len(values)})")
+    return frozenset(validation.name(f"{field}[{i}]", v) for i, v in enumerate(values))
+
+
+def _hints(message: scheduler_pb2.SchedulerHints) -> Hints:
+    validation.enum(
+        "spec.hints.group_policy",
+        message.group_policy,
+        scheduler_pb2.GroupPolicy,
+        allow_unspecified=True,
+    )
+    group = validation.name("spec.hints.group", message.group, required=False)
+    policy = _POLICIES[message.group_policy]
+    if group and policy is GroupPolicy.NONE:
+        raise InvalidArgument.field(
+            "spec.hints.group_policy", "must be set with a group: affinity or anti-affinity"
+        )
+    if policy is not GroupPolicy.NONE and not group:
+        raise InvalidArgument.field("spec.hints.group", "must name the server group of the policy")
+    return Hints(
+        same_host=_uuid_list("spec.hints.same_host", message.same_host),
+        different_host=_uuid_list("spec.hints.different_host", message.different_host),
+        force_hosts=_name_list("spec.hints.force_hosts", message.force_hosts),
+        force_nodes=_name_list("spec.hints.force_nodes", message.force_nodes),
+        ignore_hosts=_name_list("spec.hints.ignore_hosts", message.ignore_hosts),
+        group=group,
+        group_policy=policy,
+        same_aggregate_as_host=validation.name(
+            "spec.hints.same_aggregate_as_host", message.same_aggregate_as_host, required=False
+        ),
+    )
+
+
+def claim_ids(values: Iterable[str]) -> list[str]:
+    values = list(values)
+    if not values:
+        raise InvalidArgument.field("claim_ids", "must name at least one claim")
+    if len(values) > MAX_HINT_ITEMS:
+        raise InvalidArgument.field("claim_ids", f"at most {MAX_HINT_ITEMS} (got {len(values)})")
+    for i, value in enumerate(values):
+        validation.name(f"claim_ids[{i}]", value, max_length=64)
+    return values
