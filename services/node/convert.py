@@ -18,8 +18,11 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     return stamp
 
 
-def node(row: Mapping[str, Any], claim_ids: Iterable[str] = ()) -> node_pb2.ComputeNode:
-    """A compute_nodes row (any mapping of its columns) as a ComputeNode."""
+def node(
+    row: Mapping[str, Any], claim_ids: Iterable[str] = (), instance_uuids: Iterable[str] = ()
+) -> node_pb2.ComputeNode:
+    """A compute_nodes row (any mapping of its columns) as a ComputeNode, with the claim ids
+    and uuids of the instances it reports (both sorted, so equal nodes read equal)."""
     message = node_pb2.ComputeNode()
     if row["details"]:
         message.ParseFromString(row["details"])  # PCI pools, NUMA, supported instances
@@ -57,12 +60,14 @@ def node(row: Mapping[str, Any], claim_ids: Iterable[str] = ()) -> node_pb2.Comp
             updated_at=timestamp(row["updated_at"]),
             deleted_at=timestamp(row["deleted_at"]),
             claim_ids=sorted(c for c in claim_ids if c),
+            instance_uuids=sorted(instance_uuids),
         )
     )
     return message
 
 
-def instance(row: Mapping[str, Any], node_row: Mapping[str, Any]) -> node_pb2.Instance:
+def instance(row: Mapping[str, Any]) -> node_pb2.Instance:
+    """A node_instances row joined with its node's `node_uuid`, `host` and `nodename`."""
     return node_pb2.Instance(
         uuid=row["uuid"],
         project_id=row["project_id"],
@@ -72,7 +77,7 @@ def instance(row: Mapping[str, Any], node_row: Mapping[str, Any]) -> node_pb2.In
         ),
         state=row["state"],
         claim_id=row["claim_id"],
-        node_uuid=node_row["uuid"],
-        host=node_row["host"],
-        nodename=node_row["nodename"],
+        node_uuid=row["node_uuid"],
+        host=row["host"],
+        nodename=row["nodename"],
     )

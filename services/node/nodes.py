@@ -20,6 +20,8 @@ from services.node.store import repository as repo
 log = logging.getLogger(__name__)
 
 DELETED = common_pb2.EVENT_TYPE_DELETED
+# Most uuids one ListNodeInstances may filter on (the contract's limit).
+MAX_INSTANCE_FILTER = 1000
 
 
 class Nodes:
@@ -36,8 +38,17 @@ class Nodes:
     async def protos(
         self, session: AsyncSession, rows: Sequence[RowMapping]
     ) -> list[node_pb2.ComputeNode]:
-        claims = await repo.claim_ids(session, [row["id"] for row in rows])
-        return [convert.node(row, claims.get(row["id"], ())) for row in rows]
+        """The nodes as messages, with their instances' uuids and claim ids (one query per
+        thousand nodes)."""
+        keys = await repo.instance_keys(session, [row["id"] for row in rows])
+        return [
+            convert.node(
+                row,
+                claim_ids=[claim for _, claim in keys.get(row["id"], ())],
+                instance_uuids=[uuid for uuid, _ in keys.get(row["id"], ())],
+            )
+            for row in rows
+        ]
 
     async def find(
         self, session: AsyncSession, ref: node_pb2.ComputeNodeRef, *, for_update: bool = False
@@ -102,27 +113,34 @@ class Nodes:
     async def instances_page(
         self, request: node_pb2.ListNodeInstancesRequest
     ) -> tuple[list[node_pb2.Instance], str]:
-        """The instances of one node, or of every node of a host."""
+        """The instances of one node, of every node of a host, or of every node; only the
+        requested uuids when `instance_uuids` is given."""
         has_node = request.HasField("node")
-        if has_node == bool(request.host):
-            raise InvalidArgument.field("node", "name either a node or a host (not both)")
+        if has_node and request.host:
+            raise InvalidArgument.field("node", "name a node or a host, not both")
+        uuids = _instance_uuids(request.instance_uuids)
         async with self._sessions() as session:
+            node_ids: list[int] | None = None
+            query: tuple[object, ...]
             if has_node:
-                nodes = [await self.find(session, request.node)]
-                query: tuple[object, ...] = ("instances", "node", nodes[0]["uuid"])
-            else:
+                node = await self.find(session, request.node)
+                node_ids, query = [node["id"]], ("instances", "node", node["uuid"])
+            elif request.host:
                 host = validation.name("host", request.host)
-                nodes = await _nodes_of_known_host(session, host)
+                node_ids = [row["id"] for row in await _nodes_of_known_host(session, host)]
                 query = ("instances", "host", host)
+            else:
+                query = ("instances", "every node")
+            query += (tuple(uuids),)
             page = paging.read_page(request.page_size, request.page_token, query)
-            by_id = {row["id"]: row for row in nodes}
-            rows = await repo.instances_of(
+            rows = await repo.list_instances(
                 session,
-                list(by_id),
-                after_id=page.after,
-                limit=page.size + 1,  # type: ignore[arg-type]
+                node_ids=node_ids,
+                uuids=uuids,
+                after_id=page.after,  # type: ignore[arg-type]
+                limit=page.size + 1,
             )
-        protos = [convert.instance(row, by_id[row["node_id"]]) for row in rows[: page.size]]
+        protos = [convert.instance(row) for row in rows[: page.size]]
         return protos, paging.next_token(list(rows), page, "id", query)
 
     async def host_usage(self, host: str) -> node_pb2.GetHostUsageResponse:
@@ -211,6 +229,16 @@ class Nodes:
         yield node_pb2.WatchComputeNodesResponse(
             type=common_pb2.EVENT_TYPE_SYNCED, revision=revision
         )
+
+
+def _instance_uuids(values: Sequence[str]) -> list[str]:
+    """The `instance_uuids` filter: at most MAX_INSTANCE_FILTER uuids, canonical, sorted,
+    each once."""
+    if len(values) > MAX_INSTANCE_FILTER:
+        raise InvalidArgument.field(
+            "instance_uuids", f"at most {MAX_INSTANCE_FILTER} uuids (got {len(values)})"
+        )
+    return sorted({validation.uuid(f"instance_uuids[{i}]", v) for i, v in enumerate(values)})
 
 
 async def _nodes_of_known_host(session: AsyncSession, host: str) -> list[RowMapping]:

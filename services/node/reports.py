@@ -143,7 +143,7 @@ class SnapshotWriter:
         changed: dict[int, dict[str, Any]] = {}
         touched: dict[int, tuple[int, datetime, int, datetime]] = {}
         instances: dict[int, list[dict[str, Any]]] = {}
-        claims: dict[int, list[str]] = {}
+        reported: dict[int, Report] = {}
         async with self._sessions() as session, session.begin():
             found = await repo.nodes_by_keys(session, sorted({p.report.key for p in batch}))
             rows = {key: dict(row) for key, row in found.items()}
@@ -164,7 +164,7 @@ class SnapshotWriter:
                     row["generation"] += 1
                     changed[node_id] = row
                     instances[node_id] = report.instance_rows(node_id)
-                    claims[node_id] = [i.claim_id for i in report.snapshot.instances]
+                    reported[node_id] = report
                     touched.pop(node_id, None)
                 else:
                     row.update(boot_epoch=report.boot_epoch, sequence=report.sequence)
@@ -180,7 +180,7 @@ class SnapshotWriter:
             )
             if changed:
                 events = [
-                    (MODIFIED, "node", row["uuid"], _payload(row, claims[i]))
+                    (MODIFIED, "node", row["uuid"], _payload(row, reported[i]))
                     for i, row in changed.items()
                 ]
                 await repo.CHANGES.add_many(session, events, now)
@@ -306,8 +306,7 @@ class SnapshotWriter:
             await repo.update_node(session, node_id, values)
             row = {**dict(existing), **values}
         await repo.replace_instances(session, [node_id], report.instance_rows(node_id))
-        claims = [i.claim_id for i in report.snapshot.instances]
-        await repo.CHANGES.add(session, event_type, "node", row["uuid"], _payload(row, claims), now)
+        await repo.CHANGES.add(session, event_type, "node", row["uuid"], _payload(row, report), now)
         log.info(
             what, extra={"host": report.host, "nodename": report.nodename, "uuid": row["uuid"]}
         )
@@ -333,5 +332,9 @@ def _judge(row: dict[str, Any], report: Report) -> bool:
     return report.digest != row["digest"]
 
 
-def _payload(row: dict[str, Any], claims: list[str]) -> bytes:
-    return convert.node(row, claims).SerializeToString()
+def _payload(row: dict[str, Any], report: Report) -> bytes:
+    """The event's node as the snapshot left it, with its instances' uuids and claims."""
+    instances = report.snapshot.instances
+    return convert.node(
+        row, claim_ids=[i.claim_id for i in instances], instance_uuids=[i.uuid for i in instances]
+    ).SerializeToString()

@@ -185,29 +185,44 @@ async def replace_instances(
         await session.execute(insert(INSTANCES), list(rows))
 
 
-async def claim_ids(session: AsyncSession, node_ids: Iterable[int]) -> dict[int, list[str]]:
-    """The claim ids of the instances on these nodes, by node (in chunks: drivers cap
-    bind parameters, asyncpg at 32767)."""
+async def instance_keys(
+    session: AsyncSession, node_ids: Iterable[int]
+) -> dict[int, list[tuple[str, str]]]:
+    """(uuid, claim id) of every instance on these nodes, by node: one query per thousand
+    nodes (drivers cap bind parameters, asyncpg at 32767)."""
     ids = list(node_ids)
-    result: dict[int, list[str]] = defaultdict(list)
+    result: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    c = INSTANCES.c
     for start in range(0, len(ids), 1000):
-        query = select(INSTANCES.c.node_id, INSTANCES.c.claim_id).where(
-            INSTANCES.c.node_id.in_(ids[start : start + 1000]), INSTANCES.c.claim_id != ""
+        query = select(c.node_id, c.uuid, c.claim_id).where(
+            c.node_id.in_(ids[start : start + 1000])
         )
-        for node_id, claim in (await session.execute(query)).all():
-            result[node_id].append(claim)
+        for node_id, uuid, claim in (await session.execute(query)).all():
+            result[node_id].append((uuid, claim))
     return result
 
 
-async def instances_of(
-    session: AsyncSession, node_ids: Sequence[int], *, after_id: int | None, limit: int
+async def list_instances(
+    session: AsyncSession,
+    *,
+    node_ids: Sequence[int] | None = None,
+    uuids: Sequence[str] = (),
+    after_id: int | None = None,
+    limit: int = 100,
 ) -> Sequence[RowMapping]:
+    """Instances of live nodes in id order: of `node_ids` (None: of every node), only
+    `uuids` if given; each row also holds its node's `node_uuid`, `host` and `nodename`."""
     query = (
-        select(INSTANCES)
-        .where(INSTANCES.c.node_id.in_(node_ids))
+        select(INSTANCES, NODES.c.uuid.label("node_uuid"), NODES.c.host, NODES.c.nodename)
+        .join_from(INSTANCES, NODES, NODES.c.id == INSTANCES.c.node_id)
+        .where(LIVE)
         .order_by(INSTANCES.c.id)
         .limit(limit)
     )
+    if node_ids is not None:
+        query = query.where(INSTANCES.c.node_id.in_(node_ids))
+    if uuids:
+        query = query.where(INSTANCES.c.uuid.in_(uuids))
     if after_id is not None:
         query = query.where(INSTANCES.c.id > after_id)
     return (await session.execute(query)).mappings().all()

@@ -113,10 +113,15 @@ def test_statistics_returns_the_response():
         ({"uuid": UUID}, {"node": pb.ComputeNodeRef(uuid=UUID), "host": ""}),
         ({"host": "h1", "nodename": "n1"}, {"node": KEY, "host": ""}),
         ({"host": "h1"}, {"node": pb.ComputeNodeRef(), "host": "h1"}),
+        ({}, {"node": pb.ComputeNodeRef(), "host": ""}),
+        (
+            {"host": "h1", "instance_uuids": [UUID]},
+            {"host": "h1", "instance_uuids": [UUID]},
+        ),
     ],
-    ids=["one node by uuid", "one node by key", "every node of a host"],
+    ids=["one node by uuid", "one node by key", "every node of a host", "every node", "by uuid"],
 )
-def test_node_instances_lists_one_node_or_every_node_of_a_host(kwargs, fields):
+def test_node_instances_lists_one_node_a_hosts_nodes_or_every_node(kwargs, fields):
     client, channel = node_client(
         ListNodeInstances=pb.ListNodeInstancesResponse(instances=[pb.Instance(uuid="i1")])
     )
@@ -127,12 +132,11 @@ def test_node_instances_lists_one_node_or_every_node_of_a_host(kwargs, fields):
         assert getattr(request, name) == value
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"nodename": "n1"}])
-def test_node_instances_needs_a_node_or_a_host(kwargs):
+def test_node_instances_of_a_nodename_needs_its_host():
     client, channel = node_client()
 
     with pytest.raises(errors.InvalidArgument):
-        client.node_instances(**kwargs)
+        client.node_instances(nodename="n1")
     assert channel.calls == []
 
 

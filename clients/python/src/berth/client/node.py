@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from berth.client.base import BaseClient
 from berth.client.errors import InvalidArgument
@@ -63,17 +63,18 @@ class NodeClient(BaseClient):
         host: str | None = None,
         nodename: str | None = None,
         page_size: int = 0,
+        instance_uuids: Iterable[str] = (),
     ) -> Iterator[pb.Instance]:
-        """The instances of one node (uuid, or host and nodename), or of every node of `host`
-        when only the host is given; pages are fetched as you iterate."""
+        """The instances of one node (uuid, or host and nodename), of every node of `host`
+        when only the host is given, or of every node when neither is; only those among
+        `instance_uuids` (at most 1,000) if given. Pages are fetched as you iterate."""
         if uuid or nodename:
             request = pb.ListNodeInstancesRequest(
                 node=node_ref(uuid, host, nodename), page_size=page_size
             )
-        elif host:
-            request = pb.ListNodeInstancesRequest(host=host, page_size=page_size)
         else:
-            raise InvalidArgument.field("node", "give a uuid, a host and nodename, or a host")
+            request = pb.ListNodeInstancesRequest(host=host or "", page_size=page_size)
+        request.instance_uuids.extend(instance_uuids)
         return paginate(self._node_instances, request, lambda page: page.instances)
 
     def _node_instances(self, request: pb.ListNodeInstancesRequest) -> pb.ListNodeInstancesResponse:
