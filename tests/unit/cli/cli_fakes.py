@@ -1,4 +1,5 @@
-"""Fake registry and node clients for CLI tests: record each call, answer from canned data."""
+"""Fake registry, node, scheduler and compute agent clients for CLI tests: record each call,
+answer from canned data."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from berth.v1 import common_pb2
 from berth.v1 import host_pb2 as hpb
 from berth.v1 import node_pb2 as npb
 from berth.v1 import registry_pb2 as pb
+from berth.v1 import scheduler_pb2 as spb
 from google.protobuf.timestamp_pb2 import Timestamp
 
 UUID = "6f1c1f9e-2a1b-4c3d-8e9f-0a1b2c3d4e5f"
@@ -77,6 +79,17 @@ class FakeRegistry:
     def list_services(self, **kwargs: Any) -> Any:
         self._record("list_services", **kwargs)
         return iter(self.services)
+
+    def get_service(self, **kwargs: Any) -> pb.Service:
+        """A compute service serves its agent on HOST:50054 unless it says otherwise."""
+        self._record("get_service", **kwargs)
+        for candidate in self.services:
+            if (candidate.host, candidate.binary) == (kwargs.get("host"), kwargs.get("binary")):
+                found = pb.Service()
+                found.CopyFrom(candidate)
+                found.endpoint = found.endpoint or f"{found.host}:50054"
+                return found
+        raise errors.NotFound(f"no service {kwargs.get('binary')} on host {kwargs.get('host')}")
 
     def enable_service(self, **kwargs: Any) -> pb.Service:
         self._record("enable_service", **kwargs)
@@ -271,23 +284,144 @@ class FakeNode:
             current_workload=1,
         )
 
+    instances = (
+        instance(),
+        instance(uuid="inst-2", project_id="", user_id="", state=npb.INSTANCE_STATE_UNSPECIFIED),
+    )
+
     def node_instances(self, **kwargs: Any) -> Any:
         self._record("node_instances", **kwargs)
-        return iter(
-            [
-                instance(),
-                instance(
-                    uuid="inst-2",
-                    project_id="",
-                    user_id="",
-                    state=npb.INSTANCE_STATE_UNSPECIFIED,
-                ),
-            ]
-        )
+        wanted = set(kwargs.get("instance_uuids", ()))
+        return iter([i for i in self.instances if not wanted or i.uuid in wanted])
+
+
+def claim(instance_uuid: str, host: str) -> spb.Claim:
+    return spb.Claim(
+        claim_id=f"claim-{instance_uuid[:8]}-{host}",
+        instance_uuid=instance_uuid,
+        host=host,
+        nodename=host,
+        node_uuid=f"node-{host}",
+        resources=common_pb2.Resources(vcpus=1, memory_mb=2048, disk_gb=20),
+    )
+
+
+def host_state(**fields: Any) -> spb.HostState:
+    defaults: dict[str, Any] = dict(
+        node_uuid=NODE_UUID,
+        host="cmp1",
+        nodename="cmp1",
+        total=common_pb2.Resources(vcpus=16, memory_mb=65536, disk_gb=900),
+        used=common_pb2.Resources(vcpus=4, memory_mb=8704, disk_gb=80),
+        claimed=common_pb2.Resources(vcpus=1, memory_mb=2048, disk_gb=20),
+        cpu_allocation_ratio=16.0,
+        ram_allocation_ratio=1.5,
+        disk_allocation_ratio=1.0,
+        service_up=True,
+        availability_zone="nova",
+        hypervisor_type="fake",
+        num_instances=2,
+        generation=7,
+        pending_claims=[claim("6f1c1f9e-0000-4000-8000-000000000001", "cmp1")],
+    )
+    defaults.update(fields)
+    return spb.HostState(**defaults)
+
+
+class FakeScheduler:
+    """Stands in for SchedulerClient: every instance's primary on the hosts of `plan` in
+    order (cmp1, then cmp2 as its alternate); releases are recorded."""
+
+    def __init__(self, fail: dict[str, BaseException] | None = None) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.fail = fail or {}
+        self.closed = False
+        self.plan = ["cmp1", "cmp2"]
+        self.released: list[str] = []
+        self.states = [
+            host_state(),
+            host_state(
+                node_uuid=IRONIC_UUID,
+                host="ironic-1",
+                nodename="bm-0",
+                hypervisor_type="ironic",
+                total=common_pb2.Resources(vcpus=32, memory_mb=131072, disk_gb=1000),
+                used=common_pb2.Resources(),
+                claimed=common_pb2.Resources(),
+                service_up=False,
+                service_disabled=True,
+                availability_zone="",
+                num_instances=0,
+                generation=3,
+                pending_claims=[],
+            ),
+        ]
+
+    def __enter__(self) -> FakeScheduler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+
+    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((name, args, kwargs))
+        if name in self.fail:
+            raise self.fail[name]
+
+    def select_destinations(self, spec: spb.RequestSpec) -> list[spb.Selection]:
+        self._record("select_destinations", spec)
+        selections = []
+        for uuid in spec.instance_uuids:
+            primary, *alternates = [claim(uuid, host) for host in self.plan]
+            selections.append(
+                spb.Selection(instance_uuid=uuid, primary=primary, alternates=alternates)
+            )
+        return selections
+
+    def release_claims(self, claim_ids: Any) -> int:
+        ids = list(claim_ids)
+        self._record("release_claims", ids)
+        self.released += ids
+        return len(ids)
+
+    def list_host_states(self, **kwargs: Any) -> Any:
+        self._record("list_host_states", **kwargs)
+        host = kwargs.get("host", "")
+        return iter([s for s in self.states if not host or s.host == host])
+
+    def resync(self) -> spb.ResyncResponse:
+        self._record("resync")
+        return spb.ResyncResponse(nodes=6, services=3, duration_ms=42)
+
+
+class FakeAgent:
+    """Stands in for one host's ComputeClient; `refusal` makes every build fail with it."""
+
+    def __init__(self, endpoint: str, refusal: BaseException | None = None) -> None:
+        self.endpoint = endpoint
+        self.refusal = refusal
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def build_instance(self, uuid: str, **kwargs: Any) -> npb.Instance:
+        self.calls.append(("build_instance", (uuid,), kwargs))
+        if self.refusal is not None:
+            raise self.refusal
+        host = self.endpoint.split(":")[0]
+        return instance(uuid=uuid, host=host, nodename=kwargs["nodename"], node_uuid=f"node-{host}")
+
+    def delete_instance(self, uuid: str) -> None:
+        self.calls.append(("delete_instance", (uuid,), {}))
+        if self.refusal is not None:
+            raise self.refusal
 
 
 class Run:
-    """One `berth` invocation against a FakeRegistry and a FakeNode: exit code, output."""
+    """One `berth` invocation against a FakeRegistry, a FakeNode, a FakeScheduler and a
+    FakeAgent per endpoint (made on first use unless given): exit code, output."""
 
     def __init__(
         self,
@@ -295,17 +429,23 @@ class Run:
         fake: FakeRegistry | None = None,
         env: dict | None = None,
         node: FakeNode | None = None,
+        scheduler: FakeScheduler | None = None,
+        agents: dict[str, FakeAgent] | None = None,
     ) -> None:
         self.fake = fake or FakeRegistry()
         self.node = node or FakeNode()
+        self.scheduler = scheduler or FakeScheduler()
+        self.agents = agents if agents is not None else {}
         self.connected: list[Any] = []
         self.servers: list[str] = []
         out, err = io.StringIO(), io.StringIO()
 
-        def connect(args: Any, server: str = "registry") -> FakeRegistry | FakeNode:
+        def connect(args: Any, server: str = "registry", target: str = "") -> Any:
             self.connected.append(args)
             self.servers.append(server)
-            return self.node if server == "node" else self.fake
+            if server == "compute":
+                return self.agents.setdefault(target, FakeAgent(target))
+            return {"node": self.node, "scheduler": self.scheduler}.get(server, self.fake)
 
         self.code = main(argv, connect=connect, env=env or {}, stdout=out, stderr=err)
         self.out, self.err = out.getvalue(), err.getvalue()

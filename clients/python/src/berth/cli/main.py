@@ -11,35 +11,47 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from berth import __version__
-from berth.cli import agent, aggregates, hosts, hypervisors, services, up
+from berth.cli import agent, aggregates, hosts, hypervisors, scheduler, servers, services, up
 from berth.cli.output import Output, UsageError
 from berth.client.channel import DEFAULT_TIMEOUT
+from berth.client.compute import ComputeClient
 from berth.client.errors import BerthError
 from berth.client.node import NodeClient
 from berth.client.registry import RegistryClient
+from berth.client.scheduler import SchedulerClient
 
 DEFAULT_REGISTRY = "127.0.0.1:50051"
 DEFAULT_NODE = "127.0.0.1:50052"
+DEFAULT_SCHEDULER = "127.0.0.1:50053"
 
 # Builds a client from the parsed options: `connect(args)` the registry's, `connect(args,
-# "node")` the node service's. Tests pass one that returns fakes; a fake taking only `args`
-# still serves every command that needs only the registry.
+# "node")` the node service's, `connect(args, "scheduler")` the scheduler's, and
+# `connect(args, "compute", endpoint)` a compute agent's. Tests pass one that returns fakes;
+# a fake taking only `args` still serves every command that needs only the registry.
 Connect = Callable[..., Any]
+
+# The servers a command may name in `client=`, joined with "+" when it needs several.
+SERVERS = ("node", "registry", "scheduler", "agents")
 
 
 @dataclass(frozen=True)
 class Clients:
-    """What a command that joins two views gets (`client="node+registry"`)."""
+    """What a command that joins several views gets (`client="node+registry"`, ...): the
+    clients it named, and with "agents", `agent(endpoint)` to open a compute agent's client
+    (the command closes those itself)."""
 
-    node: Any
-    registry: Any
+    node: Any = None
+    registry: Any = None
+    scheduler: Any = None
+    agent: Callable[[str], Any] | None = None
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     """The whole command line; `env` supplies the BERTH_* defaults."""
     parser = argparse.ArgumentParser(
         prog="berth",
-        description="Berth: services, hosts, hypervisors and aggregates of a compute cloud.",
+        description="Berth: services, hosts, hypervisors, aggregates and instances of a "
+        "compute cloud.",
         epilog="Options may come before or after the sub-command.",
     )
     parser.add_argument("--version", action="version", version=f"berth {__version__}")
@@ -53,6 +65,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     services.add_commands(sub, common)
     hosts.add_commands(sub, common)
     hypervisors.add_commands(sub, common)
+    servers.add_commands(sub, common)
+    scheduler.add_commands(sub, common)
     aggregates.add_commands(sub, common)
     up.add_commands(sub, common)
     agent.add_commands(sub, common)
@@ -82,6 +96,13 @@ def _add_global_options(
         default=default(env.get("BERTH_NODE_URL") or DEFAULT_NODE),
         help="host:port, grpc://host:port or grpcs://host:port of the node service "
         f"(default: $BERTH_NODE_URL, else {DEFAULT_NODE}).",
+    )
+    group.add_argument(
+        "--scheduler",
+        metavar="URL",
+        default=default(env.get("BERTH_SCHEDULER_URL") or DEFAULT_SCHEDULER),
+        help="host:port, grpc://host:port or grpcs://host:port of the scheduler "
+        f"(default: $BERTH_SCHEDULER_URL, else {DEFAULT_SCHEDULER}).",
     )
     group.add_argument(
         "--token",
@@ -118,14 +139,21 @@ def _add_global_options(
     )
 
 
-def connect_server(args: argparse.Namespace, server: str = "registry") -> Any:
-    """The real client of `server` ("registry" or "node") at the address the options give.
+def connect_server(args: argparse.Namespace, server: str = "registry", target: str = "") -> Any:
+    """The real client of `server` ("registry", "node", "scheduler", or "compute": the agent
+    at `target`) at the address the options give, with their token, TLS and deadline.
 
     The registry's client also serves HostService (`.hosts`) on the same channel.
     """
-    client_class: Any = NodeClient if server == "node" else RegistryClient
+    client_class: Any = ComputeClient
+    if server != "compute":
+        by_server = {
+            "node": (NodeClient, args.node),
+            "scheduler": (SchedulerClient, args.scheduler),
+        }
+        client_class, target = by_server.get(server, (RegistryClient, args.registry))
     return client_class.connect(
-        args.node if server == "node" else args.registry,
+        target,
         token=args.token,
         tls_ca_file=args.tls_ca_file,
         tls_cert_file=args.tls_cert_file,
@@ -136,8 +164,9 @@ def connect_server(args: argparse.Namespace, server: str = "registry") -> Any:
 
 def run(args: argparse.Namespace, out: Output, connect: Connect) -> int:
     """Hand the sub-command the client it asked for with `client=`: "registry", "hosts"
-    (the registry's HostService), "node", "node+registry" (a Clients of both), or None
-    (`up`, `agent`). Every client opened here is closed when the command returns."""
+    (the registry's HostService), "node", "scheduler", several of SERVERS joined with "+"
+    (a Clients of them, e.g. "node+registry"), or None (`up`, `agent`). Every client opened
+    here is closed when the command returns."""
     wanted = args.client
     if wanted is None:
         return int(args.func(None, args, out))
@@ -148,17 +177,23 @@ def run(args: argparse.Namespace, out: Output, connect: Connect) -> int:
             client = connect(args) if server == "registry" else connect(args, server)
             return stack.enter_context(client)
 
+        def agent(endpoint: str) -> Any:
+            return connect(args, "compute", endpoint)
+
+        names = wanted.split("+")
+        unknown = [name for name in names if name not in SERVERS]
         client: Any
-        if wanted == "registry":
-            client = opened("registry")
-        elif wanted == "hosts":
+        if wanted == "hosts":
             client = opened("registry").hosts
-        elif wanted == "node":
-            client = opened("node")
-        elif wanted == "node+registry":
-            client = Clients(node=opened("node"), registry=opened("registry"))
-        else:
+        elif unknown or len(set(names)) != len(names):
             raise ValueError(f"command {args.command!r} asks for an unknown client {wanted!r}")
+        elif len(names) == 1 and wanted != "agents":
+            client = opened(wanted)
+        else:
+            client = Clients(
+                **{name: opened(name) for name in names if name != "agents"},
+                agent=agent if "agents" in names else None,
+            )
         return int(args.func(client, args, out))
 
 
@@ -186,6 +221,7 @@ def main(
     args: argparse.Namespace | None = None
     try:
         args = build_parser(env).parse_args(argv)
+        args.stderr = stderr  # progress lines of long commands (boot, delete) go here
         return run(args, Output(stdout, json_mode=args.json), connect or connect_server)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 2

@@ -23,14 +23,18 @@ from berth.client.host import HostClient
 from berth.client.node import NodeClient
 from berth.client.paging import paginate
 from berth.client.registry import RegistryClient
+from berth.client.scheduler import SchedulerClient
+from berth.client.servers import BootResult, DeleteResult
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "Aborted",
     "AlreadyExists",
     "BerthError",
+    "BootResult",
     "ComputeClient",
     "DeadlineExceeded",
+    "DeleteResult",
     "FailedPrecondition",
     "FieldViolation",
     "HostClient",
@@ -41,6 +45,7 @@ __all__ = [
     "PermissionDenied",
     "RegistryClient",
     "ResourceExhausted",
+    "SchedulerClient",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
