@@ -1,8 +1,11 @@
-"""Shared fixtures: a fresh database per test on SQLite, PostgreSQL and MariaDB.
+"""Shared fixtures: a fresh database per test on SQLite, PostgreSQL and MariaDB, and an empty
+Redis database.
 
 PostgreSQL and MariaDB are found at BERTH_TEST_POSTGRES_URL / BERTH_TEST_MARIADB_URL
 (defaults: the local servers). When one is not reachable its cases are skipped with the
-reason, unless BERTH_TEST_REQUIRE lists it (CI sets `postgresql,mariadb`): then they fail.
+reason, unless BERTH_TEST_REQUIRE lists it (CI sets `postgresql,mariadb,redis`): then they
+fail. Redis is BERTH_TEST_REDIS_URL if set, else database 15 of a local server on port 6379
+if one answers, else one embedded redis-server for the whole run (see berth.cli.embedded_redis).
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+from berth.cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_redis_server
+from berth.cli.up import hide_password
 from sqlalchemy.engine import make_url
 
 POSTGRES_URL = os.environ.get(
@@ -22,8 +27,11 @@ POSTGRES_URL = os.environ.get(
 MARIADB_URL = os.environ.get("BERTH_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
 REQUIRED = {b.strip() for b in os.environ.get("BERTH_TEST_REQUIRE", "").split(",") if b.strip()}
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
+REDIS_URL = os.environ.get("BERTH_TEST_REDIS_URL", "")
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"  # a database of its own on a developer's Redis
 
 _unreachable: dict[str, str] = {}
+_used: dict[str, str] = {}  # backend -> which server the tests used (for the summary)
 
 
 def _unavailable(backend: str, why: str) -> None:
@@ -121,6 +129,67 @@ async def database(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Da
             await _mariadb(f"DROP DATABASE IF EXISTS `{name}`")
 
 
+def _redis_answers(url: str, timeout: float = 1.0) -> str | None:
+    """None if the Redis at `url` answers PING within `timeout` seconds, else why not."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"{hide_password(url)}: {exc or type(exc).__name__}"
+    finally:
+        client.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """Decided once per run: (url, "") of the Redis the tests use, or ("", why there is none).
+    An embedded server it starts runs until the end of the run."""
+    if REDIS_URL:
+        why = _redis_answers(REDIS_URL, timeout=3.0)
+        yield (REDIS_URL, "") if why is None else ("", why)
+        return
+    if _redis_answers(LOCAL_REDIS_URL) is None:
+        yield LOCAL_REDIS_URL, ""
+        return
+    binary = find_redis_server()
+    if binary is None:
+        yield "", f"nothing answers at {LOCAL_REDIS_URL} and no redis-server was found"
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), binary=binary, appendonly=False)
+    try:
+        server.start()
+    except EmbeddedRedisError as exc:
+        yield "", f"the embedded redis-server did not start: {exc}"
+        return
+    try:
+        yield server.url, f"embedded {binary}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(_redis_server: tuple[str, str]) -> str:
+    """The URL of an empty Redis database (FLUSHDB before each test)."""
+    import redis
+
+    url, note = _redis_server
+    if not url:
+        _unavailable("redis", note)
+    _used.setdefault("redis", f"{hide_password(url)} ({note})" if note else hide_password(url))
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     for backend, why in sorted(_unreachable.items()):
         terminalreporter.write_line(f"SKIPPED backend {backend}: {why}", yellow=True)
+    for backend, how in sorted(_used.items()):
+        if backend not in _unreachable:
+            terminalreporter.write_line(f"backend {backend}: {how}")

@@ -1,5 +1,6 @@
 """docker-compose.yml without Docker: its settings and tokens start a working registry and
-node service, and its agents' tokens report only for their own hosts."""
+node service, its agents' tokens report only for their own hosts, and the scheduler is wired
+to Redis, the registry and the node service with a token of its own."""
 
 from __future__ import annotations
 
@@ -53,9 +54,16 @@ def _tokens_file(compose: dict) -> Path:
 
 def test_compose_wires_every_process_and_each_agent_has_its_own_token(compose):
     services = compose["services"]
-    assert {"postgres", "redis", "registry", "node", "compute-1", "vmware-1", "ironic-1"} <= set(
-        services
-    )
+    assert {
+        "postgres",
+        "redis",
+        "registry",
+        "node",
+        "scheduler",
+        "compute-1",
+        "vmware-1",
+        "ironic-1",
+    } <= set(services)
     assert services["registry"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert _env(compose, "registry")["BERTH_NODE_URL"] == "node:50052"
     assert (ROOT / "Dockerfile").exists()
@@ -72,6 +80,41 @@ def test_compose_wires_every_process_and_each_agent_has_its_own_token(compose):
         assert principal.host == env["BERTH_HOST"] == agent
         drivers.add(env["BERTH_DRIVER"])
     assert drivers == {"fake", "fake-cluster", "fake-ironic"}
+
+
+def test_compose_runs_the_scheduler_on_redis_with_a_token_like_the_node_services(
+    compose, monkeypatch
+):
+    services = compose["services"]
+    scheduler = services["scheduler"]
+    assert scheduler["command"] == ["python", "-m", "services.scheduler"]
+    assert scheduler["build"] == services["registry"]["build"]  # the one Berth image
+    assert set(scheduler["depends_on"]) == {"redis", "registry", "node"}
+    assert "50053:50053" in scheduler["ports"]
+    env = _env(compose, "scheduler")
+    assert env["BERTH_REDIS_URL"] == "redis://redis:6379/0"
+    assert (env["BERTH_REGISTRY_URL"], env["BERTH_NODE_URL"]) == ("registry:50051", "node:50052")
+    assert env["BERTH_LISTEN"] == "0.0.0.0:50053"
+    # Listening beyond loopback needs credentials: the tokens file, and a token of its own
+    # that may register and heartbeat for its host and read the watch streams (as the node
+    # service's does), and nothing an admin may.
+    assert env["BERTH_AUTH_FILE"] == "/etc/berth/tokens.toml"
+    table = TokenTable.load(_tokens_file(compose))
+    own = table.authenticate(f"Bearer {env['BERTH_TOKEN']}")
+    node = table.authenticate(f"Bearer {_env(compose, 'node')['BERTH_TOKEN']}")
+    assert own.host == env["BERTH_HOST"] == "scheduler"
+    assert own.roles == node.roles == {"agent", "reader"}
+    assert not own.is_admin
+    # The compose environment is valid scheduler settings.
+    settings_module = pytest.importorskip("services.scheduler.settings")
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(value))
+    settings = settings_module.SchedulerSettings()
+    assert (settings.redis_url, settings.node_url, settings.host) == (
+        "redis://redis:6379/0",
+        "node:50052",
+        "scheduler",
+    )
 
 
 async def test_the_compose_settings_start_a_registry_and_node_service_that_work_together(

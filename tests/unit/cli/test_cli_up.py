@@ -50,7 +50,11 @@ class Harness:
         self.serving_after = serving_after
         self.spawned: list[tuple[up.ServiceSpec, dict[str, str], Path]] = []
         self.args = argparse.Namespace(
-            data_dir=str(tmp_path / "data"), host="cmp1", registry_port=50051
+            data_dir=str(tmp_path / "data"),
+            host="cmp1",
+            registry_port=50051,
+            redis_url=None,
+            redis_port=0,
         )
         self.out, self.err = io.StringIO(), io.StringIO()
         self.interrupt_when_supervising = True
@@ -234,11 +238,12 @@ def test_a_data_dir_that_cannot_be_created_is_reported_in_one_sentence(tmp_path)
 NODE = up.ServiceSpec("node", "json", 50052, "node.sqlite3")
 
 
-def test_the_node_service_starts_right_after_the_registry():
-    assert up.SERVICES[:2] == (
+def test_the_node_service_starts_right_after_the_registry_then_the_scheduler():
+    assert list(up.SERVICES) == [
         up.ServiceSpec("registry", "services.registry", 50051, "registry.sqlite3"),
         up.ServiceSpec("node", "services.node", 50052, "node.sqlite3"),
-    )
+        up.ServiceSpec("scheduler", "services.scheduler", 50053, redis=True),
+    ]
 
 
 def test_every_child_learns_the_node_services_address():
@@ -421,3 +426,181 @@ def test_demo_fleet_puts_the_prefix_before_each_host():
 )
 def test_a_module_is_available_when_it_can_be_found(module, available):
     assert up.module_available(module) is available
+
+
+# -- the scheduler and its Redis -----------------------------------------------------------------
+
+SCHEDULER = up.ServiceSpec("scheduler", "json", 50053, redis=True)
+
+
+class FakeRedis:
+    """An embedded Redis that records when it starts and stops."""
+
+    def __init__(self, data_dir: Path, port: int, events: list[str], *, fail: str = "") -> None:
+        self.data_dir, self.port, self.events, self.fail = data_dir, port or 6390, events, fail
+        self.log_path = data_dir / "logs" / "redis.log"
+        self.alive = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> FakeRedis:
+        self.events.append("redis start")
+        if self.fail:
+            raise up.EmbeddedRedisError(self.fail)
+        self.alive = True
+        return self
+
+    def running(self) -> bool:
+        return self.alive
+
+    def stop(self) -> None:
+        self.events.append("redis stop")
+        self.alive = False
+
+
+class WithScheduler(Fleet):
+    """A Fleet that runs the registry, node and scheduler, with a fake embedded Redis."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **redis) -> None:
+        super().__init__(tmp_path, monkeypatch)
+        self.args.scheduler_port = 50053
+        self.redis: list[FakeRedis] = []
+        self.redis_options = redis
+
+    def make_redis(self, data_dir, port):
+        self.redis.append(FakeRedis(data_dir, port, self.stopped, **self.redis_options))
+        return self.redis[-1]
+
+    def run(self, **overrides) -> int:
+        options = dict(specs=(REGISTRY, NODE, SCHEDULER), make_redis=self.make_redis)
+        options.update(overrides)
+        return super().run(**options)
+
+
+def test_up_parses_the_scheduler_port_and_the_redis_options():
+    args = build_parser({}).parse_args(
+        ["up", "--scheduler-port", "6003", "--redis-url", "redis://r:1/2", "--redis-port", "7"]
+    )
+    defaults = build_parser({}).parse_args(["up"])
+
+    assert (args.scheduler_port, args.redis_url, args.redis_port) == (6003, "redis://r:1/2", 7)
+    assert (defaults.scheduler_port, defaults.redis_url, defaults.redis_port) == (50053, None, 0)
+
+
+def test_every_child_learns_the_schedulers_address_and_the_redis_url():
+    env = up.service_env(
+        SCHEDULER,
+        ports={"registry": 6000, "node": 6001, "scheduler": 6002},
+        data_dir=Path("/d"),
+        host="cmp1",
+        base={},
+        redis_url="redis://127.0.0.1:6390/0",
+    )
+
+    assert env["BERTH_LISTEN"] == "127.0.0.1:6002"
+    assert env["BERTH_SCHEDULER_URL"] == "127.0.0.1:6002"
+    assert env["BERTH_REDIS_URL"] == "redis://127.0.0.1:6390/0"
+    assert "BERTH_DATABASE_URL" not in env  # its store is Redis
+
+
+def test_up_starts_redis_first_gives_its_url_to_the_services_and_stops_it_last(
+    tmp_path, monkeypatch
+):
+    fleet = WithScheduler(tmp_path, monkeypatch)
+
+    assert fleet.run() == 0, fleet.err.getvalue()
+
+    (redis,) = fleet.redis
+    assert redis.data_dir == (tmp_path / "data").resolve() and redis.port == 6390
+    names = [spec.name for spec, _, _ in fleet.spawned]
+    assert names == ["registry", "node", "scheduler", "kvm-1", "vmware-1", "ironic-1"]
+    envs = {spec.name: env for spec, env, _ in fleet.spawned}
+    assert envs["scheduler"]["BERTH_REDIS_URL"] == "redis://127.0.0.1:6390/0"
+    assert envs["scheduler"]["BERTH_LISTEN"] == "127.0.0.1:50053"
+    assert envs["scheduler"]["BERTH_NODE_URL"] == "127.0.0.1:50052"
+    assert {env["BERTH_SCHEDULER_URL"] for env in envs.values()} == {"127.0.0.1:50053"}
+    assert fleet.stopped == [
+        "redis start",
+        "ironic-1",
+        "vmware-1",
+        "kvm-1",
+        "scheduler",
+        "node",
+        "registry",
+        "redis stop",
+    ]
+    out = fleet.out.getvalue()
+    assert out.index("starting redis") < out.index("starting registry")
+    assert f"  redis           redis://127.0.0.1:6390/0  log: {redis.log_path}" in out
+    assert "  scheduler       127.0.0.1:50053  log:" in out
+
+
+def test_a_redis_url_of_ones_own_starts_no_embedded_redis(tmp_path, monkeypatch):
+    fleet = WithScheduler(tmp_path, monkeypatch)
+    fleet.args.redis_url = "redis://:secret@cache:6379/3"
+
+    assert fleet.run(fleet=()) == 0, fleet.err.getvalue()
+
+    assert fleet.redis == []
+    envs = {spec.name: env for spec, env, _ in fleet.spawned}
+    assert envs["scheduler"]["BERTH_REDIS_URL"] == "redis://:secret@cache:6379/3"
+    out = fleet.out.getvalue()
+    assert "redis://:***@cache:6379/3  (--redis-url)" in out
+    assert "secret" not in out
+
+
+def test_a_redis_that_cannot_start_is_reported_before_any_service_starts(tmp_path, monkeypatch):
+    fleet = WithScheduler(tmp_path, monkeypatch, fail="no redis-server found: install it")
+
+    assert fleet.run() == 1
+
+    err = fleet.err.getvalue()
+    assert "no redis-server found: install it" in err and "--redis-url" in err
+    assert fleet.spawned == []
+    assert fleet.stopped == ["redis start", "redis stop"]
+
+
+def test_no_redis_is_started_when_no_service_needs_one(tmp_path, monkeypatch):
+    fleet = WithScheduler(tmp_path, monkeypatch)
+
+    assert fleet.run(specs=(REGISTRY, NODE), fleet=()) == 0
+
+    assert fleet.redis == []
+    assert "BERTH_REDIS_URL" not in fleet.spawned[0][1]
+
+
+def test_a_redis_that_dies_while_running_ends_up_with_an_error(tmp_path, monkeypatch):
+    fleet = WithScheduler(tmp_path, monkeypatch)
+    fleet.interrupt_when_supervising = False
+
+    def redis_dies(seconds):
+        fleet.redis[0].alive = False
+        fleet.now += seconds
+
+    assert fleet.run(fleet=(), sleep=redis_dies) == 1
+    assert "the embedded redis exited; see" in fleet.err.getvalue()
+
+
+def test_a_redis_port_in_use_is_reported_before_anything_starts(tmp_path, monkeypatch):
+    fleet = WithScheduler(tmp_path, monkeypatch)
+    fleet.args.redis_port = 6390
+
+    assert fleet.run(port_free=lambda port: port != 6390) == 1
+
+    assert "port 6390 for the redis is in use" in fleet.err.getvalue()
+    assert "--redis-port" in fleet.err.getvalue()
+    assert fleet.spawned == [] and fleet.redis == []
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:pw@r:6379/0", "redis://:***@r:6379/0"),
+        ("rediss://user:pw@r:6380/1", "rediss://user:***@r:6380/1"),
+    ],
+)
+def test_a_redis_password_is_never_printed(url, shown):
+    assert up.hide_password(url) == shown

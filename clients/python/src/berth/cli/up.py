@@ -1,4 +1,5 @@
-"""`berth up`: run Berth's processes and a demo fleet of compute agents here, until Ctrl-C."""
+"""`berth up`: run Berth's processes, an embedded Redis and a demo fleet of compute agents here,
+until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
-import grpc
-
+from berth.cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from berth.cli.fleet import DEMO_FLEET, AgentSpec, agent_env, demo_fleet
+from berth.cli.fleet import DRIVERS as DRIVERS  # `berth agent` imports them from here
+from berth.cli.health import SERVING, health_status
+from berth.cli.health import decode_health_status as decode_health_status
 from berth.cli.output import Output
 
 READY_TIMEOUT = 20.0  # seconds a service may take to answer health checks
@@ -36,45 +41,17 @@ class ServiceSpec:
     module: str  # run as `python -m MODULE`
     default_port: int
     database: str | None = None  # SQLite file in the data dir, if the service owns tables
+    redis: bool = False  # needs Redis: `berth up` starts an embedded one unless --redis-url
 
 
 # Started in this order (each waits for the ones before to be healthy), stopped in reverse.
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("registry", "services.registry", 50051, "registry.sqlite3"),
     ServiceSpec("node", "services.node", 50052, "node.sqlite3"),
+    ServiceSpec("scheduler", "services.scheduler", 50053, redis=True),
 )
 
 COMPUTE_MODULE = "services.compute"
-DRIVERS = ("fake", "fake-cluster", "fake-ironic", "local")
-
-
-@dataclass(frozen=True)
-class AgentSpec:
-    """One compute agent: its host, its virt driver, and the sizes the driver should report
-    (None leaves the driver's own default)."""
-
-    host: str
-    driver: str = "fake"
-    vcpus: int | None = None
-    memory_mb: int | None = None
-    disk_gb: int | None = None
-    nodes: int | None = None  # fake-ironic: how many bare-metal nodes
-    members: int | None = None  # fake-cluster: how many machines in the cluster
-    pool: str | None = None  # fake-ironic: the pool its nodes come from
-    update_interval: float | None = None  # seconds between periodic snapshots
-
-
-# The demo fleet `berth up` starts after the services: one agent per kind of driver.
-DEMO_FLEET: tuple[AgentSpec, ...] = (
-    AgentSpec("kvm-1", "fake"),
-    AgentSpec("vmware-1", "fake-cluster", members=3),
-    AgentSpec("ironic-1", "fake-ironic", nodes=4),
-)
-
-
-def demo_fleet(prefix: str = "") -> tuple[AgentSpec, ...]:
-    """DEMO_FLEET with `prefix` before every host name."""
-    return tuple(replace(agent, host=prefix + agent.host) for agent in DEMO_FLEET)
 
 
 class Process(Protocol):
@@ -87,6 +64,18 @@ class Process(Protocol):
     def terminate(self) -> None: ...
     def kill(self) -> None: ...
     def wait(self, timeout: float | None = None) -> int: ...
+
+
+class RedisServer(Protocol):
+    """What `berth up` needs of its embedded Redis; EmbeddedRedis, or a fake in tests."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def log_path(self) -> Path: ...
+    def start(self) -> object: ...
+    def running(self) -> bool: ...
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -116,6 +105,19 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
             metavar="PORT",
             help=f"Port of the {spec.name} service on 127.0.0.1 (default: {spec.default_port}).",
         )
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        metavar="URL",
+        help="Use this Redis (redis://host:port/db) instead of starting an embedded one.",
+    )
+    p.add_argument(
+        "--redis-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="Port of the embedded Redis on 127.0.0.1 (default: a free one).",
+    )
     p.add_argument(
         "--no-fleet",
         action="store_true",
@@ -157,8 +159,10 @@ def service_env(
     data_dir: Path,
     host: str,
     base: Mapping[str, str],
+    redis_url: str | None = None,
 ) -> dict[str, str]:
-    """The environment of one child: the caller's, plus where to listen, store and register."""
+    """The environment of one child: the caller's, plus where to listen, store and register,
+    and where its peers and Redis are."""
     env = dict(base)
     env.update(
         BERTH_LISTEN=f"127.0.0.1:{ports[spec.name]}",
@@ -169,47 +173,12 @@ def service_env(
     if "node" in ports:
         # The registry asks the node service for host-describe; agents push snapshots there.
         env["BERTH_NODE_URL"] = f"127.0.0.1:{ports['node']}"
+    if "scheduler" in ports:
+        env["BERTH_SCHEDULER_URL"] = f"127.0.0.1:{ports['scheduler']}"
+    if redis_url:
+        env["BERTH_REDIS_URL"] = redis_url
     if spec.database:
         env["BERTH_DATABASE_URL"] = f"sqlite:///{data_dir / spec.database}"
-    return env
-
-
-def agent_env(
-    agent: AgentSpec,
-    *,
-    listen: str,
-    data_dir: Path,
-    registry_url: str,
-    node_url: str,
-    base: Mapping[str, str],
-    token: str | None = None,
-    tls_ca_file: str | None = None,
-) -> dict[str, str]:
-    """The environment of one compute agent: the caller's, plus who it is, where it listens
-    and stores, whom it reports to, and its driver's sizes (only those given)."""
-    env = dict(base)
-    env.update(
-        BERTH_HOST=agent.host,
-        BERTH_LISTEN=listen,
-        BERTH_DATA_DIR=str(data_dir),
-        BERTH_REGISTRY_URL=registry_url,
-        BERTH_NODE_URL=node_url,
-        BERTH_DRIVER=agent.driver,
-    )
-    optional = {
-        "BERTH_FAKE_VCPUS": agent.vcpus,
-        "BERTH_FAKE_MEMORY_MB": agent.memory_mb,
-        "BERTH_FAKE_DISK_GB": agent.disk_gb,
-        "BERTH_FAKE_NODES": agent.nodes,
-        "BERTH_FAKE_CLUSTER_MEMBERS": agent.members,
-        "BERTH_FAKE_IRONIC_POOL": agent.pool,
-        "BERTH_UPDATE_RESOURCES_INTERVAL": agent.update_interval,
-        "BERTH_TOKEN": token,
-        "BERTH_TLS_CA_FILE": tls_ca_file,
-    }
-    for name, value in optional.items():
-        if value is not None and value != "":
-            env[name] = f"{value:g}" if isinstance(value, float) else str(value)
     return env
 
 
@@ -250,55 +219,6 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-# -- health: grpc.health.v1 without the grpcio-health-checking dependency -------------------
-
-SERVING = 1  # grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
-
-
-def decode_health_status(data: bytes) -> int:
-    """HealthCheckResponse bytes -> its `status` (field 1, a varint; absent means UNKNOWN 0)."""
-    status, i = 0, 0
-    while i < len(data):
-        key, i = _varint(data, i)
-        field, wire_type = key >> 3, key & 7
-        if wire_type == 0:  # varint
-            value, i = _varint(data, i)
-            if field == 1:
-                status = value
-        elif wire_type == 2:  # length-delimited: skip a field a newer server might add
-            length, i = _varint(data, i)
-            i += length
-        else:
-            raise ValueError(f"unexpected protobuf wire type {wire_type} in a health response")
-    return status
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i
-        shift += 7
-
-
-def health_status(address: str, timeout: float = 1.0) -> int:
-    """Ask the whole server (service "") how it is; 0 when it does not answer yet."""
-    with grpc.insecure_channel(address) as channel:
-        check = channel.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            # HealthCheckRequest{service: ""} has no set fields, so it encodes to no bytes.
-            request_serializer=lambda _request: b"",
-            response_deserializer=decode_health_status,
-        )
-        try:
-            return int(check(None, timeout=timeout))
-        except grpc.RpcError:
-            return 0
-
-
 # -- the supervisor ---------------------------------------------------------------------------
 
 
@@ -320,20 +240,27 @@ def up(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     base_env: Mapping[str, str] | None = None,
+    make_redis: Callable[[Path, int], RedisServer] = EmbeddedRedis,
 ) -> int:
-    """Start every service, waiting until each is SERVING, then the fleet's agents; supervise
-    them all until Ctrl-C/SIGTERM, then stop the agents first and the services in reverse."""
+    """Start the embedded Redis (if a service needs one and --redis-url names none), every
+    service, waiting until each is SERVING, then the fleet's agents; supervise them all until
+    Ctrl-C/SIGTERM, then stop the agents first, the services in reverse, Redis last."""
     if find_missing(specs) or (fleet and not module_available(COMPUTE_MODULE)):
         only_agents = fleet and not find_missing(specs)
         hint = " (or start no agents: --no-fleet)" if only_agents else ""
         print(INSTALL_HINT + hint, file=err)
         return 1
     ports = {spec.name: int(getattr(args, f"{spec.name}_port")) for spec in specs}
-    for spec in specs:
-        if not port_free(ports[spec.name]):
+    redis_url: str | None = args.redis_url
+    embedded_redis = not redis_url and any(spec.redis for spec in specs)
+    wanted = dict(ports)
+    if embedded_redis and args.redis_port:
+        wanted["redis"] = int(args.redis_port)
+    for name, port in wanted.items():
+        if not port_free(port):
             print(
-                f"port {ports[spec.name]} for the {spec.name} is in use (is Berth already "
-                f"running?); pick another with --{spec.name}-port",
+                f"port {port} for the {name} is in use (is Berth already running?); "
+                f"pick another with --{name}-port",
                 file=err,
             )
             return 1
@@ -347,11 +274,23 @@ def up(
     env = os.environ if base_env is None else base_env
 
     children: list[Child] = []
+    redis: RedisServer | None = None
     previous = set_signal(signal.SIGTERM, _raise_stop)
     try:
+        if embedded_redis:
+            redis = make_redis(data_dir, int(args.redis_port or 0))
+            print(f"starting redis: output goes to {redis.log_path}", file=out, flush=True)
+            try:
+                redis.start()
+            except EmbeddedRedisError as exc:
+                print(f"{exc}\n(or use a Redis of your own: --redis-url URL)", file=err)
+                return 1
+            redis_url = redis.url
         for spec in specs:
             log_path = data_dir / "logs" / f"{spec.name}.log"
-            child_env = service_env(spec, ports=ports, data_dir=data_dir, host=host, base=env)
+            child_env = service_env(
+                spec, ports=ports, data_dir=data_dir, host=host, base=env, redis_url=redis_url
+            )
             print(f"starting {spec.name}: output goes to {log_path}", file=out, flush=True)
             child = Child(
                 spec, f"127.0.0.1:{ports[spec.name]}", log_path, spawn(spec, child_env, log_path)
@@ -365,12 +304,12 @@ def up(
         for child in agents:
             if not _wait_ready(child, err, probe=probe, sleep=sleep, clock=clock):
                 return 1
-        _print_ready(children, data_dir, out, fleet)
-        return _supervise(children, err, sleep=sleep)
+        _print_ready(children, data_dir, out, fleet, redis_url=redis_url, redis=redis)
+        return _supervise(children, err, sleep=sleep, redis=redis)
     except (KeyboardInterrupt, _Stop):
         return 0
     finally:
-        _stop_all(children, out, sleep=sleep, clock=clock)
+        _stop_all(children, out, sleep=sleep, clock=clock, redis=redis)
         set_signal(signal.SIGTERM, previous)
 
 
@@ -402,6 +341,7 @@ def _start_fleet(
             registry_url=f"127.0.0.1:{ports['registry']}",
             node_url=f"127.0.0.1:{ports['node']}" if "node" in ports else "",
             base=env,
+            scheduler_url=f"127.0.0.1:{ports['scheduler']}" if "scheduler" in ports else None,
         )
         spec = ServiceSpec(agent.host, COMPUTE_MODULE, port)
         log_path = data_dir / "logs" / f"{agent.host}.log"
@@ -453,10 +393,20 @@ def _wait_ready(
 
 
 def _print_ready(
-    children: list[Child], data_dir: Path, out: TextIO, fleet: tuple[AgentSpec, ...] = ()
+    children: list[Child],
+    data_dir: Path,
+    out: TextIO,
+    fleet: tuple[AgentSpec, ...] = (),
+    *,
+    redis_url: str | None = None,
+    redis: RedisServer | None = None,
 ) -> None:
     print(f"\nBerth is up (data in {data_dir}):", file=out)
-    width = max(len(child.name) for child in children)
+    width = max([len(child.name) for child in children] + [len("redis")])
+    if redis is not None:
+        print(f"  {'redis':<{width}}  {redis.url}  log: {redis.log_path}", file=out)
+    elif redis_url:
+        print(f"  {'redis':<{width}}  {hide_password(redis_url)}  (--redis-url)", file=out)
     for child in children:
         print(f"  {child.name:<{width}}  {child.address:<15}  log: {child.log_path}", file=out)
     addresses = {child.spec.name: child.address for child in children if child.agent is None}
@@ -474,9 +424,30 @@ def _print_ready(
     print("Ctrl-C stops everything.", file=out, flush=True)
 
 
-def _supervise(children: list[Child], err: TextIO, *, sleep: Callable[[float], None]) -> int:
-    """Watch the children; one that dies on its own ends `berth up` with an error."""
+def hide_password(url: str) -> str:
+    """The URL with its password (if any) replaced by ***, fit to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
+def _supervise(
+    children: list[Child],
+    err: TextIO,
+    *,
+    sleep: Callable[[float], None],
+    redis: RedisServer | None = None,
+) -> int:
+    """Watch the children (and the embedded Redis); one that dies on its own ends `berth up`
+    with an error."""
     while True:
+        if redis is not None and not redis.running():
+            print(f"the embedded redis exited; see {redis.log_path}", file=err)
+            _print_tail(redis.log_path, err)
+            return 1
         for child in children:
             code = child.process.poll()
             if code is not None:
@@ -492,9 +463,11 @@ def _stop_all(
     *,
     sleep: Callable[[float], None],
     clock: Callable[[], float],
+    redis: RedisServer | None = None,
 ) -> None:
-    """SIGTERM every running child (last started first), wait, then SIGKILL stragglers."""
-    if not children:
+    """SIGTERM every running child (last started first), wait, then SIGKILL stragglers;
+    the embedded Redis last, once nothing uses it any more."""
+    if not children and redis is None:
         return
     # A second Ctrl-C or SIGTERM while we wait must not leave children behind half-stopped.
     previous_int = set_signal(signal.SIGINT, signal.SIG_IGN)
@@ -511,6 +484,8 @@ def _stop_all(
                 print(f"{child.name} ignored SIGTERM for {STOP_GRACE:g} s; killing it", file=out)
                 child.process.kill()
                 child.process.wait()
+        if redis is not None:
+            redis.stop()
         print("stopped", file=out, flush=True)
     finally:
         set_signal(signal.SIGINT, previous_int)

@@ -1,0 +1,52 @@
+"""Is a Berth server up? grpc.health.v1 Check, without the grpcio-health-checking
+dependency (the client package does not need it)."""
+
+from __future__ import annotations
+
+import grpc
+
+SERVING = 1  # grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
+
+
+def decode_health_status(data: bytes) -> int:
+    """HealthCheckResponse bytes -> its `status` (field 1, a varint; absent means UNKNOWN 0)."""
+    status, i = 0, 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        field, wire_type = key >> 3, key & 7
+        if wire_type == 0:  # varint
+            value, i = _varint(data, i)
+            if field == 1:
+                status = value
+        elif wire_type == 2:  # length-delimited: skip a field a newer server might add
+            length, i = _varint(data, i)
+            i += length
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire_type} in a health response")
+    return status
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+
+
+def health_status(address: str, timeout: float = 1.0) -> int:
+    """Ask the whole server (service "") how it is; 0 when it does not answer yet."""
+    with grpc.insecure_channel(address) as channel:
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            # HealthCheckRequest{service: ""} has no set fields, so it encodes to no bytes.
+            request_serializer=lambda _request: b"",
+            response_deserializer=decode_health_status,
+        )
+        try:
+            return int(check(None, timeout=timeout))
+        except grpc.RpcError:
+            return 0
