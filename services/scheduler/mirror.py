@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from services.scheduler.hoststate import ZERO, HostFacts, HostState, Resources
+from services.scheduler.store.keys import node_of_claim
 from services.scheduler.store.placement import ClaimRefused, PendingClaim
 
 
@@ -120,11 +121,11 @@ class Mirror:
 
     def remove_claims(self, claim_ids: Iterable[str]) -> None:
         touched = set()
-        for claims_of_node in self._claims.values():
-            for claim_id in claim_ids:
-                claim = claims_of_node.pop(claim_id, None)
-                if claim is not None:
-                    touched.add(claim.node_uuid)
+        for claim_id in claim_ids:
+            node_uuid = node_of_claim(claim_id)
+            claims = self._claims.get(node_uuid or "")
+            if claims and claims.pop(claim_id, None) is not None:
+                touched.add(node_uuid)
         for node_uuid in touched:
             self._recount(node_uuid)
 

@@ -44,6 +44,8 @@ class Placement:
     instance_uuid: str
     primary: tuple[HostState, PendingClaim]
     alternates: list[tuple[HostState, PendingClaim]] = field(default_factory=list)
+    # The rest of the primary's ranking, where alternates are sought.
+    runners_up: list[HostState] = field(default_factory=list)
 
     def claims(self) -> list[PendingClaim]:
         return [self.primary[1], *(claim for _, claim in self.alternates)]
@@ -58,6 +60,10 @@ class _Walk:
     position: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     scanned: int = 0
+    # Nodes a filter rejected while the mirror counted claims on them: the mirror may
+    # have missed a release, so they are checked against Redis before "no valid host".
+    suspects: dict[str, str] = field(default_factory=dict)
+    rechecked: bool = False
 
 
 class Selector:
@@ -99,6 +105,9 @@ class Selector:
                     raise self._no_valid_host(request, walk, excluded, placed=index)
                 placements.append(placement)
                 context.group_hosts.add(placement.primary[0].host)
+            if self.settings.max_attempts > 1:
+                for placement in placements:
+                    await self._claim_alternates(placement, request)
         except BaseException:
             released = await self._release([c for p in placements for c in p.claims()])
             if placements:
@@ -183,6 +192,8 @@ class Selector:
             for host_filter in filters:
                 if not host_filter.passes(state, request, context):
                     walk.rejected[host_filter.name] += 1
+                    if state.claim_count:
+                        walk.suspects[node_uuid] = host_filter.name
                     break
             else:
                 yield state
@@ -201,11 +212,25 @@ class Selector:
         while True:
             sample = [state for _, state in zip(range(size), feasible, strict=False)]
             if not sample:
-                return None
+                if walk.rechecked or not walk.suspects:
+                    return None
+                await self._recheck(walk)
+                feasible = self._feasible(walk, filters, request, context)
+                continue
             ranked = self._rank(sample, request, context, rng)
             placement = await self._claim_in_order(instance_uuid, ranked, request, walk)
             if placement is not None:
                 return placement
+
+    async def _recheck(self, walk: _Walk) -> None:
+        """Re-read the suspects' claims from Redis and walk them once more."""
+        suspects = list(walk.suspects)
+        for node_uuid, claims in (await self.store.claims_of(suspects)).items():
+            self.mirror.replace_claims(node_uuid, claims)
+        walk.rejected.subtract(walk.suspects.values())
+        walk.rejected += Counter()  # drop the zero counts
+        walk.order, walk.start, walk.position = suspects, 0, 0
+        walk.suspects, walk.rechecked = {}, True
 
     def _rank(
         self,
@@ -226,26 +251,35 @@ class Selector:
     async def _claim_in_order(
         self, instance_uuid: str, ranked: list[HostState], request: Request, walk: _Walk
     ) -> Placement | None:
+        """Claim the best node that still has room; the rest of the ranking is kept for
+        the alternates."""
         wanted = request.resources
-        placement: Placement | None = None
-        used_hosts: set[str] = set()
-        for state in ranked:
-            if placement is not None and (
-                len(placement.alternates) >= self.settings.max_attempts - 1
-            ):
-                break
-            if state.host in used_hosts or not state.fits(wanted):
+        for index, state in enumerate(ranked):
+            if not state.fits(wanted):
                 continue
             claim = await self._claim(state, instance_uuid, wanted)
             if claim is None:
                 walk.rejected[LOST_RACE] += 1
                 continue
-            used_hosts.add(state.host)
-            if placement is None:
-                placement = Placement(instance_uuid, (state, claim))
-            else:
+            return Placement(instance_uuid, (state, claim), runners_up=ranked[index + 1 :])
+        return None
+
+    async def _claim_alternates(self, placement: Placement, request: Request) -> None:
+        """Up to max_attempts - 1 alternates on other hosts, best effort. Claimed only once
+        every instance has its primary, so alternates never take the room a later
+        instance of the same request needs."""
+        wanted = request.resources
+        hosts = {placement.primary[0].host}
+        for state in placement.runners_up:
+            if len(placement.alternates) >= self.settings.max_attempts - 1:
+                break
+            if state.host in hosts or not state.fits(wanted):
+                continue
+            claim = await self._claim(state, placement.instance_uuid, wanted)
+            if claim is not None:
+                hosts.add(state.host)
                 placement.alternates.append((state, claim))
-        return placement
+        placement.runners_up = []
 
     async def _claim(
         self, state: HostState, instance_uuid: str, wanted: Resources

@@ -249,7 +249,7 @@ class PlacementStore:
             value = f"{r.vcpus} {r.memory_mb} {r.disk_gb} {claim.expires_ms} {claim.instance_uuid}"
             key = self.keys.claims(claim.node_uuid)
             pipe.hset(key, claim.claim_id, value)
-            pipe.pexpire(key, ttl_ms, gt=True)
+            pipe.pexpire(key, self.claim_ttl_ms)  # the longest any claim lives
             count += 1
         if count:
             await pipe.execute()
