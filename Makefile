@@ -49,9 +49,10 @@ migrations-check: $(STAMP) ## Models equal migrations (alembic check on a scratc
 
 check: lint proto-check test ## Everything CI runs
 
-bench: $(STAMP) ## Benchmarks (not tests): heartbeats/s and snapshots/s, SQLite and PostgreSQL
+bench: $(STAMP) ## Benchmarks (not tests): heartbeats/s, snapshots/s, placements/s
 	$(PY) bench/heartbeats.py $(BENCH_ARGS)
 	$(PY) bench/snapshots.py $(SNAPSHOT_BENCH_ARGS)
+	$(PY) bench/scheduler.py $(SCHEDULER_BENCH_ARGS)
 
 clean: ## Remove the virtualenv, caches and the local data directory
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache

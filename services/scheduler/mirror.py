@@ -3,7 +3,7 @@ followers and by claim events from Redis. Only a hint: the claim script in Redis
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
@@ -22,6 +22,7 @@ class Mirror:
         self._claims: dict[str, dict[str, PendingClaim]] = {}  # node uuid -> claims
         self._order: list[str] = []
         self._order_dirty = False
+        self._zones: Counter[str] = Counter()  # zone -> hosts in it (read on every request)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -71,6 +72,10 @@ class Mirror:
                 del self._instances[instance_uuid]
 
     def set_facts(self, facts: HostFacts) -> None:
+        old = self.facts.get(facts.host)
+        if old is not None:
+            self._zones[old.availability_zone] -= 1
+        self._zones[facts.availability_zone] += 1
         self.facts[facts.host] = facts
         for node_uuid in self._by_host.get(facts.host, ()):
             self.nodes[node_uuid].facts = facts
@@ -78,6 +83,7 @@ class Mirror:
     def drop_facts(self, host: str) -> None:
         self.set_facts(HostFacts(host=host))
         del self.facts[host]
+        self._zones[""] -= 1
 
     def node_uuids_of(self, host: str) -> set[str]:
         return set(self._by_host.get(host, ()))
@@ -93,7 +99,7 @@ class Mirror:
         return self._order
 
     def zones(self) -> set[str]:
-        return {f.availability_zone for f in self.facts.values() if f.availability_zone}
+        return {zone for zone, hosts in self._zones.items() if zone and hosts > 0}
 
     def hosts_of(self, instance_uuids: Iterable[str]) -> frozenset[str]:
         """The hosts holding these instances, reported or claimed."""

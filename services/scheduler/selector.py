@@ -11,6 +11,7 @@ hosts. If any instance cannot be placed, every claim of the request is released.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -267,18 +268,27 @@ class Selector:
     async def _claim_alternates(self, placement: Placement, request: Request) -> None:
         """Up to max_attempts - 1 alternates on other hosts, best effort. Claimed only once
         every instance has its primary, so alternates never take the room a later
-        instance of the same request needs."""
+        instance of the same request needs; claimed together, as they are independent."""
         wanted = request.resources
+        wanted_count = self.settings.max_attempts - 1
         hosts = {placement.primary[0].host}
-        for state in placement.runners_up:
-            if len(placement.alternates) >= self.settings.max_attempts - 1:
+        runners_up = iter(placement.runners_up)
+        while len(placement.alternates) < wanted_count:
+            batch: list[HostState] = []
+            for state in runners_up:
+                if state.host not in hosts and state.fits(wanted):
+                    hosts.add(state.host)
+                    batch.append(state)
+                    if len(batch) == wanted_count - len(placement.alternates):
+                        break
+            if not batch:
                 break
-            if state.host in hosts or not state.fits(wanted):
-                continue
-            claim = await self._claim(state, placement.instance_uuid, wanted)
-            if claim is not None:
-                hosts.add(state.host)
-                placement.alternates.append((state, claim))
+            claims = await asyncio.gather(
+                *(self._claim(state, placement.instance_uuid, wanted) for state in batch)
+            )
+            placement.alternates += [
+                (state, claim) for state, claim in zip(batch, claims, strict=True) if claim
+            ]
         placement.runners_up = []
 
     async def _claim(

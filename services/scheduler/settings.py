@@ -58,7 +58,7 @@ class SchedulerSettings(CommonSettings):
     # at least `min_feasible_nodes` and `sample_percentage` % of the fleet (0 = every
     # feasible node, as Nova does).
     min_feasible_nodes: int = Field(100, ge=0)
-    sample_percentage: float = Field(5.0, ge=0, le=100)
+    sample_percentage: float = Field(1.0, ge=0, le=100)
     # How often the scheduler checks that Redis still holds its cache (a flush or a new
     # Redis triggers a rebuild from the registry and node service).
     cache_check_interval: float = Field(2.0, gt=0)
