@@ -3,15 +3,9 @@ over real channels, driven through the `berth` CLI and the client library."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
-import sys
-import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,74 +14,10 @@ from berth.client.errors import Aborted, FailedPrecondition
 from berth.v1 import common_pb2, node_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tests.e2e.test_processes import BERTH, _free_port, _wait_serving
+from tests.e2e.fleet import Fleet, amounts, eventually
+from tests.e2e.test_processes import BERTH
 
 pytestmark = pytest.mark.slow
-
-SIZES = {"BERTH_FAKE_VCPUS": "8", "BERTH_FAKE_MEMORY_MB": "16384", "BERTH_FAKE_DISK_GB": "100"}
-
-
-class Fleet:
-    """Berth processes under one temporary directory, each with its own log."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.registry = f"127.0.0.1:{_free_port()}"
-        self.node = f"127.0.0.1:{_free_port()}"
-        self.agents: dict[str, str] = {}
-
-    def start(self, name: str, module: str, address: str, **env: str) -> None:
-        log = (self.root / f"{name}.log").open("ab")
-        values = os.environ | {
-            "BERTH_LISTEN": address,
-            "BERTH_DATA_DIR": str(self.root / name),
-            "BERTH_REGISTRY_URL": self.registry,
-            "BERTH_NODE_URL": self.node,
-            "BERTH_REPORT_INTERVAL": "0.5",
-            "BERTH_HOST": name,
-        }
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", module], env=values | env, stdout=log, stderr=log
-        )
-        log.close()
-        _wait_serving(address)
-
-    def agent(self, host: str, driver: str, **env: str) -> str:
-        address = self.agents.get(host) or f"127.0.0.1:{_free_port()}"
-        self.agents[host] = address
-        self.start(
-            host,
-            "services.compute",
-            address,
-            BERTH_DRIVER=driver,
-            BERTH_UPDATE_RESOURCES_INTERVAL="1",
-            **(SIZES | env),
-        )
-        return address
-
-    def stop(self, name: str) -> int:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait(timeout=20)
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            proc.kill()
-            proc.wait()
-
-    def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")
-
-    def berth(self, *args: str) -> Any:
-        done = subprocess.run(
-            [BERTH, "--registry", self.registry, "--node", self.node, "--json", *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -104,27 +34,6 @@ def fleet(tmp_path_factory) -> Iterator[Fleet]:
         yield fleet
     finally:
         fleet.close()
-
-
-def eventually(check: Callable[[], Any], within_s: float = 20) -> Any:
-    """Poll until `check()` returns something true (or stops raising AssertionError)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {within_s} s: {check}")
-        time.sleep(0.2)
-
-
-def amounts(resources: dict[str, Any]) -> list[int]:
-    """[vcpus, memory_mb, disk_gb] of a Resources in --json output (int64s are strings there)."""
-    return [int(resources.get(k, 0)) for k in ("vcpus", "memory_mb", "disk_gb")]
 
 
 def nodes_of(fleet: Fleet, host: str) -> list[dict[str, Any]]:

@@ -113,7 +113,7 @@ def test_sigterm_stops_the_registry_promptly_and_cleanly(registry_process):
 
 
 def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_path):
-    port, node_port = _free_port(), _free_port()
+    port, node_port, scheduler_port = _free_port(), _free_port(), _free_port()
     proc = subprocess.Popen(
         [
             BERTH,
@@ -124,6 +124,8 @@ def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_p
             str(port),
             "--node-port",
             str(node_port),
+            "--scheduler-port",
+            str(scheduler_port),
             "--host",
             "demo-1",
         ],
@@ -143,6 +145,7 @@ def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_p
                 break
         banner = "".join(lines)
         assert f"127.0.0.1:{port}" in banner, banner
+        assert f"127.0.0.1:{scheduler_port}" in banner and "redis://" in banner, banner
         listed = berth(f"127.0.0.1:{port}", "--json", "service-list")
         assert any(s["binary"] == "berth-registry" for s in json.loads(listed.stdout))
         node = ("--node", f"127.0.0.1:{node_port}")
@@ -156,6 +159,9 @@ def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_p
         assert hosts == ["ironic-1"] * 4 + ["kvm-1", "vmware-1"], hosts
         described = berth(f"127.0.0.1:{port}", *node, "--json", "host-describe", "kvm-1")
         assert json.loads(described.stdout)[0]["project"] == "(total)"
+        _boot_list_and_delete(
+            f"127.0.0.1:{port}", *node, "--scheduler", f"127.0.0.1:{scheduler_port}"
+        )
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
         assert proc.returncode in (0, 130)
@@ -164,3 +170,37 @@ def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_p
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _boot_list_and_delete(registry: str, *servers: str) -> None:
+    """Through the CLI against `berth up`: boot an instance, find it in server-list, delete it."""
+    deadline = time.monotonic() + 20
+    while True:  # the scheduler's cache fills as the demo agents report
+        booted = berth(registry, *servers, "--json", "boot", "demo", "--flavor", "m1.tiny")
+        if booted.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert booted.returncode == 0, booted.stderr
+    assert "built on" in booted.stderr and "Traceback" not in booted.stderr
+    (instance,) = json.loads(booted.stdout)
+    assert instance["status"] == "active" and instance["name"] == "demo"
+    assert instance["host"] in ("kvm-1", "vmware-1", "ironic-1"), instance
+    deadline = time.monotonic() + 20
+    listed: list[dict] = []
+    while time.monotonic() < deadline:
+        listed = json.loads(berth(registry, *servers, "--json", "server-list").stdout)
+        if any(s["uuid"] == instance["instance_uuid"] for s in listed):
+            break
+        time.sleep(0.3)
+    (shown,) = [s for s in listed if s["uuid"] == instance["instance_uuid"]]
+    assert (shown["host"], shown["nodename"]) == (instance["host"], instance["nodename"])
+    deleted = berth(registry, *servers, "--json", "delete", instance["instance_uuid"])
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout)[0]["status"] == "deleted"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        listed = json.loads(berth(registry, *servers, "--json", "server-list").stdout)
+        if all(s["uuid"] != instance["instance_uuid"] for s in listed):
+            break
+        time.sleep(0.3)
+    assert all(s["uuid"] != instance["instance_uuid"] for s in listed), listed

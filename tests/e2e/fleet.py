@@ -1,0 +1,318 @@
+"""Fleet: real Berth processes (registry, node service, schedulers, compute agents of every
+fake driver) under one temporary directory, each with its own log, and the helpers the
+end-to-end tests share."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+from berth.client import NodeClient, RegistryClient, ResourceExhausted, SchedulerClient, Unavailable
+from berth.client.flavors import flavor
+from berth.client.servers import BootResult, boot
+from berth.v1 import scheduler_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.e2e.test_processes import BERTH
+
+# One fake machine: a KVM node, a cluster member, a bare-metal server.
+SIZES = {"BERTH_FAKE_VCPUS": "8", "BERTH_FAKE_MEMORY_MB": "16384", "BERTH_FAKE_DISK_GB": "100"}
+# What the scheduling tests' processes use: heartbeats every half second, and a host is
+# down once the registry went `DOWN_TIME` seconds without one.
+REPORT_INTERVAL = "0.5"
+DOWN_TIME = 3.0
+LOG_TAIL = 30
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port() -> int:
+    """A port nothing listens on, below the kernel's ephemeral range: the many client
+    connections of a starting fleet take ephemeral ports, and one could take a port picked
+    there before its server binds it."""
+    high = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(20000, high) if high > 21000 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = probe.getsockname()[1]
+        _handed_out.add(port)
+        return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
+class Fleet:
+    """Berth processes under one temporary directory, each with its own log."""
+
+    def __init__(self, root: Path, *, redis_url: str = "", redis_prefix: str = "") -> None:
+        self.root = root
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.addresses: dict[str, str] = {}
+        self.registry = f"127.0.0.1:{free_port()}"
+        self.node = f"127.0.0.1:{free_port()}"
+        self.agents: dict[str, str] = {}
+        self.schedulers: dict[str, str] = {}
+        self.redis_url = redis_url
+        # Every key the fleet's schedulers write starts with this: tests sharing a Redis
+        # database never see each other's HostStates.
+        self.redis_prefix = redis_prefix or f"e2e-{uuidlib.uuid4().hex[:8]}"
+
+    # -- processes -----------------------------------------------------------------------
+
+    def start(self, name: str, module: str, address: str, *, wait: bool = True, **env: str) -> None:
+        """Run `python -m module` as `name` (its BERTH_HOST too); wait until it is SERVING
+        unless `wait` is false (then call wait_serving())."""
+        log = (self.root / f"{name}.log").open("ab")
+        values = os.environ | {
+            "BERTH_LISTEN": address,
+            "BERTH_DATA_DIR": str(self.root / name),
+            "BERTH_REGISTRY_URL": self.registry,
+            "BERTH_NODE_URL": self.node,
+            "BERTH_REPORT_INTERVAL": REPORT_INTERVAL,
+            "BERTH_HOST": name,
+        }
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", module], env=values | env, stdout=log, stderr=log
+        )
+        self.addresses[name] = address
+        log.close()
+        if wait:
+            self.wait_serving(name)
+
+    def wait_serving(self, *names: str, within_s: float = 30) -> None:
+        """Wait until each named process (default: every running one) answers SERVING; a
+        process that exits first fails with the end of its log."""
+        deadline = time.monotonic() + within_s
+        for name in names or list(self.procs):
+            proc, address = self.procs[name], self.addresses[name]
+            with grpc.insecure_channel(address) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                while True:
+                    code = proc.poll()
+                    if code is not None:
+                        raise AssertionError(
+                            f"{name} exited with {code} before serving:\n{self.tail(name)}"
+                        )
+                    try:
+                        status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                        if status == health_pb2.HealthCheckResponse.SERVING:
+                            break
+                    except grpc.RpcError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise AssertionError(
+                            f"{name} never became SERVING on {address}:\n{self.tail(name)}"
+                        )
+                    time.sleep(0.1)
+
+    def services(self, *, down_time: float = DOWN_TIME, wait: bool = True) -> None:
+        """The registry (a host is down after `down_time` s without a heartbeat, published
+        within 0.2 s) and the node service, each on its own SQLite file."""
+        database = f"sqlite:///{self.root}/registry.sqlite3"
+        self.start(
+            "registry",
+            "services.registry",
+            self.registry,
+            wait=False,
+            BERTH_DATABASE_URL=database,
+            BERTH_SERVICE_DOWN_TIME=f"{down_time:g}",
+            BERTH_SWEEP_INTERVAL="0.2",
+        )
+        database = f"sqlite:///{self.root}/node.sqlite3"
+        self.start("node", "services.node", self.node, wait=False, BERTH_DATABASE_URL=database)
+        if wait:
+            self.wait_serving("registry", "node")
+
+    def agent(self, host: str, driver: str, *, wait: bool = True, **env: str) -> str:
+        address = self.agents.get(host) or f"127.0.0.1:{free_port()}"
+        self.agents[host] = address
+        self.start(
+            host,
+            "services.compute",
+            address,
+            wait=wait,
+            BERTH_DRIVER=driver,
+            BERTH_UPDATE_RESOURCES_INTERVAL="1",
+            **(SIZES | env),
+        )
+        return address
+
+    def scheduler(self, name: str = "scheduler", *, wait: bool = True, **env: str) -> str:
+        """A scheduler process on the fleet's Redis (and key prefix), checking every 0.2 s
+        that Redis still holds its cache."""
+        if not self.redis_url:
+            raise AssertionError("a scheduler needs the fleet's redis_url")
+        address = self.schedulers.get(name) or f"127.0.0.1:{free_port()}"
+        self.schedulers[name] = address
+        self.start(
+            name,
+            "services.scheduler",
+            address,
+            wait=wait,
+            **(
+                {
+                    "BERTH_REDIS_URL": self.redis_url,
+                    "BERTH_REDIS_PREFIX": self.redis_prefix,
+                    "BERTH_CACHE_CHECK_INTERVAL": "0.2",
+                }
+                | env
+            ),
+        )
+        return address
+
+    def stop(self, name: str) -> int:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=20)
+
+    def send(self, name: str, signum: signal.Signals) -> None:
+        """SIGSTOP freezes a process (its sockets stay open, it says nothing); SIGCONT thaws
+        it; SIGKILL ends it without a goodbye."""
+        self.procs[name].send_signal(signum)
+        if signum == signal.SIGKILL:
+            self.procs.pop(name).wait(timeout=20)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            proc.kill()  # stopped (SIGSTOP) processes die of SIGKILL too
+        for proc in self.procs.values():
+            proc.wait()
+        self.procs.clear()
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    def tail(self, name: str, lines: int = LOG_TAIL) -> str:
+        return "\n".join(self.log(name).splitlines()[-lines:])
+
+    # -- clients -------------------------------------------------------------------------
+
+    def berth(self, *args: str) -> Any:
+        command = [BERTH, "--registry", self.registry, "--node", self.node]
+        if self.schedulers:
+            command += ["--scheduler", next(iter(self.schedulers.values()))]
+        done = subprocess.run(
+            [*command, "--json", *args], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def scheduler_address(self, scheduler: str | None = None) -> str:
+        return self.schedulers[scheduler] if scheduler else next(iter(self.schedulers.values()))
+
+    @contextmanager
+    def scheduler_client(self, scheduler: str | None = None) -> Iterator[SchedulerClient]:
+        with SchedulerClient.connect(self.scheduler_address(scheduler)) as client:
+            yield client
+
+    def boot(
+        self, spec: scheduler_pb2.RequestSpec, scheduler: str | None = None
+    ) -> list[BootResult]:
+        """berth.client.servers.boot() through one of the fleet's schedulers."""
+        with (
+            SchedulerClient.connect(self.scheduler_address(scheduler)) as scheduler_client,
+            RegistryClient.connect(self.registry) as registry,
+        ):
+            return boot(spec, scheduler=scheduler_client, registry=registry)
+
+    def host_states(self, scheduler: str | None = None) -> list[scheduler_pb2.HostState]:
+        with self.scheduler_client(scheduler) as client:
+            return list(client.list_host_states())
+
+    def instances(self) -> dict[str, str]:
+        """instance uuid -> host, as the node service reports them."""
+        with NodeClient.connect(self.node) as nodes:
+            return {i.uuid: i.host for i in nodes.node_instances()}
+
+    def ready(self, nodes: int, *, within_s: float = 30) -> None:
+        """Wait until every scheduler has its cache built and sees `nodes` nodes, each with
+        its host up and enabled."""
+        for name in self.schedulers:
+
+            def schedulable(name: str = name) -> bool:
+                states = self.host_states(name)
+                usable = [s for s in states if s.service_up and not s.service_disabled]
+                assert len(usable) == nodes, f"{name}: {len(usable)} of {nodes} nodes usable"
+                # Side-effect free: nothing is of this type, so nothing is claimed. Until
+                # its cache is built the scheduler answers UNAVAILABLE instead.
+                probe = spec("m1.tiny", hypervisor_type="no-such-hypervisor")
+                with self.scheduler_client(name) as client:
+                    try:
+                        client.select_destinations(probe)
+                    except Unavailable as exc:
+                        raise AssertionError(f"{name}: {exc}") from None
+                    except ResourceExhausted:
+                        return True
+                raise AssertionError(f"{name} placed an instance on no-such-hypervisor")
+
+            eventually(schedulable, within_s)
+
+
+def spec(
+    flavor_name: str = "m1.tiny",
+    *,
+    count: int = 1,
+    hints: scheduler_pb2.SchedulerHints | None = None,
+    project_id: str = "e2e",
+    **fields: Any,
+) -> scheduler_pb2.RequestSpec:
+    """A RequestSpec for `count` instances of a default flavor, with fresh instance uuids."""
+    return scheduler_pb2.RequestSpec(
+        flavor=flavor(flavor_name),
+        num_instances=count,
+        instance_uuids=[str(uuidlib.uuid4()) for _ in range(count)],
+        project_id=project_id,
+        hints=hints or scheduler_pb2.SchedulerHints(),
+        **fields,
+    )
+
+
+def eventually(check: Callable[[], Any], within_s: float = 20) -> Any:
+    """Poll until `check()` returns something true (or stops raising AssertionError)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within_s} s: {check}")
+        time.sleep(0.2)
+
+
+def amounts(resources: dict[str, Any]) -> list[int]:
+    """[vcpus, memory_mb, disk_gb] of a Resources in --json output (int64s are strings there)."""
+    return [int(resources.get(k, 0)) for k in ("vcpus", "memory_mb", "disk_gb")]
+
+
+def built(results: Sequence[BootResult]) -> list[BootResult]:
+    """The results, each asserted built."""
+    for result in results:
+        assert result.ok, f"{result.instance_uuid}: {result.error} ({result.reason})"
+    return list(results)
