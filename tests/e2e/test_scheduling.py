@@ -294,8 +294,10 @@ ALTERNATES_HOLD_ROOM = (
         pytest.param(
             "3",
             id="with-alternates",
+            # Not strict: the starvation depends on timing, and a lucky run may fill every
+            # room; a strict xfail would then fail CI for the wrong reason.
             marks=pytest.mark.xfail(
-                strict=True, raises=AssertionError, reason=ALTERNATES_HOLD_ROOM
+                strict=False, raises=AssertionError, reason=ALTERNATES_HOLD_ROOM
             ),
         ),
     ],
