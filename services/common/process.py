@@ -13,8 +13,26 @@ from typing import Any, Protocol, TypeVar
 
 from services.common.logs import setup_logging
 from services.common.metrics import serve_metrics
+from services.common.reporter import ServiceReporter
 from services.common.server import StartupError, run_until_signalled
 from services.common.settings import CommonSettings, load_settings
+
+
+class Serving:
+    """Mixed into each process's running-state dataclass: where it is reached on this
+    machine, and stopping its own heartbeats (safe to call twice)."""
+
+    port: int
+    reporter: ServiceReporter | None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def stop_reporting(self) -> None:
+        if self.reporter is not None:
+            await self.reporter.stop()
+            self.reporter = None
 
 
 class Running(Protocol):

@@ -11,6 +11,7 @@ from grpc_health.v1 import health
 
 from services.common import auth
 from services.common.channels import aio_channel, call_metadata
+from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, StartupError, build_server
 from services.compute.drivers import build_driver
@@ -30,7 +31,7 @@ POLICY = auth.MethodPolicy(read_methods=frozenset({_C + "ListInstances", _C + "G
 
 
 @dataclass
-class Agent:
+class Agent(Serving):
     """A running compute agent; `stop()` undoes `start_agent()`.
 
     Tests reach the trackers through `agent.manager.trackers[nodename]`; after a change,
@@ -46,15 +47,9 @@ class Agent:
     reporter: ServiceReporter | None = None
     stopped: bool = False
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
     async def drain(self) -> None:
         """Before the server drains: stop our own heartbeats."""
-        if self.reporter is not None:
-            await self.reporter.stop()
-            self.reporter = None
+        await self.stop_reporting()
 
     async def stop(self, grace_s: float = 1.0) -> None:
         """Stop serving, reporting and pushing, and release the data directory; idempotent."""

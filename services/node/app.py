@@ -13,6 +13,7 @@ from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from services.common import auth, db
+from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, build_server
 from services.node.events import NodeFeed, node_feed
@@ -51,7 +52,7 @@ def utcnow() -> datetime:
 
 
 @dataclass
-class NodeService:
+class NodeService(Serving):
     """A running node service; `stop()` undoes `start_node_service()`."""
 
     server: aio.Server
@@ -64,15 +65,10 @@ class NodeService:
     stopping: asyncio.Event
     reporter: ServiceReporter | None = None
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
     async def drain(self) -> None:
         """Before the server drains: end watch streams and our own heartbeats."""
         self.stopping.set()
-        if self.reporter is not None:
-            await self.reporter.stop()
+        await self.stop_reporting()
 
     async def stop(self, grace_s: float = 1.0) -> None:
         await self.drain()

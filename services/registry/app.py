@@ -13,6 +13,7 @@ from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from services.common import auth, db
+from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, build_server
 from services.registry.aggregates import Aggregates
@@ -54,7 +55,7 @@ QUIET = frozenset({_R + "Heartbeat", _R + "HeartbeatStream"})
 
 
 @dataclass
-class Registry:
+class Registry(Serving):
     """A running registry; `stop()` undoes `start_registry()`."""
 
     server: aio.Server
@@ -70,15 +71,10 @@ class Registry:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     reporter: ServiceReporter | None = None
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
     async def drain(self) -> None:
         """Before the server drains: end long-lived streams and our own heartbeats."""
         self.stopping.set()
-        if self.reporter is not None:
-            await self.reporter.stop()
+        await self.stop_reporting()
 
     async def stop(self, grace_s: float = 1.0) -> None:
         await self.drain()

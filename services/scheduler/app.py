@@ -10,6 +10,7 @@ from grpc import aio
 from redis.asyncio import Redis
 
 from services.common import auth
+from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, StartupError, build_server
 from services.scheduler.filters import build_filters
@@ -29,7 +30,7 @@ POLICY = auth.MethodPolicy(read_methods=frozenset({_S + "ListHostStates"}))
 
 
 @dataclass
-class Scheduler:
+class Scheduler(Serving):
     """A running scheduler; `stop()` undoes `start_scheduler()`."""
 
     server: aio.Server
@@ -41,13 +42,8 @@ class Scheduler:
     selector: Selector
     reporter: ServiceReporter | None = None
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
     async def drain(self) -> None:
-        if self.reporter is not None:
-            await self.reporter.stop()
+        await self.stop_reporting()
 
     async def stop(self, grace_s: float = 1.0) -> None:
         await self.drain()
