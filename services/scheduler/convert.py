@@ -9,7 +9,7 @@ from berth.v1 import common_pb2, node_pb2, registry_pb2, scheduler_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.scheduler.hoststate import HostFacts, HostState, Resources
-from services.scheduler.store.placement import PendingClaim
+from services.scheduler.store.placement import PendingClaim, claimed_by
 
 
 def resources(message: common_pb2.Resources) -> Resources:
@@ -95,27 +95,14 @@ def facts_from_json(host: str, text: str | bytes | None) -> HostFacts:
 
 
 def node_state_bytes(state: HostState) -> bytes:
-    """What Redis keeps of a node besides the numbers its scripts read."""
-    return host_state_proto(state, facts=None, claims=()).SerializeToString()
-
-
-def host_state_proto(
-    state: HostState,
-    *,
-    facts: HostFacts | None,
-    claims: Iterable[PendingClaim],
-) -> scheduler_pb2.HostState:
-    claims = list(claims)
-    claimed = Resources()
-    for claim in claims:
-        claimed = claimed + claim.resources
-    message = scheduler_pb2.HostState(
+    """What Redis keeps of a node besides the numbers its scripts read: the node's part of
+    a HostState (its host's facts and its claims are kept apart and merged when read)."""
+    return scheduler_pb2.HostState(
         node_uuid=state.node_uuid,
         host=state.host,
         nodename=state.nodename,
         total=resources_proto(state.total),
         used=resources_proto(state.used),
-        claimed=resources_proto(claimed),
         cpu_allocation_ratio=state.cpu_allocation_ratio,
         ram_allocation_ratio=state.ram_allocation_ratio,
         disk_allocation_ratio=state.disk_allocation_ratio,
@@ -126,34 +113,25 @@ def host_state_proto(
         reserved_host_memory_mb=state.reserved_host_memory_mb,
         reserved_host_disk_mb=state.reserved_host_disk_mb,
         reserved_host_cpus=state.reserved_host_cpus,
-        pending_claims=[claim_proto(c, state.host, state.nodename) for c in claims],
-    )
-    if facts is not None:
-        _set_facts(message, facts)
-    return message
+    ).SerializeToString()
 
 
-def _set_facts(message: scheduler_pb2.HostState, facts: HostFacts) -> None:
+def merge_stored(
+    stored: bytes, facts_text: str, claims: Iterable[PendingClaim]
+) -> scheduler_pb2.HostState:
+    """A HostState as Redis holds it: the node's stored state, its host's facts (JSON),
+    its pending claims."""
+    message = scheduler_pb2.HostState.FromString(stored)
+    claims = list(claims)
+    message.pending_claims.extend(claim_proto(c, message.host, message.nodename) for c in claims)
+    message.claimed.CopyFrom(resources_proto(claimed_by(claims)))
+    facts = facts_from_json(message.host, facts_text)
     message.service_up = facts.service_up
     message.service_disabled = facts.service_disabled
     message.availability_zone = facts.availability_zone
     message.aggregates.extend(facts.aggregates)
     for key, values in facts.aggregate_metadata.items():
         message.aggregate_metadata[key] = ",".join(sorted(values))
-
-
-def merge_stored(
-    stored: bytes, facts: str, claims: Iterable[PendingClaim]
-) -> scheduler_pb2.HostState:
-    """A HostState as Redis holds it: the node's stored state, its host's facts (JSON),
-    its pending claims."""
-    message = scheduler_pb2.HostState.FromString(stored)
-    claimed = Resources()
-    for claim in claims:
-        claimed = claimed + claim.resources
-        message.pending_claims.append(claim_proto(claim, message.host, message.nodename))
-    message.claimed.CopyFrom(resources_proto(claimed))
-    _set_facts(message, facts_from_json(message.host, facts))
     return message
 
 

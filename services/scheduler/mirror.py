@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 
-from services.scheduler.hoststate import ZERO, HostFacts, HostState, Resources
+from services.scheduler.hoststate import HostFacts, HostState
 from services.scheduler.store.keys import node_of_claim
-from services.scheduler.store.placement import ClaimRefused, PendingClaim
+from services.scheduler.store.placement import ClaimRefused, PendingClaim, claimed_by
 
 
 class Mirror:
@@ -175,20 +174,6 @@ class Mirror:
         state = self.nodes.get(node_uuid)
         if state is None:
             return
-        claimed = ZERO
         claims = self._claims.get(node_uuid, {})
-        for claim in claims.values():
-            claimed = claimed + claim.resources
-        state.claimed = claimed
+        state.claimed = claimed_by(claims.values())
         state.claim_count = len(claims)
-
-    def snapshot(self, node_uuid: str) -> HostState | None:
-        state = self.nodes.get(node_uuid)
-        return None if state is None else replace(state)
-
-
-def total_claimed(claims: Iterable[PendingClaim]) -> Resources:
-    total = ZERO
-    for claim in claims:
-        total = total + claim.resources
-    return total

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from berth.client.errors import InvalidArgument
 from berth.client.flavors import DEFAULT_FLAVORS
@@ -121,18 +121,14 @@ def _instance_uuids(given: Iterable[str], count: int) -> tuple[str, ...]:
     return tuple(uuids)
 
 
-def _uuid_list(field: str, values: Iterable[str]) -> frozenset[str]:
+def _hint_list(
+    field: str, values: Iterable[str], check: Callable[[str, str], str]
+) -> frozenset[str]:
+    """At most MAX_HINT_ITEMS values, each passing `check` (a uuid or a name)."""
     values = list(values)
     if len(values) > MAX_HINT_ITEMS:
         raise InvalidArgument.field(field, f"at most {MAX_HINT_ITEMS} (got {len(values)})")
-    return frozenset(validation.uuid(f"{field}[{i}]", v) for i, v in enumerate(values))
-
-
-def _name_list(field: str, values: Iterable[str]) -> frozenset[str]:
-    values = list(values)
-    if len(values) > MAX_HINT_ITEMS:
-        raise InvalidArgument.field(field, f"at most {MAX_HINT_ITEMS} (got {len(values)})")
-    return frozenset(validation.name(f"{field}[{i}]", v) for i, v in enumerate(values))
+    return frozenset(check(f"{field}[{i}]", v) for i, v in enumerate(values))
 
 
 def _hints(message: scheduler_pb2.SchedulerHints) -> Hints:
@@ -151,11 +147,13 @@ def _hints(message: scheduler_pb2.SchedulerHints) -> Hints:
     if policy is not GroupPolicy.NONE and not group:
         raise InvalidArgument.field("spec.hints.group", "must name the server group of the policy")
     return Hints(
-        same_host=_uuid_list("spec.hints.same_host", message.same_host),
-        different_host=_uuid_list("spec.hints.different_host", message.different_host),
-        force_hosts=_name_list("spec.hints.force_hosts", message.force_hosts),
-        force_nodes=_name_list("spec.hints.force_nodes", message.force_nodes),
-        ignore_hosts=_name_list("spec.hints.ignore_hosts", message.ignore_hosts),
+        same_host=_hint_list("spec.hints.same_host", message.same_host, validation.uuid),
+        different_host=_hint_list(
+            "spec.hints.different_host", message.different_host, validation.uuid
+        ),
+        force_hosts=_hint_list("spec.hints.force_hosts", message.force_hosts, validation.name),
+        force_nodes=_hint_list("spec.hints.force_nodes", message.force_nodes, validation.name),
+        ignore_hosts=_hint_list("spec.hints.ignore_hosts", message.ignore_hosts, validation.name),
         group=group,
         group_policy=policy,
         same_aggregate_as_host=validation.name(

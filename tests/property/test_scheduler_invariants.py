@@ -16,7 +16,7 @@ from services.scheduler.mirror import Mirror
 from services.scheduler.request import Flavor, Request
 from services.scheduler.selector import Selector
 from services.scheduler.settings import SchedulerSettings
-from services.scheduler.store.placement import PlacementStore
+from services.scheduler.store.placement import PlacementStore, claimed_by
 from services.scheduler.weighers import build_weighers
 
 nodes = st.lists(
@@ -110,9 +110,7 @@ async def race(
         truth = await store.claims_of([s.node_uuid for s in states])
         for state in states:
             claims = truth[state.node_uuid]
-            claimed = Resources()
-            for claim in claims:
-                claimed = claimed + claim.resources
+            claimed = claimed_by(claims)
             state.claimed, state.claim_count = claimed, len(claims)
             if state.whole_node:
                 assert len(claims) <= 1, f"bare-metal {state.host} claimed {len(claims)} times"

@@ -33,6 +33,14 @@ class PendingClaim:
     expires_ms: int
 
 
+def claimed_by(claims: Iterable[PendingClaim]) -> Resources:
+    """What these claims hold together."""
+    total = Resources()
+    for claim in claims:
+        total = total + claim.resources
+    return total
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimRefused:
     """The node had no room after all: what Redis holds for it, to refresh the mirror."""
