@@ -42,8 +42,7 @@ class Follower:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task], f"the {self.name} watch")
             self._task = None
 
     async def relist(self) -> None:
@@ -75,6 +74,9 @@ class Follower:
                         self.synced.set()
                 log.info("%s watch ended (peer stopping); reconnecting", self.name)
             except aio.AioRpcError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # being stopped: a cancelled call is no reason to reconnect
                 error = from_rpc_error(exc)
                 if error.reason == "REVISION_TOO_OLD":
                     log.warning("%s watch: %s; listing everything again", self.name, error)
@@ -88,3 +90,12 @@ class Follower:
                     self.revision,
                 )
             await asyncio.sleep(backoff.next_delay())
+
+
+async def stop_tasks(tasks: list[asyncio.Task[Any]], what: str, timeout_s: float = 5.0) -> None:
+    """Cancel and wait, but never hang a shutdown on a task that will not end."""
+    for task in tasks:
+        task.cancel()
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    if pending:
+        log.warning("%s did not stop within %.0f s; leaving it behind", what, timeout_s)

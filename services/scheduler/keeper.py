@@ -25,7 +25,7 @@ from services.common.backoff import Backoff
 from services.common.channels import aio_channel, call_metadata
 from services.common.settings import COMPUTE_BINARY
 from services.scheduler import convert
-from services.scheduler.followers import Follower
+from services.scheduler.followers import Follower, stop_tasks
 from services.scheduler.hoststate import HostState
 from services.scheduler.mirror import Mirror
 from services.scheduler.settings import SchedulerSettings
@@ -172,9 +172,8 @@ class CacheKeeper:
     async def stop(self) -> None:
         await self.registry_follower.stop()
         await self.node_follower.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await stop_tasks(self._tasks, "the cache keeper")
         await self._registry_channel.close()
         await self._node_channel.close()
 
