@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 
@@ -22,3 +23,12 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+def stopping() -> bool:
+    """True while the current task is being cancelled: a retry loop must then end, not
+    retry. grpc.aio may report a call cut short by that cancellation as an AioRpcError
+    (CANCELLED), so a loop that catches AioRpcError would otherwise swallow its own stop
+    and leave whoever awaits it hanging."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -141,6 +141,7 @@ class EventFeed(Generic[E]):
         self._subscriptions: set[Subscription[E]] = set()
         self._listeners: list[Callable[[E], None]] = []
         self._poke = asyncio.Event()
+        self._closing = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.position = 0
 
@@ -152,12 +153,21 @@ class EventFeed(Generic[E]):
             asyncio.create_task(self._compact_forever(), name="event-compactor"),
         ]
 
-    async def stop(self) -> None:
-        for task in self._tasks:
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Let the loops finish the query in hand and end. Cancelling one mid-query could
+        leave the driver closing its connection forever (seen with aiosqlite: a test
+        teardown hung in `_terminate_graceful_close`); a loop stuck past `timeout_s` is
+        cut off."""
+        self._closing.set()
+        self._poke.set()
+        if not self._tasks:
+            return
+        _, stuck = await asyncio.wait(self._tasks, timeout=timeout_s)
+        for task in stuck:
+            log.warning("%s did not end within %.0f s; cancelling it", task.get_name(), timeout_s)
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if stuck:
+            await asyncio.wait(stuck, timeout=timeout_s)
 
     def poke(self) -> None:
         self._poke.set()
@@ -173,16 +183,21 @@ class EventFeed(Generic[E]):
     def unsubscribe(self, sub: Subscription[E]) -> None:
         self._subscriptions.discard(sub)
 
+    async def _pause(self, seconds: float, wake: asyncio.Event) -> bool:
+        """Wait up to `seconds` for `wake`; False once the feed is closing."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+        return not self._closing.is_set()
+
     async def _follow(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), self._poll_interval_s)
+        while await self._pause(self._poll_interval_s, self._poke):
             self._poke.clear()
             try:
                 await self.catch_up()
             except Exception as exc:  # the database went away: keep following
                 log.warning("cannot read the event log: %s", exc)
-                await asyncio.sleep(self._poll_interval_s)
+                if not await self._pause(self._poll_interval_s, self._closing):
+                    return
 
     async def catch_up(self) -> None:
         if not self._subscriptions and not self._listeners:
@@ -213,8 +228,7 @@ class EventFeed(Generic[E]):
                 sub.queue.put_nowait(event)
 
     async def _compact_forever(self) -> None:
-        while True:
-            await asyncio.sleep(60)
+        while await self._pause(60, self._closing):
             try:
                 async with self._sessions() as session, session.begin():
                     await self.changelog.compact(session, self._retention)

@@ -16,7 +16,7 @@ import grpc
 from berth.v1 import registry_pb2, registry_pb2_grpc
 from grpc import aio
 
-from services.common.backoff import Backoff
+from services.common.backoff import Backoff, stopping
 from services.common.channels import aio_channel, call_metadata
 from services.common.settings import CommonSettings
 
@@ -66,6 +66,8 @@ class ServiceReporter:
                     backoff.reset()
                     await self._beat(stub, metadata, interval)
                 except aio.AioRpcError as exc:
+                    if stopping():
+                        raise
                     delay = backoff.next_delay()
                     level = logging.WARNING if exc.code() in _RETRYABLE else logging.ERROR
                     log.log(

@@ -16,7 +16,7 @@ import grpc
 from berth.v1 import node_pb2, node_pb2_grpc
 from grpc import aio
 
-from services.common.backoff import Backoff
+from services.common.backoff import Backoff, stopping
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ class SnapshotPusher:
                 request, metadata=self._metadata, timeout=self._timeout_s
             )
         except aio.AioRpcError as exc:
+            if stopping():
+                raise
             return self._failed(snapshot, exc.code(), exc.details() or "")
         except Exception as exc:  # a bug must not end the reporting of this node
             log.exception("cannot send a snapshot", extra={"node": snapshot.nodename})
@@ -157,6 +159,8 @@ async def delete_node(
         try:
             await stub.DeleteComputeNode(request, metadata=metadata, timeout=REPORT_TIMEOUT_S)
         except aio.AioRpcError as exc:
+            if stopping():
+                raise
             code = exc.code()
             if code is grpc.StatusCode.NOT_FOUND:
                 return

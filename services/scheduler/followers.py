@@ -12,7 +12,7 @@ from berth.client.errors import from_rpc_error
 from berth.v1 import common_pb2
 from grpc import aio
 
-from services.common.backoff import Backoff
+from services.common.backoff import Backoff, stopping
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,8 @@ class Follower:
                         self.synced.set()
                 log.info("%s watch ended (peer stopping); reconnecting", self.name)
             except aio.AioRpcError as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # being stopped: a cancelled call is no reason to reconnect
+                if stopping():
+                    raise
                 error = from_rpc_error(exc)
                 if error.reason == "REVISION_TOO_OLD":
                     log.warning("%s watch: %s; listing everything again", self.name, error)
