@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import berth
 import grpc
@@ -44,14 +45,23 @@ class ServiceReporter:
         self.service_uuid: str | None = None
         self.registered = asyncio.Event()
         self.heartbeats = 0
+        self._call: Any = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"reporter:{self._binary}")
 
     async def stop(self) -> None:
+        # End the heartbeat stream first: a task cancelled while waiting in
+        # wait_for(call.read()) could otherwise wait forever for the read to give up (seen
+        # as a test teardown hanging in _beat).
+        if self._call is not None:
+            self._call.cancel()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # The ended stream may surface in the task as the call's own error.
+            with contextlib.suppress(
+                asyncio.CancelledError, asyncio.InvalidStateError, aio.AioRpcError
+            ):
                 await self._task
 
     async def _run(self) -> None:
@@ -115,7 +125,7 @@ class ServiceReporter:
     ) -> None:
         """Heartbeat over one stream until it fails; NOT_FOUND (deleted) returns to re-register."""
         interval = min(interval, self._settings.report_interval)
-        call = stub.HeartbeatStream(metadata=metadata)
+        call = self._call = stub.HeartbeatStream(metadata=metadata)
         try:
             while True:
                 await call.write(
@@ -139,3 +149,4 @@ class ServiceReporter:
             ) from None
         finally:
             call.cancel()
+            self._call = None
