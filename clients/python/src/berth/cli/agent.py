@@ -177,6 +177,13 @@ def run_agent(
     if not available(COMPUTE_MODULE):
         print(INSTALL_HINT, file=err)
         return 1
+    # Options first (a usage error whatever the machine), then what the machine has.
+    command = build_command(
+        args,
+        port=args.port or pick_port(),
+        base_env=os.environ if base_env is None else base_env,
+        default_host=socket.gethostname(),
+    )
     if args.port and not port_free(args.port):
         print(
             f"port {args.port} is in use (is an agent already running?); pick another with "
@@ -184,12 +191,6 @@ def run_agent(
             file=err,
         )
         return 1
-    command = build_command(
-        args,
-        port=args.port or pick_port(),
-        base_env=os.environ if base_env is None else base_env,
-        default_host=socket.gethostname(),
-    )
     try:
         command.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
