@@ -16,6 +16,7 @@ from services.common import auth, db
 from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, build_server
+from services.registry.agent_link import AgentLink
 from services.registry.aggregates import Aggregates
 from services.registry.events import ServiceFeed, service_feed
 from services.registry.heartbeats import HeartbeatBatcher
@@ -68,6 +69,7 @@ class Registry(Serving):
     health: object
     stopping: asyncio.Event
     node_link: NodeLink
+    agent_link: AgentLink
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     reporter: ServiceReporter | None = None
 
@@ -86,6 +88,7 @@ class Registry(Serving):
         await self.feed.stop()
         await self.heartbeats.stop()
         await self.node_link.close()
+        await self.agent_link.close()
         await self.engine.dispose()
 
 
@@ -136,7 +139,8 @@ async def start_registry(
         settings.service_down_time,
         stopping,
     )
-    host_servicer = HostServicer(sessions, services, node_link)
+    agent_link = AgentLink(settings, services)
+    host_servicer = HostServicer(sessions, services, node_link, agent_link)
     spec = ServiceSpec(
         registrars=[
             lambda s: registry_pb2_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s),
@@ -152,7 +156,17 @@ async def start_registry(
     heartbeats.start()
     await server.start()
     registry = Registry(
-        server, port, engine, feed, heartbeats, services, liveness, health, stopping, node_link
+        server,
+        port,
+        engine,
+        feed,
+        heartbeats,
+        services,
+        liveness,
+        health,
+        stopping,
+        node_link,
+        agent_link,
     )
     registry.tasks.append(
         asyncio.create_task(

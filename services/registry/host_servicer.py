@@ -7,6 +7,7 @@ from berth.v1 import host_pb2, host_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import paging, validation
+from services.registry.agent_link import AgentLink
 from services.registry.node_link import NodeLink
 from services.registry.services_table import ServicesTable
 from services.registry.store import repository as repo
@@ -18,10 +19,12 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
         sessions: async_sessionmaker[AsyncSession],
         services: ServicesTable,
         node_link: NodeLink,
+        agent_link: AgentLink,
     ) -> None:
         self._sessions = sessions
         self._services = services
         self._node_link = node_link
+        self._agent_link = agent_link
 
     async def ListHosts(self, request, context):
         """One row per live service, as os-hosts: (host_name, service topic, zone)."""
