@@ -45,7 +45,7 @@ proto-check: $(STAMP) ## Fail when the committed stubs differ from what protos/ 
 	  else echo "stubs are stale: run make protos"; rm -rf $$tmp; exit 1; fi
 
 migrations-check: $(STAMP) ## Models equal migrations (alembic check on a scratch SQLite)
-	$(PY) -m pytest -q tests/integration/registry/test_migrations.py -k sqlite
+	$(PY) -m pytest -q tests/integration/test_migrations.py -k sqlite
 
 check: lint proto-check test ## Everything CI runs
 

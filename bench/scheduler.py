@@ -250,6 +250,7 @@ def sampling_quality(count: int, requests: int, percentage: float | None) -> dic
     from services.scheduler.context import PlacementContext
     from services.scheduler.convert import host_state
     from services.scheduler.filters import build_filters
+    from services.scheduler.groups import ServerGroups
     from services.scheduler.hoststate import HostFacts
     from services.scheduler.mirror import Mirror
     from services.scheduler.request import Flavor, Request
@@ -276,13 +277,15 @@ def sampling_quality(count: int, requests: int, percentage: float | None) -> dic
             mirror.set_facts(HostFacts(node.host, service_up=True, availability_zone="nova"))
             mirror.put_node(host_state(node), [])
         weighers = build_weighers(config)
+        store = AcceptingStore()
         selector = Selector(
             config,
             mirror,
-            AcceptingStore(),
+            store,  # type: ignore[arg-type]
             build_filters(config),
             weighers,
             no_repair,  # type: ignore[arg-type]
+            ServerGroups(config, store, None),  # type: ignore[arg-type]
         )
         shares, ranks, times = [], [], []
         for i in range(requests):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from berth.client.errors import InvalidArgument, Unimplemented
-from berth.v1 import common_pb2, compute_pb2, compute_pb2_grpc
+from berth.v1 import common_pb2, compute_pb2, compute_pb2_grpc, host_pb2
 
 from services.common import paging, validation
 from services.compute.manager import ComputeManager
@@ -41,6 +41,15 @@ def build_request(request: compute_pb2.BuildInstanceRequest) -> InstanceRecord:
         state=InstanceState.BUILDING,
         claim_id=claim_id,
         nodename=validation.name("nodename", request.nodename, required=False),
+        server_group=validation.name(
+            "instance.server_group", instance.server_group, required=False
+        ),
+        group_policy=validation.enum(
+            "instance.group_policy",
+            instance.group_policy,
+            common_pb2.GroupPolicy,
+            allow_unspecified=True,
+        ),
     )
 
 
@@ -78,10 +87,21 @@ class ComputeAgentServicer(compute_pb2_grpc.ComputeAgentServiceServicer):
         )
 
     async def SetMaintenance(self, request, context):
-        raise Unimplemented(f"maintenance mode {_LATER}", reason=NOT_YET)
+        mode = validation.enum("mode", request.mode, host_pb2.MaintenanceMode)
+        await self._manager.set_maintenance(mode == host_pb2.MAINTENANCE_MODE_ENABLED)
+        return compute_pb2.SetMaintenanceResponse(status=self._maintenance_status())
 
     async def GetMaintenance(self, request, context):
-        raise Unimplemented(f"maintenance mode {_LATER}", reason=NOT_YET)
+        return compute_pb2.GetMaintenanceResponse(status=self._maintenance_status())
 
-    async def MoveInstance(self, request, context):
-        raise Unimplemented(f"moving instances between hosts {_LATER}", reason=NOT_YET)
+    def _maintenance_status(self) -> compute_pb2.MaintenanceStatus:
+        since, instances = self._manager.maintenance()
+        status = compute_pb2.MaintenanceStatus(
+            mode=host_pb2.MAINTENANCE_MODE_DISABLED
+            if since is None
+            else host_pb2.MAINTENANCE_MODE_ENABLED,
+            instances=instances,
+        )
+        if since is not None:
+            status.started_at.FromDatetime(since)
+        return status

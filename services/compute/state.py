@@ -1,4 +1,5 @@
-"""The agent's durable memory: its host name, node uuids and instances, in one JSON file.
+"""The agent's durable memory: its host name, node uuids, instances and whether the host is
+in maintenance, in one JSON file.
 
 The file is rewritten whole and atomically (temp file, fsync, rename) after every change, so
 a crash leaves either the old state or the new one. A lock file keeps a second agent off
@@ -17,6 +18,7 @@ import os
 import uuid as uuidlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,9 @@ class InstanceRecord:
     state: InstanceState
     claim_id: str
     nodename: str
+    # The server group it was placed in ('' for none) and the group's policy.
+    server_group: str = ""
+    group_policy: common_pb2.GroupPolicy.ValueType = common_pb2.GROUP_POLICY_UNSPECIFIED
 
     def to_proto(self, host: str, node_uuid: str) -> node_pb2.Instance:
         return node_pb2.Instance(
@@ -94,7 +99,14 @@ class InstanceRecord:
             node_uuid=node_uuid,
             host=host,
             nodename=self.nodename,
+            server_group=self.server_group,
+            group_policy=self.group_policy,
         )
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["group_policy"] = common_pb2.GroupPolicy.Name(self.group_policy)
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> InstanceRecord:
@@ -112,6 +124,11 @@ class InstanceRecord:
             state=InstanceState(doc["state"]),
             claim_id=_text(doc["claim_id"]),
             nodename=_text(doc["nodename"]),
+            # Absent from state files written before groups were recorded.
+            server_group=_text(doc.get("server_group", "")),
+            group_policy=common_pb2.GroupPolicy.Value(
+                doc.get("group_policy", "GROUP_POLICY_UNSPECIFIED")
+            ),
         )
 
 
@@ -119,6 +136,14 @@ def _text(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected text, got {value!r}")
     return value
+
+
+def _aware(value: object) -> datetime:
+    """An ISO 8601 time with its zone (the file writes UTC)."""
+    moment = datetime.fromisoformat(_text(value))
+    if moment.tzinfo is None:
+        raise ValueError(f"expected a time with a zone, got {value!r}")
+    return moment
 
 
 def _count(value: object) -> int:
@@ -135,6 +160,8 @@ class AgentState:
         self.path = path
         # Nova's compute_id: made once per node and never changed.
         self.node_uuids: dict[str, str] = {}
+        # When the host entered maintenance (new builds refused); None when it is not in it.
+        self.maintenance_since: datetime | None = None
         self._instances: dict[str, InstanceRecord] = {}
         self._by_node: dict[str, dict[str, InstanceRecord]] = {}
         self._write_lock = asyncio.Lock()
@@ -189,8 +216,10 @@ class AgentState:
             "format": FORMAT,
             "host": self.host,
             "node_uuids": dict(sorted(self.node_uuids.items())),
-            "instances": [asdict(r) for r in sorted(self._instances.values(), key=_by_uuid)],
+            "instances": [r.to_json() for r in sorted(self._instances.values(), key=_by_uuid)],
         }
+        if self.maintenance_since is not None:
+            doc["maintenance_since"] = self.maintenance_since.isoformat()
         return json.dumps(doc, indent=1).encode()
 
     async def persist(self) -> None:
@@ -256,6 +285,10 @@ class AgentState:
                 _text(name): str(uuidlib.UUID(value)) for name, value in doc["node_uuids"].items()
             }
             records = [InstanceRecord.from_json(item) for item in doc["instances"]]
+            # Absent from state files written before maintenance was recorded, and when the
+            # host is not in maintenance.
+            since = doc.get("maintenance_since")
+            maintenance_since = None if since is None else _aware(since)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StartupError(
                 f"the compute state file {path} is unreadable or corrupt ({exc}); it holds this "
@@ -269,6 +302,7 @@ class AgentState:
                 "own (its nodes and instances stay with the old name)"
             )
         self.node_uuids = node_uuids
+        self.maintenance_since = maintenance_since
         for record in records:
             self.put(_recovered(record))
 

@@ -80,4 +80,6 @@ def instance(row: Mapping[str, Any]) -> node_pb2.Instance:
         node_uuid=row["node_uuid"],
         host=row["host"],
         nodename=row["nodename"],
+        server_group=row["server_group"],
+        group_policy=row["group_policy"],
     )

@@ -95,6 +95,8 @@ class Report:
                 "disk_gb": i.resources.disk_gb,
                 "state": i.state,
                 "claim_id": i.claim_id,
+                "server_group": i.server_group,
+                "group_policy": i.group_policy,
             }
             for i in self.snapshot.instances
         ]
@@ -205,6 +207,13 @@ def _instances(s: node_pb2.ResourceSnapshot) -> None:
         validation.name(f"{field}.user_id", instance.user_id, required=False)
         validation.enum(f"{field}.state", instance.state, node_pb2.InstanceState)
         validation.text(f"{field}.claim_id", instance.claim_id, max_length=64)
+        validation.name(f"{field}.server_group", instance.server_group, required=False)
+        validation.enum(
+            f"{field}.group_policy",
+            instance.group_policy,
+            common_pb2.GroupPolicy,
+            allow_unspecified=True,
+        )
         _resources(f"{field}.resources", instance.resources)
 
 

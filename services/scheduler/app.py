@@ -14,6 +14,7 @@ from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, StartupError, build_server
 from services.scheduler.filters import build_filters
+from services.scheduler.groups import ServerGroups
 from services.scheduler.keeper import CacheKeeper
 from services.scheduler.mirror import Mirror
 from services.scheduler.selector import Selector
@@ -68,7 +69,8 @@ async def start_scheduler(
     store = PlacementStore(redis, settings.redis_prefix, settings.claim_ttl)
     mirror = Mirror()
     keeper = CacheKeeper(settings, mirror, store)
-    selector = Selector(settings, mirror, store, filters, weighers, keeper.repair)
+    groups = ServerGroups(settings, store, keeper.node_channel)
+    selector = Selector(settings, mirror, store, filters, weighers, keeper.repair, groups)
     servicer = SchedulerServicer(settings, mirror, store, keeper, selector)
     spec = ServiceSpec(
         registrars=[

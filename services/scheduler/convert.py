@@ -147,3 +147,14 @@ def claim_proto(claim: PendingClaim, host: str, nodename: str) -> scheduler_pb2.
         resources=resources_proto(claim.resources),
         expires_at=expires,
     )
+
+
+def alternate_proto(state: HostState, instance_uuid: str, wanted: Resources) -> scheduler_pb2.Claim:
+    """An alternate destination: a Claim message without a claim id or expiry."""
+    return scheduler_pb2.Claim(
+        instance_uuid=instance_uuid,
+        host=state.host,
+        nodename=state.nodename,
+        node_uuid=state.node_uuid,
+        resources=resources_proto(wanted),
+    )

@@ -130,7 +130,7 @@ class CacheKeeper:
         self.mirror = mirror
         self.store = store
         self._registry_channel = aio_channel(settings.registry_url, settings)
-        self._node_channel = aio_channel(settings.node_url, settings)
+        self.node_channel = aio_channel(settings.node_url, settings)
         self.registry = _RegistrySide(self)
         self.node_side = _NodeSide(self)
         self.registry_follower = Follower("registry", self._watch_registry, self.registry)
@@ -175,7 +175,7 @@ class CacheKeeper:
         if self._tasks:
             await stop_tasks(self._tasks, "the cache keeper")
         await self._registry_channel.close()
-        await self._node_channel.close()
+        await self.node_channel.close()
 
     async def resync(self, why: str = "asked") -> ResyncResult:
         """List both services again and write every HostState back to Redis."""
@@ -223,7 +223,7 @@ class CacheKeeper:
             yield event
 
     async def _watch_nodes(self, revision: int) -> AsyncIterator[Any]:
-        stub = node_pb2_grpc.NodeServiceStub(self._node_channel)
+        stub = node_pb2_grpc.NodeServiceStub(self.node_channel)
         call = stub.WatchComputeNodes(
             node_pb2.WatchComputeNodesRequest(start_revision=revision),
             metadata=call_metadata(self.settings, self.settings.node_url),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from berth.client.flavors import flavor_resources
-from berth.v1 import scheduler_pb2
+from berth.v1 import common_pb2, scheduler_pb2
 
 from services.scheduler.hoststate import Resources
 
@@ -16,6 +16,16 @@ class GroupPolicy(Enum):
     NONE = ""
     AFFINITY = "affinity"
     ANTI_AFFINITY = "anti-affinity"
+
+    @classmethod
+    def from_proto(cls, value: int) -> GroupPolicy:
+        return _POLICIES.get(value, cls.NONE)
+
+
+_POLICIES = {
+    common_pb2.GROUP_POLICY_AFFINITY: GroupPolicy.AFFINITY,
+    common_pb2.GROUP_POLICY_ANTI_AFFINITY: GroupPolicy.ANTI_AFFINITY,
+}
 
 
 @dataclass(frozen=True, slots=True)

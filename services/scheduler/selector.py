@@ -5,13 +5,17 @@ filters (counting which one removed each node), and stop once `sample_size` node
 weigh those, pick at random among the best `host_subset_size`, and claim it in Redis. A
 refused claim (another scheduler took the room) refreshes that node and tries the next
 best; when a whole sample is refused, the walk continues where it stopped, so "no valid
-host" is only answered after every node was tried. Alternates are claimed too, on other
-hosts. If any instance cannot be placed, every claim of the request is released.
+host" is only answered after every node was tried. If any instance cannot be placed,
+every claim of the request is released.
+
+Alternates (other hosts that fit, from the same ranking) are returned unclaimed, as Nova
+does: claimed alternates would hold room that concurrent requests need, and most are never
+used. A client whose primary build failed claims one with `claim_alternate`, which filters
+that node again and claims it atomically.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import random
@@ -19,10 +23,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from berth.client.errors import InvalidArgument, ResourceExhausted
+from berth.client.errors import NotFound, ResourceExhausted
 
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
+from services.scheduler.groups import ServerGroups
 from services.scheduler.hoststate import HostState, Resources
 from services.scheduler.mirror import Mirror
 from services.scheduler.request import Request
@@ -34,22 +39,20 @@ from services.scheduler.weighers.base import Weigher
 log = logging.getLogger(__name__)
 
 NO_VALID_HOST = "NO_VALID_HOST"
+CLAIM_REFUSED = "CLAIM_REFUSED"
 # Pseudo-filters reported with the real ones when nothing fits.
 LOST_RACE = "ClaimRefused"
 
 
 @dataclass
 class Placement:
-    """Where one instance goes: a claimed primary and claimed alternates on other hosts."""
+    """Where one instance goes: a claimed primary, and unclaimed alternates on other hosts."""
 
     instance_uuid: str
     primary: tuple[HostState, PendingClaim]
-    alternates: list[tuple[HostState, PendingClaim]] = field(default_factory=list)
+    alternates: list[HostState] = field(default_factory=list)
     # The rest of the primary's ranking, where alternates are sought.
     runners_up: list[HostState] = field(default_factory=list)
-
-    def claims(self) -> list[PendingClaim]:
-        return [self.primary[1], *(claim for _, claim in self.alternates)]
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Selector:
         filters: Sequence[HostFilter],
         weighers: Sequence[Weigher],
         repair: Callable[[str], Awaitable[bool]],
+        groups: ServerGroups,
     ) -> None:
         self.settings = settings
         self.mirror = mirror
@@ -84,6 +88,7 @@ class Selector:
         self.weighers = list(weighers)
         # Puts a node the mirror knows back into Redis (after a flush); True if it did.
         self._repair = repair
+        self.groups = groups
 
     def sample_size(self, fleet: int) -> int:
         """How many feasible nodes to weigh per instance (0 percentage: all of them)."""
@@ -106,19 +111,50 @@ class Selector:
                     raise self._no_valid_host(request, walk, excluded, placed=index)
                 placements.append(placement)
                 context.group_hosts.add(placement.primary[0].host)
-            if self.settings.max_attempts > 1:
-                for placement in placements:
-                    await self._claim_alternates(placement, request)
         except BaseException:
-            released = await self._release([c for p in placements for c in p.claims()])
+            released = await self._release([p.primary[1] for p in placements])
             if placements:
                 log.info("released %d claims of a request that could not be placed", released)
             raise
         if request.hints.group:
-            await self.store.add_group_members(
-                request.hints.group, request.hints.group_policy.value, request.instance_uuids
+            await self.groups.add(
+                request.hints.group, request.hints.group_policy, request.instance_uuids
             )
+        for placement in placements:
+            self._pick_alternates(placement, request)
         return placements
+
+    async def claim_alternate(
+        self, request: Request, instance_uuid: str, node_uuid: str
+    ) -> tuple[HostState, PendingClaim]:
+        """Claim `node_uuid` for one instance of `request`, after filtering it again: the
+        node may have filled up, gone down or been disabled since it was selected."""
+        state = self.mirror.nodes.get(node_uuid)
+        if state is None:
+            raise NotFound(
+                f"node {node_uuid} is not in the scheduler's cache (deleted since it was "
+                "selected?); try the next alternate",
+                reason="NODE_NOT_FOUND",
+            )
+        where = f"{state.host}/{state.nodename}"
+        context = await self._context(request)
+        for host_filter in self.filters:
+            if host_filter.applies(request) and not host_filter.passes(state, request, context):
+                raise ResourceExhausted(
+                    f"alternate {where} no longer passes {host_filter.name}; "
+                    "try the next alternate",
+                    reason=CLAIM_REFUSED,
+                    metadata={"filter": host_filter.name, "node_uuid": node_uuid},
+                )
+        claim = await self._claim(state, instance_uuid, request.resources)
+        if claim is None:
+            raise ResourceExhausted(
+                f"alternate {where} has no room left for {instance_uuid} (another request "
+                "claimed it); try the next alternate",
+                reason=CLAIM_REFUSED,
+                metadata={"filter": LOST_RACE, "node_uuid": node_uuid},
+            )
+        return state, claim
 
     async def _context(self, request: Request) -> PlacementContext:
         hints = request.hints
@@ -128,13 +164,7 @@ class Selector:
         if hints.different_host:
             context.different_hosts = self.mirror.hosts_of(hints.different_host)
         if hints.group:
-            policy, members = await self.store.group(hints.group)
-            if policy and policy != hints.group_policy.value:
-                raise InvalidArgument.field(
-                    "spec.hints.group_policy",
-                    f"server group {hints.group!r} has policy {policy}; "
-                    f"its members cannot be placed with {hints.group_policy.value}",
-                )
+            members = await self.groups.members(hints.group, hints.group_policy)
             context.group_hosts = set(self.mirror.hosts_of(members))
         return context
 
@@ -265,30 +295,17 @@ class Selector:
             return Placement(instance_uuid, (state, claim), runners_up=ranked[index + 1 :])
         return None
 
-    async def _claim_alternates(self, placement: Placement, request: Request) -> None:
-        """Up to max_attempts - 1 alternates on other hosts, best effort. Claimed only once
-        every instance has its primary, so alternates never take the room a later
-        instance of the same request needs; claimed together, as they are independent."""
+    def _pick_alternates(self, placement: Placement, request: Request) -> None:
+        """Up to max_attempts - 1 alternates from the primary's ranking, one per host other
+        than the primary's, best first; nothing is claimed."""
         wanted = request.resources
-        wanted_count = self.settings.max_attempts - 1
         hosts = {placement.primary[0].host}
-        runners_up = iter(placement.runners_up)
-        while len(placement.alternates) < wanted_count:
-            batch: list[HostState] = []
-            for state in runners_up:
-                if state.host not in hosts and state.fits(wanted):
-                    hosts.add(state.host)
-                    batch.append(state)
-                    if len(batch) == wanted_count - len(placement.alternates):
-                        break
-            if not batch:
+        for state in placement.runners_up:
+            if len(placement.alternates) >= self.settings.max_attempts - 1:
                 break
-            claims = await asyncio.gather(
-                *(self._claim(state, placement.instance_uuid, wanted) for state in batch)
-            )
-            placement.alternates += [
-                (state, claim) for state, claim in zip(batch, claims, strict=True) if claim
-            ]
+            if state.host not in hosts and state.fits(wanted):
+                hosts.add(state.host)
+                placement.alternates.append(state)
         placement.runners_up = []
 
     async def _claim(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 from berth.client.errors import InvalidArgument, Unavailable
 from berth.v1 import scheduler_pb2, scheduler_pb2_grpc
@@ -11,6 +12,7 @@ from services.common import paging, validation
 from services.scheduler import convert
 from services.scheduler.keeper import CacheKeeper
 from services.scheduler.mirror import Mirror
+from services.scheduler.request import Request
 from services.scheduler.selector import Selector
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.store.placement import PlacementStore
@@ -40,14 +42,18 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 reason="CACHE_NOT_READY",
             )
 
-    async def SelectDestinations(self, request, context):
-        if not request.HasField("spec"):
+    def _request(self, message: Any) -> Request:
+        """The validated RequestSpec of a SelectDestinations or ClaimAlternate request."""
+        if not message.HasField("spec"):
             raise InvalidArgument.field("spec", "must be set")
-        spec = request_from_spec(
-            request.spec,
+        return request_from_spec(
+            message.spec,
             max_instances=self._settings.max_instances_per_request,
             zones=self._mirror.zones(),
         )
+
+    async def SelectDestinations(self, request, context):
+        spec = self._request(request)
         self._require_ready()
         placements = await self._selector.select(spec)
         return scheduler_pb2.SelectDestinationsResponse(
@@ -58,11 +64,24 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                         p.primary[1], p.primary[0].host, p.primary[0].nodename
                     ),
                     alternates=[
-                        convert.claim_proto(c, s.host, s.nodename) for s, c in p.alternates
+                        convert.alternate_proto(s, p.instance_uuid, spec.resources)
+                        for s in p.alternates
                     ],
                 )
                 for p in placements
             ]
+        )
+
+    async def ClaimAlternate(self, request, context):
+        spec = self._request(request)
+        instance_uuid = validation.uuid("instance_uuid", request.instance_uuid)
+        node_uuid = validation.uuid("node_uuid", request.node_uuid)
+        if request.spec.instance_uuids and instance_uuid not in spec.instance_uuids:
+            raise InvalidArgument.field("instance_uuid", "must be one of spec.instance_uuids")
+        self._require_ready()
+        state, claim = await self._selector.claim_alternate(spec, instance_uuid, node_uuid)
+        return scheduler_pb2.ClaimAlternateResponse(
+            claim=convert.claim_proto(claim, state.host, state.nodename)
         )
 
     async def ReleaseClaims(self, request, context):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 from berth.client.errors import InvalidArgument
 from berth.client.flavors import DEFAULT_FLAVORS
-from berth.v1 import scheduler_pb2
+from berth.v1 import common_pb2, scheduler_pb2
 
 from services.common import validation
 from services.scheduler.request import Flavor, GroupPolicy, Hints, Request
@@ -18,12 +18,6 @@ MAX_MEMORY_MB = 1 << 42
 MAX_DISK_GB = 1 << 40
 MAX_EXTRA_SPECS = 100
 MAX_HINT_ITEMS = 1000
-
-_POLICIES = {
-    scheduler_pb2.GROUP_POLICY_UNSPECIFIED: GroupPolicy.NONE,
-    scheduler_pb2.GROUP_POLICY_AFFINITY: GroupPolicy.AFFINITY,
-    scheduler_pb2.GROUP_POLICY_ANTI_AFFINITY: GroupPolicy.ANTI_AFFINITY,
-}
 
 
 def request_from_spec(
@@ -135,11 +129,11 @@ def _hints(message: scheduler_pb2.SchedulerHints) -> Hints:
     validation.enum(
         "spec.hints.group_policy",
         message.group_policy,
-        scheduler_pb2.GroupPolicy,
+        common_pb2.GroupPolicy,
         allow_unspecified=True,
     )
     group = validation.name("spec.hints.group", message.group, required=False)
-    policy = _POLICIES[message.group_policy]
+    policy = GroupPolicy.from_proto(message.group_policy)
     if group and policy is GroupPolicy.NONE:
         raise InvalidArgument.field(
             "spec.hints.group_policy", "must be set with a group: affinity or anti-affinity"

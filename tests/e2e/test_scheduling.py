@@ -24,7 +24,7 @@ from berth.client import (
     ResourceExhausted,
 )
 from berth.client.servers import delete
-from berth.v1 import scheduler_pb2
+from berth.v1 import common_pb2, scheduler_pb2
 
 from tests.e2e.fleet import DOWN_TIME, Fleet, built, eventually, spec
 
@@ -180,14 +180,14 @@ def test_claims_are_confirmed_by_the_agents_report(fleet):
 
 def test_anti_affinity_spreads_a_group_over_hosts_and_refuses_a_member_too_many(fleet):
     launch(fleet, {f"kvm-{i}": ("fake", {}) for i in (1, 2, 3)}, nodes=3)
-    group = Hints(group="web", group_policy=scheduler_pb2.GROUP_POLICY_ANTI_AFFINITY)
+    group = Hints(group="web", group_policy=common_pb2.GROUP_POLICY_ANTI_AFFINITY)
     results = built(fleet.boot(spec("m1.tiny", count=3, hints=group)))
     assert sorted(r.host for r in results) == ["kvm-1", "kvm-2", "kvm-3"]
     with pytest.raises(ResourceExhausted) as exhausted:
         fleet.boot(spec("m1.tiny", hints=group))
     assert filter_counts(exhausted.value) == {"ServerGroupAntiAffinityFilter": 3}, exhausted.value
     # Another group is not held back by this one.
-    other = Hints(group="db", group_policy=scheduler_pb2.GROUP_POLICY_ANTI_AFFINITY)
+    other = Hints(group="db", group_policy=common_pb2.GROUP_POLICY_ANTI_AFFINITY)
     assert len(built(fleet.boot(spec("m1.tiny", count=3, hints=other)))) == 3
 
 
@@ -248,18 +248,9 @@ def test_scheduling_goes_on_when_redis_is_flushed_and_the_cache_comes_back(fleet
     assert sorted(fleet.instances()) == sorted(r.instance_uuid for r in booted)
 
 
-GROUPS_ONLY_IN_REDIS = (
-    "services/scheduler/store/placement.py keeps server group members only in Redis "
-    "(PlacementStore.add_group_members, key PREFIX:group:NAME) and the keeper's resync "
-    "rebuilds nodes, hosts and claims but not groups, so after a flush the group is "
-    "forgotten and a member too many is placed on a host that already holds one"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=GROUPS_ONLY_IN_REDIS)
 def test_anti_affinity_still_holds_after_redis_is_flushed(fleet):
     launch(fleet, {f"kvm-{i}": ("fake", {}) for i in (1, 2)}, nodes=2)
-    group = Hints(group="web", group_policy=scheduler_pb2.GROUP_POLICY_ANTI_AFFINITY)
+    group = Hints(group="web", group_policy=common_pb2.GROUP_POLICY_ANTI_AFFINITY)
     members = built(fleet.boot(spec("m1.tiny", count=2, hints=group)))
     assert sorted(r.host for r in members) == ["kvm-1", "kvm-2"]
     eventually(lambda: len(fleet.instances()) == 2, 10)
@@ -278,28 +269,11 @@ def test_anti_affinity_still_holds_after_redis_is_flushed(fleet):
     raise AssertionError(f"a third member of an anti-affinity group over two hosts: {extra}")
 
 
-# Claimed alternates hold room that concurrent boots need: see the xfail's reason.
-ALTERNATES_HOLD_ROOM = (
-    "services/scheduler/selector.py claims every alternate (max_attempts - 1 per instance) "
-    "in Redis at SelectDestinations and holds it until the client's build ends, so while "
-    "a few boots are building, their alternates fill the room and concurrent requests get "
-    "NO_VALID_HOST although that room is about to be released (7-12 of 14 rooms filled)"
-)
-
-
 @pytest.mark.parametrize(
     "max_attempts",
     [
         pytest.param("1", id="primaries-only"),
-        pytest.param(
-            "3",
-            id="with-alternates",
-            # Not strict: the starvation depends on timing, and a lucky run may fill every
-            # room; a strict xfail would then fail CI for the wrong reason.
-            marks=pytest.mark.xfail(
-                strict=False, raises=AssertionError, reason=ALTERNATES_HOLD_ROOM
-            ),
-        ),
+        pytest.param("3", id="with-alternates"),
     ],
 )
 def test_two_scheduler_replicas_under_concurrent_boots_fill_the_room_exactly(fleet, max_attempts):

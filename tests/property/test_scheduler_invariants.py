@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from services.scheduler.filters import build_filters
+from services.scheduler.groups import ServerGroups
 from services.scheduler.hoststate import HostFacts, HostState, Resources
 from services.scheduler.mirror import Mirror
 from services.scheduler.request import Flavor, Request
@@ -82,11 +83,7 @@ async def race(
             state = host_state(index, spec)
             mirror.set_facts(state.facts)
             mirror.put_node(state, [])
-        selectors.append(
-            Selector(
-                config, mirror, store, build_filters(config), build_weighers(config), _never_repair
-            )
-        )
+        selectors.append(_selector(config, mirror, store))
 
     failed: list[Resources] = []
     placed: set[str] = set()
@@ -174,9 +171,7 @@ async def choose(redis_url: str, seed: int) -> str:
     for state in states:
         mirror.set_facts(state.facts)
         mirror.put_node(state, [])
-    selector = Selector(
-        config, mirror, store, build_filters(config), build_weighers(config), _never_repair
-    )
+    selector = _selector(config, mirror, store)
     try:
         (placement,) = await selector.select(Request(Flavor("", 1, 512), 1, ("i",), seed=seed))
         return placement.primary[0].host
@@ -188,6 +183,19 @@ async def choose(redis_url: str, seed: int) -> str:
 
 async def _never_repair(node_uuid: str) -> bool:
     return False
+
+
+def _selector(config: SchedulerSettings, mirror: Mirror, store: PlacementStore) -> Selector:
+    """A selector as the scheduler wires one, without a node service (no groups used)."""
+    return Selector(
+        config,
+        mirror,
+        store,
+        build_filters(config),
+        build_weighers(config),
+        _never_repair,
+        ServerGroups(config, store, None),
+    )
 
 
 def test_the_same_seed_makes_the_same_choice_and_seeds_differ(redis_url: str):

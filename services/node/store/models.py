@@ -95,6 +95,9 @@ class NodeInstance(Base):
     disk_gb: Mapped[int] = mapped_column(BigInteger, default=0)
     state: Mapped[int] = mapped_column(SmallInteger, default=0)
     claim_id: Mapped[str] = mapped_column(String(64), default="")
+    # The server group the instance was placed in ('' for none) and its policy (GroupPolicy).
+    server_group: Mapped[str] = mapped_column(String(255), default="", index=True)
+    group_policy: Mapped[int] = mapped_column(SmallInteger, default=0)
 
 
 class RevisionCounter(RevisionCounterColumns, Base):

@@ -207,11 +207,13 @@ async def list_instances(
     *,
     node_ids: Sequence[int] | None = None,
     uuids: Sequence[str] = (),
+    server_group: str = "",
     after_id: int | None = None,
     limit: int = 100,
 ) -> Sequence[RowMapping]:
     """Instances of live nodes in id order: of `node_ids` (None: of every node), only
-    `uuids` if given; each row also holds its node's `node_uuid`, `host` and `nodename`."""
+    `uuids` and only members of `server_group` if given; each row also holds its node's
+    `node_uuid`, `host` and `nodename`."""
     query = (
         select(INSTANCES, NODES.c.uuid.label("node_uuid"), NODES.c.host, NODES.c.nodename)
         .join_from(INSTANCES, NODES, NODES.c.id == INSTANCES.c.node_id)
@@ -223,6 +225,8 @@ async def list_instances(
         query = query.where(INSTANCES.c.node_id.in_(node_ids))
     if uuids:
         query = query.where(INSTANCES.c.uuid.in_(uuids))
+    if server_group:
+        query = query.where(INSTANCES.c.server_group == server_group)
     if after_id is not None:
         query = query.where(INSTANCES.c.id > after_id)
     return (await session.execute(query)).mappings().all()

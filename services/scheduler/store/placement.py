@@ -274,9 +274,15 @@ class PlacementStore:
     async def add_group_members(
         self, name: str, policy: str, instance_uuids: Sequence[str]
     ) -> None:
+        """Pending members: kept while their claims may live; built members are known to
+        the node service."""
         mapping: dict[str, str] = {"policy": policy}
         mapping.update({uuid: "" for uuid in instance_uuids})
-        await self.redis.hset(self.keys.group(name), mapping=mapping)  # type: ignore[arg-type]
+        key = self.keys.group(name)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+            pipe.pexpire(key, self.claim_ttl_ms)
+            await pipe.execute()
 
     async def memory_bytes(self) -> int:
         info = await self.redis.info("memory")

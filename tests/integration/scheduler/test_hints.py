@@ -6,13 +6,13 @@ import uuid
 
 import grpc
 import pytest
-from berth.v1 import registry_pb2, scheduler_pb2
+from berth.v1 import common_pb2, registry_pb2, scheduler_pb2
 from grpc import aio
 
 from tests.integration.scheduler.cloud import eventually, spec
 
-ANTI = scheduler_pb2.GROUP_POLICY_ANTI_AFFINITY
-AFFINITY = scheduler_pb2.GROUP_POLICY_AFFINITY
+ANTI = common_pb2.GROUP_POLICY_ANTI_AFFINITY
+AFFINITY = common_pb2.GROUP_POLICY_AFFINITY
 
 
 async def aggregate(cloud, name: str, hosts: list[str], **metadata: str) -> None:

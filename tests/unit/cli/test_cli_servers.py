@@ -7,6 +7,7 @@ import json
 import pytest
 from berth.cli.main import DEFAULT_SCHEDULER, build_parser, connect_server
 from berth.client import ComputeClient, SchedulerClient, errors
+from berth.v1 import common_pb2
 from berth.v1 import scheduler_pb2 as spb
 from cli_fakes import NODE_UUID, FakeAgent, FakeNode, FakeRegistry, FakeScheduler, Run, instance
 
@@ -172,7 +173,7 @@ def test_every_placement_option_reaches_the_request_spec():
         force_nodes=["bm-0"],
         ignore_hosts=["cmp2", "cmp3"],
         group="web",
-        group_policy=spb.GROUP_POLICY_ANTI_AFFINITY,
+        group_policy=common_pb2.GROUP_POLICY_ANTI_AFFINITY,
         same_aggregate_as_host="cmp9",
     )
 

@@ -53,8 +53,10 @@ def claim(instance: str, host: str) -> scheduler_pb2.Claim:
 
 
 def selection(instance: str, *hosts: str) -> scheduler_pb2.Selection:
-    """`instance` on hosts[0], alternates on the rest, in order."""
+    """`instance` claimed on hosts[0], unclaimed alternates on the rest, in order."""
     primary, *alternates = [claim(instance, host) for host in hosts]
+    for alternate in alternates:
+        alternate.ClearField("claim_id")
     return scheduler_pb2.Selection(instance_uuid=instance, primary=primary, alternates=alternates)
 
 
@@ -62,11 +64,15 @@ def selection(instance: str, *hosts: str) -> scheduler_pb2.Selection:
 
 
 class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
-    """Answers SelectDestinations with the test's selections; records every release."""
+    """Answers SelectDestinations with the test's selections, claims alternates (or refuses
+    those of `alternate_refusals`' hosts); records every claim and release."""
 
     def __init__(self) -> None:
         self.selections: list[scheduler_pb2.Selection] = []
         self.refusal: errors.BerthError | None = None
+        self.alternate_refusals: dict[str, errors.BerthError] = {}
+        self.alternates_claimed: list[str] = []
+        self.alternate_specs: list[scheduler_pb2.RequestSpec] = []
         self.specs: list[scheduler_pb2.RequestSpec] = []
         self.released: list[str] = []
         # The next this many ReleaseClaims fail (Redis down); each call is in release_calls.
@@ -80,6 +86,17 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
             abort(context, self.refusal)
         return scheduler_pb2.SelectDestinationsResponse(selections=self.selections)
 
+    def ClaimAlternate(self, request, context):
+        host = request.node_uuid.removeprefix("node-uuid-")
+        with self._lock:
+            self.alternate_specs.append(request.spec)
+        if host in self.alternate_refusals:
+            abort(context, self.alternate_refusals[host])
+        claimed = claim(request.instance_uuid, host)
+        with self._lock:
+            self.alternates_claimed.append(claimed.claim_id)
+        return scheduler_pb2.ClaimAlternateResponse(claim=claimed)
+
     def ReleaseClaims(self, request, context):
         with self._lock:
             self.release_calls.append(list(request.claim_ids))
@@ -92,9 +109,7 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     @property
     def issued(self) -> list[str]:
-        return [
-            c.claim_id for s in self.selections for c in [s.primary, *s.alternates] if c.claim_id
-        ]
+        return [s.primary.claim_id for s in self.selections] + self.alternates_claimed
 
 
 class FakeAgent(compute_pb2_grpc.ComputeAgentServiceServicer):
@@ -269,7 +284,7 @@ def cloud() -> Iterator[Cloud]:
 # -- boot ------------------------------------------------------------------------------------
 
 
-def test_boot_builds_each_instance_on_its_primary_and_releases_the_unused_alternates(cloud):
+def test_boot_builds_each_instance_on_its_primary_and_claims_no_alternate(cloud):
     h1, h2 = cloud.add_agent("h1"), cloud.add_agent("h2")
     cloud.scheduler.selections = [
         selection(UUIDS[0], "h1", "h2"),
@@ -293,7 +308,7 @@ def test_boot_builds_each_instance_on_its_primary_and_releases_the_unused_altern
     assert (build.nodename, build.claim_id) == ("h2-node", "claim-2-h2")
     assert (build.instance.project_id, build.instance.user_id) == ("p1", "u1")
     assert build.instance.resources == SMALL
-    assert sorted(cloud.scheduler.released) == ["claim-1-h2", "claim-2-h1", "claim-3-h2"]
+    assert not cloud.scheduler.alternates_claimed and not cloud.scheduler.released
     cloud.assert_no_claim_left()
     assert len(h1.builds) == 2
 
@@ -308,7 +323,7 @@ def test_boot_asks_the_scheduler_once_for_every_instance(cloud):
     assert (spec.num_instances, spec.flavor.name, spec.project_id) == (4, "m1.small", "p1")
 
 
-def test_a_refusing_primary_gives_way_to_the_next_alternate_and_its_claim_is_released(cloud):
+def test_a_refusing_primary_gives_way_to_the_next_alternate_claimed_only_then(cloud):
     full, h3 = cloud.add_agent("h1"), cloud.add_agent("h3")
     cloud.add_agent("h2")
     full.refusal = errors.ResourceExhausted(
@@ -318,10 +333,33 @@ def test_a_refusing_primary_gives_way_to_the_next_alternate_and_its_claim_is_rel
 
     (result,) = cloud.boot()
 
-    assert (result.ok, result.host, result.attempts) == (True, "h2", 2)
+    assert (result.ok, result.host, result.attempts, result.claim_id) == (
+        True,
+        "h2",
+        2,
+        "claim-1-h2",
+    )
     assert [b.claim_id for b in full.builds] == ["claim-1-h1"]
     assert not h3.builds
-    assert sorted(cloud.scheduler.released) == ["claim-1-h1", "claim-1-h3"]
+    assert cloud.scheduler.alternates_claimed == ["claim-1-h2"]  # h3 was never claimed
+    (one,) = cloud.scheduler.alternate_specs
+    assert (one.num_instances, list(one.instance_uuids)) == (1, [UUIDS[0]])
+    assert sorted(cloud.scheduler.released) == ["claim-1-h1"]
+    cloud.assert_no_claim_left()
+
+
+def test_an_alternate_the_scheduler_will_not_claim_is_skipped_for_the_next(cloud):
+    cloud.add_agent("h1").refusal = errors.Unavailable("agent restarting")
+    h2, h3 = cloud.add_agent("h2"), cloud.add_agent("h3")
+    cloud.scheduler.alternate_refusals["h2"] = errors.ResourceExhausted(
+        "alternate h2/h2-node no longer passes RamFilter", reason="CLAIM_REFUSED"
+    )
+    cloud.scheduler.selections = [selection(UUIDS[0], "h1", "h2", "h3")]
+
+    (result,) = cloud.boot()
+
+    assert (result.ok, result.host, result.attempts) == (True, "h3", 3)
+    assert not h2.builds and len(h3.builds) == 1
     cloud.assert_no_claim_left()
 
 
@@ -355,6 +393,7 @@ def test_agents_down_unregistered_or_unreachable_are_skipped(cloud):
 
     assert (result.ok, result.host, result.attempts) == (True, "ok", 4)
     assert not cloud.agents["down"].builds
+    assert sorted(cloud.scheduler.released) == ["claim-1-down", "claim-1-gone", "claim-1-unknown"]
     cloud.assert_no_claim_left()
 
 
@@ -374,7 +413,7 @@ def test_when_every_destination_refuses_the_failure_is_reported_and_every_claim_
     assert "h1/h1-node: h1 is full" in failed.error
     assert "h2/h2-node: the compute agent of host h2 is down" in failed.error
     assert failed.reason == "AGENT_DOWN"
-    assert set(cloud.scheduler.released) >= {"claim-1-h1", "claim-1-h2", "claim-2-h1"}
+    assert set(cloud.scheduler.released) == {"claim-1-h1", "claim-1-h2"}
     cloud.assert_no_claim_left()
 
 
@@ -386,8 +425,8 @@ def test_a_request_the_agent_rejects_as_invalid_is_not_tried_elsewhere(cloud):
     (result,) = cloud.boot()
 
     assert not result.ok and result.reason == "INVALID_ARGUMENT"
-    assert not h2.builds
-    assert sorted(cloud.scheduler.released) == ["claim-1-h1", "claim-1-h2"]
+    assert not h2.builds and not cloud.scheduler.alternates_claimed
+    assert sorted(cloud.scheduler.released) == ["claim-1-h1"]
 
 
 def test_nothing_placeable_raises_the_schedulers_error_and_builds_nothing(cloud):
@@ -436,14 +475,15 @@ def test_an_exception_midway_still_releases_every_claim_not_consumed(cloud):
 
 
 def test_claims_the_scheduler_could_not_release_are_tried_once_more_at_the_end(cloud):
-    cloud.add_agent("h1")
+    cloud.add_agent("h1").refusal = errors.ResourceExhausted("h1 is full", reason="INSUFFICIENT")
+    cloud.add_agent("h2")
     cloud.scheduler.selections = [selection(UUIDS[0], "h1", "h2")]
     cloud.scheduler.release_failures = 1
 
     (result,) = cloud.boot()
 
-    assert result.ok
-    assert cloud.scheduler.release_calls == [["claim-1-h2"], ["claim-1-h2"]]
+    assert result.ok and result.host == "h2"
+    assert cloud.scheduler.release_calls == [["claim-1-h1"], ["claim-1-h1"]]
     cloud.assert_no_claim_left()
 
 

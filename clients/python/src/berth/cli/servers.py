@@ -16,6 +16,7 @@ from berth.client.errors import InvalidArgument
 from berth.client.flavors import explicit_flavor, flavor, flavor_names
 from berth.client.registry import looks_like_uuid
 from berth.client.servers import BootResult, DeleteResult
+from berth.v1 import common_pb2
 from berth.v1 import scheduler_pb2 as pb
 
 DEFAULT_PROJECT = "demo"
@@ -34,8 +35,8 @@ HINTS = {
 }
 _INSTANCE_HINTS = ("same_host", "different_host")
 _POLICIES = {
-    "affinity": pb.GROUP_POLICY_AFFINITY,
-    "anti-affinity": pb.GROUP_POLICY_ANTI_AFFINITY,
+    "affinity": common_pb2.GROUP_POLICY_AFFINITY,
+    "anti-affinity": common_pb2.GROUP_POLICY_ANTI_AFFINITY,
 }
 
 

@@ -27,15 +27,20 @@ class ComputeClient(BaseClient):
         disk_gb: int = 0,
         nodename: str = "",
         claim_id: str = "",
+        server_group: str = "",
+        group_policy: common_pb2.GroupPolicy.ValueType = common_pb2.GROUP_POLICY_UNSPECIFIED,
     ) -> node_pb2.Instance:
         """Build an instance on `nodename` (one of this agent's nodes), consuming `claim_id`
-        if the scheduler gave one; the agent's tracker has the final word on capacity."""
+        if the scheduler gave one; the agent's tracker has the final word on capacity. The
+        server group, if any, is recorded on the instance (the durable group membership)."""
         instance = node_pb2.Instance(
             uuid=uuid,
             project_id=project_id,
             user_id=user_id,
             resources=common_pb2.Resources(vcpus=vcpus, memory_mb=memory_mb, disk_gb=disk_gb),
             claim_id=claim_id,
+            server_group=server_group,
+            group_policy=group_policy,
         )
         request = pb.BuildInstanceRequest(instance=instance, nodename=nodename, claim_id=claim_id)
         return self._call(self._stub.BuildInstance, request).instance
@@ -62,26 +67,15 @@ class ComputeClient(BaseClient):
         return self._call(self._stub.HostPowerAction, request)
 
     def set_maintenance(self, enabled: bool) -> pb.MaintenanceStatus:
-        """Enter (True) or leave (False) maintenance mode."""
+        """Enter (True) or leave (False) maintenance mode on this agent only: it then refuses
+        new builds. Moving the host's instances away is the registry's host-update."""
         mode = host_pb2.MAINTENANCE_MODE_ENABLED if enabled else host_pb2.MAINTENANCE_MODE_DISABLED
         request = pb.SetMaintenanceRequest(mode=mode)
         return self._call(self._stub.SetMaintenance, request).status
 
     def get_maintenance(self) -> pb.MaintenanceStatus:
-        """Whether the host is in maintenance, and how far moving its instances got."""
+        """Whether the host is in maintenance (since when), and how many instances it holds."""
         return self._call(self._stub.GetMaintenance, pb.GetMaintenanceRequest()).status
-
-    def move_instance(
-        self, uuid: str, destination_host: str, destination_nodename: str = "", claim_id: str = ""
-    ) -> node_pb2.Instance:
-        """Move an instance to another host (build there under `claim_id`, then delete here)."""
-        request = pb.MoveInstanceRequest(
-            instance_uuid=uuid,
-            destination_host=destination_host,
-            destination_nodename=destination_nodename,
-            claim_id=claim_id,
-        )
-        return self._call(self._stub.MoveInstance, request).instance
 
     def __repr__(self) -> str:
         return f"ComputeClient(target={self.target!r})"

@@ -17,11 +17,24 @@ class SchedulerClient(BaseClient):
     stub_class = scheduler_pb2_grpc.SchedulerServiceStub
 
     def select_destinations(self, spec: pb.RequestSpec) -> list[pb.Selection]:
-        """One Selection per instance: a claimed primary and claimed alternates. Every claim
-        returned is held until it is consumed by a build, released, or expires; callers
-        release what they do not use. Nothing fits: ResourceExhausted."""
+        """One Selection per instance: a claimed primary and unclaimed alternates. Every
+        primary claim is held until it is consumed by a build, released, or expires;
+        callers release what they do not use. Nothing fits: ResourceExhausted."""
         request = pb.SelectDestinationsRequest(spec=spec)
         return list(self._call(self._stub.SelectDestinations, request).selections)
+
+    def claim_alternate(self, spec: pb.RequestSpec, instance_uuid: str, node_uuid: str) -> pb.Claim:
+        """Claim an alternate of `instance_uuid` after its primary failed; ResourceExhausted
+        (CLAIM_REFUSED) when the node no longer fits, NotFound when it is gone."""
+        one = pb.RequestSpec()
+        one.CopyFrom(spec)
+        one.num_instances = 1
+        one.ClearField("instance_uuids")
+        one.instance_uuids.append(instance_uuid)
+        request = pb.ClaimAlternateRequest(
+            spec=one, instance_uuid=instance_uuid, node_uuid=node_uuid
+        )
+        return self._call(self._stub.ClaimAlternate, request).claim
 
     def release_claims(self, claim_ids: Iterable[str]) -> int:
         """Release claims that will not be used; returns how many still existed. No ids: no

@@ -1,9 +1,10 @@
 """Booting and deleting instances: the scheduler chooses and claims, each host's agent builds.
 
-    boot    SelectDestinations once for every instance
+    boot    SelectDestinations once for every instance (claimed primaries, unclaimed
+            alternates)
             -> per instance: BuildInstance on the primary's agent with its claim
-               refused -> release that claim, try the next alternate
-            -> release the alternates not used, and every claim of an instance not built
+               refused -> release that claim, ClaimAlternate the next alternate, build there
+            -> release every claim of an instance not built
     delete  ListNodeInstances(instance_uuids) says where each instance is
             -> DeleteInstance on that host's agent
 
@@ -170,6 +171,15 @@ class _Claims:
         self._held = {claim.claim_id for s in selections for claim in _candidates(s)}
         self._held.discard("")
 
+    def claim_alternate(self, spec: pb.RequestSpec, alternate: pb.Claim) -> pb.Claim:
+        """Claim an alternate (held from then on); a claimed one is returned as it is."""
+        if alternate.claim_id:
+            return alternate
+        claim = self._scheduler.claim_alternate(spec, alternate.instance_uuid, alternate.node_uuid)
+        with self._lock:
+            self._held.add(claim.claim_id)
+        return claim
+
     def consumed(self, claim_id: str) -> None:
         with self._lock:
             self._held.discard(claim_id)
@@ -280,13 +290,17 @@ def _build(
     uuid = selection.instance_uuid or (candidates[0].instance_uuid if candidates else "")
     refusals: list[str] = []
     last: BerthError | None = None
+    claim = pb.Claim()
     try:
-        for attempt, claim in enumerate(candidates, 1):
-            where = f"{claim.host}/{claim.nodename}"
-            resources = (
-                claim.resources if claim.HasField("resources") else flavor_resources(spec.flavor)
-            )
+        for attempt, candidate in enumerate(candidates, 1):
+            where = f"{candidate.host}/{candidate.nodename}"
             try:
+                claim = claims.claim_alternate(spec, candidate) if attempt > 1 else candidate
+                resources = (
+                    claim.resources
+                    if claim.HasField("resources")
+                    else flavor_resources(spec.flavor)
+                )
                 built = agents.agent(claim.host).build_instance(
                     uuid,
                     project_id=spec.project_id,
@@ -296,6 +310,8 @@ def _build(
                     disk_gb=resources.disk_gb,
                     nodename=claim.nodename,
                     claim_id=claim.claim_id,
+                    server_group=spec.hints.group,
+                    group_policy=spec.hints.group_policy,
                 )
             except BerthError as exc:
                 last = exc
@@ -316,7 +332,7 @@ def _build(
             )
     finally:
         # Built or not, no other destination of this instance will be used.
-        claims.release(claim.claim_id for claim in candidates)
+        claims.release([claim.claim_id, *(c.claim_id for c in candidates)])
     if last is None:
         return BootResult(uuid, error="the scheduler gave no destination", reason="NO_DESTINATION")
     return BootResult(

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x65rth/v1/common.proto\x12\x08\x62\x65rth.v1\">\n\tResources\x12\r\n\x05vcpus\x18\x01 \x01(\x05\x12\x11\n\tmemory_mb\x18\x02 \x01(\x03\x12\x0f\n\x07\x64isk_gb\x18\x03 \x01(\x03*\x85\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45VENT_TYPE_ADDED\x10\x01\x12\x17\n\x13\x45VENT_TYPE_MODIFIED\x10\x02\x12\x16\n\x12\x45VENT_TYPE_DELETED\x10\x03\x12\x15\n\x11\x45VENT_TYPE_SYNCED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x65rth/v1/common.proto\x12\x08\x62\x65rth.v1\">\n\tResources\x12\r\n\x05vcpus\x18\x01 \x01(\x05\x12\x11\n\tmemory_mb\x18\x02 \x01(\x03\x12\x0f\n\x07\x64isk_gb\x18\x03 \x01(\x03*\x85\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45VENT_TYPE_ADDED\x10\x01\x12\x17\n\x13\x45VENT_TYPE_MODIFIED\x10\x02\x12\x16\n\x12\x45VENT_TYPE_DELETED\x10\x03\x12\x15\n\x11\x45VENT_TYPE_SYNCED\x10\x04*f\n\x0bGroupPolicy\x12\x1c\n\x18GROUP_POLICY_UNSPECIFIED\x10\x00\x12\x19\n\x15GROUP_POLICY_AFFINITY\x10\x01\x12\x1e\n\x1aGROUP_POLICY_ANTI_AFFINITY\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENTTYPE']._serialized_start=100
   _globals['_EVENTTYPE']._serialized_end=233
+  _globals['_GROUPPOLICY']._serialized_start=235
+  _globals['_GROUPPOLICY']._serialized_end=337
   _globals['_RESOURCES']._serialized_start=35
   _globals['_RESOURCES']._serialized_end=97
 # @@protoc_insertion_point(module_scope)

@@ -47,6 +47,24 @@ EVENT_TYPE_SYNCED: EventType.ValueType  # 4
 """No object: the initial listing is complete and the stream is live from `revision` on."""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
+class _GroupPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GroupPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GroupPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GROUP_POLICY_UNSPECIFIED: _GroupPolicy.ValueType  # 0
+    GROUP_POLICY_AFFINITY: _GroupPolicy.ValueType  # 1
+    GROUP_POLICY_ANTI_AFFINITY: _GroupPolicy.ValueType  # 2
+
+class GroupPolicy(_GroupPolicy, metaclass=_GroupPolicyEnumTypeWrapper):
+    """Policy of a server group (scheduler hints, and the instances built in the group)."""
+
+GROUP_POLICY_UNSPECIFIED: GroupPolicy.ValueType  # 0
+GROUP_POLICY_AFFINITY: GroupPolicy.ValueType  # 1
+GROUP_POLICY_ANTI_AFFINITY: GroupPolicy.ValueType  # 2
+Global___GroupPolicy: _TypeAlias = GroupPolicy  # noqa: Y015
+
 @_typing.final
 class Resources(_message.Message):
     """Messages shared by more than one Berth service.

@@ -309,6 +309,8 @@ class Instance(_message.Message):
     NODE_UUID_FIELD_NUMBER: _builtins.int
     HOST_FIELD_NUMBER: _builtins.int
     NODENAME_FIELD_NUMBER: _builtins.int
+    SERVER_GROUP_FIELD_NUMBER: _builtins.int
+    GROUP_POLICY_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     project_id: _builtins.str
     user_id: _builtins.str
@@ -319,6 +321,11 @@ class Instance(_message.Message):
     """The node it is on (filled in by the node service)."""
     host: _builtins.str
     nodename: _builtins.str
+    server_group: _builtins.str
+    """The server group it was placed in, and the group's policy; empty when in none. The
+    scheduler rebuilds group membership from these when its cache was lost.
+    """
+    group_policy: _common_pb2.GroupPolicy.ValueType
     @_builtins.property
     def resources(self) -> _common_pb2.Resources:
         """What the instance was given."""
@@ -335,10 +342,12 @@ class Instance(_message.Message):
         node_uuid: _builtins.str = ...,
         host: _builtins.str = ...,
         nodename: _builtins.str = ...,
+        server_group: _builtins.str = ...,
+        group_policy: _common_pb2.GroupPolicy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "host", b"host", "node_uuid", b"node_uuid", "nodename", b"nodename", "project_id", b"project_id", "resources", b"resources", "state", b"state", "user_id", b"user_id", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "group_policy", b"group_policy", "host", b"host", "node_uuid", b"node_uuid", "nodename", b"nodename", "project_id", b"project_id", "resources", b"resources", "server_group", b"server_group", "state", b"state", "user_id", b"user_id", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -749,9 +758,12 @@ class ListNodeInstancesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     INSTANCE_UUIDS_FIELD_NUMBER: _builtins.int
+    SERVER_GROUP_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
+    server_group: _builtins.str
+    """Only the members of this server group; empty for all."""
     @_builtins.property
     def node(self) -> Global___ComputeNodeRef:
         """One node; or, with `host`, every node of that host; neither: every node (server-list)."""
@@ -768,10 +780,11 @@ class ListNodeInstancesRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         instance_uuids: _abc.Iterable[_builtins.str] | None = ...,
+        server_group: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "instance_uuids", b"instance_uuids", "node", b"node", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "instance_uuids", b"instance_uuids", "node", b"node", "page_size", b"page_size", "page_token", b"page_token", "server_group", b"server_group"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,7 +9,6 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,24 +19,6 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
-
-class _GroupPolicy:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _GroupPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GroupPolicy.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    GROUP_POLICY_UNSPECIFIED: _GroupPolicy.ValueType  # 0
-    GROUP_POLICY_AFFINITY: _GroupPolicy.ValueType  # 1
-    GROUP_POLICY_ANTI_AFFINITY: _GroupPolicy.ValueType  # 2
-
-class GroupPolicy(_GroupPolicy, metaclass=_GroupPolicyEnumTypeWrapper):
-    """Policy of a server group."""
-
-GROUP_POLICY_UNSPECIFIED: GroupPolicy.ValueType  # 0
-GROUP_POLICY_AFFINITY: GroupPolicy.ValueType  # 1
-GROUP_POLICY_ANTI_AFFINITY: GroupPolicy.ValueType  # 2
-Global___GroupPolicy: _TypeAlias = GroupPolicy  # noqa: Y015
 
 @_typing.final
 class RequestSpec(_message.Message):
@@ -174,7 +155,7 @@ class SchedulerHints(_message.Message):
     SAME_AGGREGATE_AS_HOST_FIELD_NUMBER: _builtins.int
     group: _builtins.str
     """Server group: its name and policy."""
-    group_policy: Global___GroupPolicy.ValueType
+    group_policy: _common_pb2.GroupPolicy.ValueType
     same_aggregate_as_host: _builtins.str
     """Only hosts that share an aggregate with this host (maintenance moves)."""
     @_builtins.property
@@ -206,7 +187,7 @@ class SchedulerHints(_message.Message):
         force_nodes: _abc.Iterable[_builtins.str] | None = ...,
         ignore_hosts: _abc.Iterable[_builtins.str] | None = ...,
         group: _builtins.str = ...,
-        group_policy: Global___GroupPolicy.ValueType = ...,
+        group_policy: _common_pb2.GroupPolicy.ValueType = ...,
         same_aggregate_as_host: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
@@ -273,7 +254,11 @@ class Selection(_message.Message):
     @_builtins.property
     def primary(self) -> Global___Claim: ...
     @_builtins.property
-    def alternates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Claim]: ...
+    def alternates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Claim]:
+        """Other hosts that fit, best first; unclaimed (empty `claim_id`, no `expires_at`) until
+        ClaimAlternate claims one.
+        """
+
     def __init__(
         self,
         *,
@@ -328,6 +313,56 @@ class SelectDestinationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SelectDestinationsResponse: _TypeAlias = SelectDestinationsResponse  # noqa: Y015
+
+@_typing.final
+class ClaimAlternateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    INSTANCE_UUID_FIELD_NUMBER: _builtins.int
+    NODE_UUID_FIELD_NUMBER: _builtins.int
+    instance_uuid: _builtins.str
+    """The instance to claim for (one of the spec's instances)."""
+    node_uuid: _builtins.str
+    """The alternate's node."""
+    @_builtins.property
+    def spec(self) -> Global___RequestSpec:
+        """The request the alternate was selected for."""
+
+    def __init__(
+        self,
+        *,
+        spec: Global___RequestSpec | None = ...,
+        instance_uuid: _builtins.str = ...,
+        node_uuid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instance_uuid", b"instance_uuid", "node_uuid", b"node_uuid", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimAlternateRequest: _TypeAlias = ClaimAlternateRequest  # noqa: Y015
+
+@_typing.final
+class ClaimAlternateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def claim(self) -> Global___Claim: ...
+    def __init__(
+        self,
+        *,
+        claim: Global___Claim | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimAlternateResponse: _TypeAlias = ClaimAlternateResponse  # noqa: Y015
 
 @_typing.final
 class ReleaseClaimsRequest(_message.Message):

@@ -42,6 +42,11 @@ class SchedulerServiceStub:
                 request_serializer=berth_dot_v1_dot_scheduler__pb2.SelectDestinationsRequest.SerializeToString,
                 response_deserializer=berth_dot_v1_dot_scheduler__pb2.SelectDestinationsResponse.FromString,
                 _registered_method=True)
+        self.ClaimAlternate = channel.unary_unary(
+                '/berth.v1.SchedulerService/ClaimAlternate',
+                request_serializer=berth_dot_v1_dot_scheduler__pb2.ClaimAlternateRequest.SerializeToString,
+                response_deserializer=berth_dot_v1_dot_scheduler__pb2.ClaimAlternateResponse.FromString,
+                _registered_method=True)
         self.ReleaseClaims = channel.unary_unary(
                 '/berth.v1.SchedulerService/ReleaseClaims',
                 request_serializer=berth_dot_v1_dot_scheduler__pb2.ReleaseClaimsRequest.SerializeToString,
@@ -67,8 +72,18 @@ class SchedulerServiceServicer:
 
     def SelectDestinations(self, request, context):
         """For each requested instance: a claimed primary destination and up to
-        `max_attempts - 1` claimed alternates. Nothing fits: RESOURCE_EXHAUSTED with how many
-        nodes each filter removed.
+        `max_attempts - 1` alternates, not claimed (as Nova's alternates: they hold no room
+        that other requests could use). Nothing fits: RESOURCE_EXHAUSTED with how many nodes
+        each filter removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimAlternate(self, request, context):
+        """Claim one of a Selection's alternates once its primary failed: the node is filtered
+        again against the request and claimed atomically. RESOURCE_EXHAUSTED (CLAIM_REFUSED)
+        when it no longer fits or a filter now rejects it; NOT_FOUND for an unknown node.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +117,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.SelectDestinations,
                     request_deserializer=berth_dot_v1_dot_scheduler__pb2.SelectDestinationsRequest.FromString,
                     response_serializer=berth_dot_v1_dot_scheduler__pb2.SelectDestinationsResponse.SerializeToString,
+            ),
+            'ClaimAlternate': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimAlternate,
+                    request_deserializer=berth_dot_v1_dot_scheduler__pb2.ClaimAlternateRequest.FromString,
+                    response_serializer=berth_dot_v1_dot_scheduler__pb2.ClaimAlternateResponse.SerializeToString,
             ),
             'ReleaseClaims': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseClaims,
@@ -149,6 +169,33 @@ class SchedulerService:
             '/berth.v1.SchedulerService/SelectDestinations',
             berth_dot_v1_dot_scheduler__pb2.SelectDestinationsRequest.SerializeToString,
             berth_dot_v1_dot_scheduler__pb2.SelectDestinationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimAlternate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berth.v1.SchedulerService/ClaimAlternate',
+            berth_dot_v1_dot_scheduler__pb2.ClaimAlternateRequest.SerializeToString,
+            berth_dot_v1_dot_scheduler__pb2.ClaimAlternateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,8 +38,14 @@ class SchedulerServiceStub:
     def __new__(cls, channel: _aio.Channel) -> SchedulerServiceAsyncStub: ...
     SelectDestinations: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.SelectDestinationsRequest, _scheduler_pb2.SelectDestinationsResponse]
     """For each requested instance: a claimed primary destination and up to
-    `max_attempts - 1` claimed alternates. Nothing fits: RESOURCE_EXHAUSTED with how many
-    nodes each filter removed.
+    `max_attempts - 1` alternates, not claimed (as Nova's alternates: they hold no room
+    that other requests could use). Nothing fits: RESOURCE_EXHAUSTED with how many nodes
+    each filter removed.
+    """
+    ClaimAlternate: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ClaimAlternateRequest, _scheduler_pb2.ClaimAlternateResponse]
+    """Claim one of a Selection's alternates once its primary failed: the node is filtered
+    again against the request and claimed atomically. RESOURCE_EXHAUSTED (CLAIM_REFUSED)
+    when it no longer fits or a filter now rejects it; NOT_FOUND for an unknown node.
     """
     ReleaseClaims: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ReleaseClaimsRequest, _scheduler_pb2.ReleaseClaimsResponse]
     """Release claims that will not be used (an alternate not needed, a failed build)."""
@@ -58,8 +64,14 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SelectDestinations: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.SelectDestinationsRequest, _scheduler_pb2.SelectDestinationsResponse]  # type: ignore[assignment]
     """For each requested instance: a claimed primary destination and up to
-    `max_attempts - 1` claimed alternates. Nothing fits: RESOURCE_EXHAUSTED with how many
-    nodes each filter removed.
+    `max_attempts - 1` alternates, not claimed (as Nova's alternates: they hold no room
+    that other requests could use). Nothing fits: RESOURCE_EXHAUSTED with how many nodes
+    each filter removed.
+    """
+    ClaimAlternate: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ClaimAlternateRequest, _scheduler_pb2.ClaimAlternateResponse]  # type: ignore[assignment]
+    """Claim one of a Selection's alternates once its primary failed: the node is filtered
+    again against the request and claimed atomically. RESOURCE_EXHAUSTED (CLAIM_REFUSED)
+    when it no longer fits or a filter now rejects it; NOT_FOUND for an unknown node.
     """
     ReleaseClaims: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ReleaseClaimsRequest, _scheduler_pb2.ReleaseClaimsResponse]  # type: ignore[assignment]
     """Release claims that will not be used (an alternate not needed, a failed build)."""
@@ -81,8 +93,20 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_scheduler_pb2.SelectDestinationsResponse, _abc.Awaitable[_scheduler_pb2.SelectDestinationsResponse]]:
         """For each requested instance: a claimed primary destination and up to
-        `max_attempts - 1` claimed alternates. Nothing fits: RESOURCE_EXHAUSTED with how many
-        nodes each filter removed.
+        `max_attempts - 1` alternates, not claimed (as Nova's alternates: they hold no room
+        that other requests could use). Nothing fits: RESOURCE_EXHAUSTED with how many nodes
+        each filter removed.
+        """
+
+    @_abc_1.abstractmethod
+    def ClaimAlternate(
+        self,
+        request: _scheduler_pb2.ClaimAlternateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.ClaimAlternateResponse, _abc.Awaitable[_scheduler_pb2.ClaimAlternateResponse]]:
+        """Claim one of a Selection's alternates once its primary failed: the node is filtered
+        again against the request and claimed atomically. RESOURCE_EXHAUSTED (CLAIM_REFUSED)
+        when it no longer fits or a filter now rejects it; NOT_FOUND for an unknown node.
         """
 
     @_abc_1.abstractmethod
