@@ -22,6 +22,14 @@ RPC_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+# The registry's maintenance moves: moved (built elsewhere, deleted here), stayed (no room,
+# no aggregate, refused), held (an agent unreachable: resumed when asked again).
+MAINTENANCE_MOVES = Counter(
+    "berth_maintenance_moves_total",
+    "Instances of hosts in maintenance, by what became of their move.",
+    ["outcome"],
+)
+
 
 def serve_metrics(listen: str) -> None:
     """Start the /metrics HTTP endpoint in a daemon thread."""

@@ -1,7 +1,8 @@
 """`python -m services.<name>`: the same life for every Berth process.
 
 Settings (a bad one stops the process, exit 2), logging, metrics, start, serve until
-SIGTERM/SIGINT, then drain and stop (see server.run_until_signalled).
+SIGTERM/SIGINT (or until the process asks itself to stop), then drain and stop (see
+server.run_until_signalled).
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from services.common.logs import setup_logging
 from services.common.metrics import serve_metrics
 from services.common.reporter import ServiceReporter
-from services.common.server import StartupError, run_until_signalled
+from services.common.server import Running, StartupError, run_until_signalled
 from services.common.settings import CommonSettings, load_settings
 
 
@@ -24,6 +25,8 @@ class Serving:
 
     port: int
     reporter: ServiceReporter | None
+    # Set by a process that stops itself; its main loop then stops as on SIGTERM.
+    stop_requested: asyncio.Event | None = None
 
     @property
     def address(self) -> str:
@@ -33,16 +36,6 @@ class Serving:
         if self.reporter is not None:
             await self.reporter.stop()
             self.reporter = None
-
-
-class Running(Protocol):
-    """What start functions return: a server, its health, and the stop sequence."""
-
-    server: Any
-    health: Any
-
-    async def drain(self) -> None: ...
-    async def stop(self, grace_s: float = ...) -> None: ...
 
 
 S = TypeVar("S", bound=CommonSettings)
@@ -66,17 +59,7 @@ def run(
         if after_start is not None:
             after_start()
 
-        async def stop_loops() -> None:
-            await process.stop(0)
-
-        await run_until_signalled(
-            process.server,
-            process.health,
-            service_names,
-            settings.shutdown_grace,
-            on_stop=stop_loops,
-            on_drain=process.drain,
-        )
+        await run_until_signalled(process, service_names, settings.shutdown_grace)
 
     try:
         asyncio.run(main())

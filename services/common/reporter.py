@@ -45,6 +45,8 @@ class ServiceReporter:
         self.service_uuid: str | None = None
         self.registered = asyncio.Event()
         self.heartbeats = 0
+        # The registry's service_down_time, as it said when this process registered.
+        self.service_down_time_s: float | None = None
         self._call: Any = None
 
     def start(self) -> None:
@@ -103,6 +105,8 @@ class ServiceReporter:
         )
         response = await stub.RegisterService(request, metadata=metadata, timeout=10)
         self.service_uuid = response.service.uuid
+        if response.HasField("service_down_time"):
+            self.service_down_time_s = response.service_down_time.ToTimedelta().total_seconds()
         self.registered.set()
         log.info(
             "registered",

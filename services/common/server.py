@@ -6,8 +6,9 @@ import asyncio
 import ipaddress
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import grpc
 from grpc import aio
@@ -134,27 +135,42 @@ async def set_serving(
         await health_servicer.set(name, status)
 
 
-async def run_until_signalled(
-    server: aio.Server,
-    health_servicer: health.aio.HealthServicer,
-    names: list[str],
-    grace_s: float,
-    on_stop: Callable[[], Awaitable[None]] | None = None,
-    on_drain: Callable[[], Awaitable[None]] | None = None,
-) -> None:
-    """Serve until SIGTERM/SIGINT, then: NOT_SERVING -> end streams (`on_drain`) -> drain
-    calls -> stop loops and close pools (`on_stop`)."""
-    stop = asyncio.Event()
+class Running(Protocol):
+    """What a process's start function returns: its server and health (read when used: a
+    rebooted compute agent serves from new ones), its stop sequence, and an event it may
+    set to stop itself (None where it never does)."""
+
+    server: Any
+    health: Any
+
+    @property
+    def stop_requested(self) -> asyncio.Event | None: ...
+
+    async def drain(self) -> None: ...
+    async def stop(self, grace_s: float = ...) -> None: ...
+
+
+async def run_until_signalled(process: Running, names: list[str], grace_s: float) -> None:
+    """Serve until SIGTERM/SIGINT, or until the process asks itself to stop (a compute agent
+    whose host was shut down), then: NOT_SERVING -> end streams (`drain`) -> drain calls ->
+    stop loops and close pools (`stop`)."""
+    signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await set_serving(health_servicer, names, True)
-    await stop.wait()
+        loop.add_signal_handler(sig, signalled.set)
+    await set_serving(process.health, names, True)
+    events = [signalled]
+    if process.stop_requested is not None:
+        events.append(process.stop_requested)
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
     log.info("stopping: health NOT_SERVING, draining calls", extra={"grace_s": grace_s})
-    await set_serving(health_servicer, names, False)
-    if on_drain is not None:
-        await on_drain()
-    await server.stop(grace_s)
-    if on_stop is not None:
-        await on_stop()
+    await set_serving(process.health, names, False)
+    await process.drain()
+    await process.server.stop(grace_s)
+    await process.stop(0)
     log.info("stopped")

@@ -5,7 +5,9 @@ driver.nodes() --(start, every update_resources_interval)--> one tracker per nod
     known node    -> fresh inventory, snapshot
     vanished node -> tracker stopped; DeleteComputeNode; forgotten (unless it has instances)
 BuildInstance  -> claim on the tracker + persist (under its lock) -> spawn -> ACTIVE, snapshot
+                  (already here, same node and resources: answered as it is; see _rebuild)
 DeleteInstance -> destroy -> forget + persist -> snapshot
+SetMaintenance -> persist the flag; while set, BuildInstance refuses (HOST_IN_MAINTENANCE)
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import datetime
 
 from berth.client.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from berth.v1 import node_pb2_grpc
+from berth.v1 import common_pb2, node_pb2_grpc
 
 from services.compute.drivers.base import Driver, NodeInventory
 from services.compute.pusher import SnapshotPusher, delete_node
@@ -29,6 +32,9 @@ from services.compute.tracker import CapacityPolicy, Clock, ResourceTracker, utc
 log = logging.getLogger(__name__)
 
 _NAMED_IN_ERRORS = 10  # nodes listed in a "no such node" message; a rack may have thousands
+IN_MAINTENANCE = "HOST_IN_MAINTENANCE"
+# A retried build finds the instance in one of these and answers it as it is.
+_BUILT = {InstanceState.ACTIVE, InstanceState.STOPPED}
 
 
 class ComputeManager:
@@ -234,13 +240,16 @@ class ComputeManager:
         async with tracker.lock:
             existing = self.state.find(record.uuid)
             if existing is not None:
-                raise AlreadyExists(
-                    f"instance {record.uuid} already exists on node {existing.nodename}",
-                    reason="INSTANCE_EXISTS",
-                    metadata={"instance": record.uuid, "nodename": existing.nodename},
-                )
-            tracker.instance_claim(record)
-            await self._persist_or_forget(record.uuid)
+                if self._rebuild(existing, record) is existing:
+                    return existing, tracker.node_uuid
+                self._admit(record)
+                # An interrupted build: its resources are still held on this node.
+                self.state.put(record)
+                await self.state.persist()
+            else:
+                self._admit(record)
+                tracker.instance_claim(record)
+                await self._persist_or_forget(record.uuid)
         tracker.queue_snapshot()
         try:
             await self.driver.spawn(record, tracker.nodename)
@@ -272,6 +281,88 @@ class ComputeManager:
             },
         )
         return record, tracker.node_uuid
+
+    def _rebuild(self, existing: InstanceRecord, request: InstanceRecord) -> InstanceRecord | None:
+        """A build of an instance this agent already has: a retry (the caller lost the answer,
+        or a maintenance move resumes). The same node and resources: `existing` when it is
+        built, None when a stop interrupted its build (ERROR: spawn it again). Anything else
+        is refused."""
+        where = {"instance": request.uuid, "nodename": existing.nodename}
+        if existing.nodename != request.nodename or existing.resources != request.resources:
+            raise AlreadyExists(
+                f"instance {request.uuid} already exists on node {existing.nodename} with "
+                f"{existing.resources.vcpus} vCPUs, {existing.resources.memory_mb} MiB, "
+                f"{existing.resources.disk_gb} GiB",
+                reason="INSTANCE_EXISTS",
+                metadata=where,
+            )
+        if existing.state in _BUILT:
+            log.info("instance already built; build retried", extra={"instance": request.uuid})
+            return existing
+        if existing.state is not InstanceState.ERROR:
+            raise FailedPrecondition(
+                f"instance {request.uuid} is {existing.state.value.lower()}; retry when that ends",
+                reason="INSTANCE_BUSY",
+                metadata=where,
+            )
+        return None
+
+    def _admit(self, record: InstanceRecord) -> None:
+        """The host-wide checks of a build, made with no await between them and recording
+        the instance, so two concurrent builds cannot both pass."""
+        self._refuse_in_maintenance(record)
+        self._refuse_group_conflict(record)
+
+    def _refuse_group_conflict(self, record: InstanceRecord) -> None:
+        """Anti-affinity's last guard, as Nova's compute re-checks the group policy: two
+        scheduler replicas placing members of one group at once may both choose this
+        host; the second build is refused and the client takes its alternate."""
+        if record.group_policy != common_pb2.GROUP_POLICY_ANTI_AFFINITY:
+            return
+        for other in self.state.all_instances():
+            if other.server_group == record.server_group and other.uuid != record.uuid:
+                raise FailedPrecondition(
+                    f"host {self.host} already holds instance {other.uuid} of anti-affinity "
+                    f"server group {record.server_group!r}",
+                    reason="GROUP_POLICY_VIOLATION",
+                    metadata={"host": self.host, "instance": record.uuid, "member": other.uuid},
+                )
+
+    def _refuse_in_maintenance(self, record: InstanceRecord) -> None:
+        if self.state.maintenance_since is not None:
+            raise FailedPrecondition(
+                f"host {self.host} is in maintenance and takes no new instances",
+                reason=IN_MAINTENANCE,
+                metadata={"host": self.host, "instance": record.uuid},
+            )
+
+    # -- maintenance -------------------------------------------------------------------
+
+    async def set_maintenance(self, enabled: bool) -> None:
+        """Enter or leave maintenance (idempotent). A build that passed the check before
+        this is already recorded, so whoever lists the instances afterwards sees it."""
+        if enabled == (self.state.maintenance_since is not None):
+            return
+        before = self.state.maintenance_since
+        self.state.maintenance_since = self._clock() if enabled else None
+        try:
+            await self.state.persist()
+        except BaseException:
+            self.state.maintenance_since = before
+            raise
+        log.info(
+            "host entered maintenance: new builds are refused"
+            if enabled
+            else "host left maintenance: builds are accepted again",
+            extra={"host": self.host, "instances": self.instance_count()},
+        )
+
+    def maintenance(self) -> tuple[datetime | None, int]:
+        """(when the host entered maintenance or None, how many instances it holds)."""
+        return self.state.maintenance_since, self.instance_count()
+
+    def instance_count(self) -> int:
+        return sum(1 for _ in self.state.all_instances())
 
     async def _persist_or_forget(self, instance_uuid: str) -> None:
         """Persist a new claim; if the disk refuses, the claim is dropped, not half-kept."""

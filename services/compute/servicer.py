@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from berth.client.errors import InvalidArgument, Unimplemented
+from collections.abc import Callable
+
+from berth.client.errors import InvalidArgument
 from berth.v1 import common_pb2, compute_pb2, compute_pb2_grpc, host_pb2
 
 from services.common import paging, validation
+from services.compute import power
+from services.compute.drivers.base import AfterAnswer, PowerOutcome
 from services.compute.manager import ComputeManager
 from services.compute.settings import MAX_DISK_GB, MAX_MEMORY_MB, MAX_VCPUS
 from services.compute.state import InstanceRecord, InstanceState, Resources
 
 _LIMITS = (("vcpus", MAX_VCPUS), ("memory_mb", MAX_MEMORY_MB), ("disk_gb", MAX_DISK_GB))
-NOT_YET = "NOT_YET_IMPLEMENTED"
-_LATER = "comes with the Host API maintenance work"
 
 
 def resources(field: str, message: common_pb2.Resources) -> Resources:
@@ -54,8 +56,12 @@ def build_request(request: compute_pb2.BuildInstanceRequest) -> InstanceRecord:
 
 
 class ComputeAgentServicer(compute_pb2_grpc.ComputeAgentServiceServicer):
-    def __init__(self, manager: ComputeManager) -> None:
+    def __init__(
+        self, manager: ComputeManager, after_power: Callable[[PowerOutcome], None]
+    ) -> None:
         self._manager = manager
+        # Called once a power action's answer is out: the agent stops or reboots itself.
+        self._after_power = after_power
 
     async def BuildInstance(self, request, context):
         built, node_uuid = await self._manager.build_instance(build_request(request))
@@ -80,11 +86,13 @@ class ComputeAgentServicer(compute_pb2_grpc.ComputeAgentServiceServicer):
         )
 
     async def HostPowerAction(self, request, context):
-        raise Unimplemented(
-            f"host power actions {_LATER}: this agent cannot start up, shut down or reboot "
-            "its host yet",
-            reason=NOT_YET,
-        )
+        action = power.action("action", request.action)
+        nodename = validation.name("nodename", request.nodename, required=False)
+        outcome = await power.act(self._manager, action, nodename)
+        if outcome.then is not AfterAnswer.STAY:
+            # Not before the answer is out: stopping the server here would cut this call off.
+            context.add_done_callback(lambda _: self._after_power(outcome))
+        return power.response(action, outcome)
 
     async def SetMaintenance(self, request, context):
         mode = validation.enum("mode", request.mode, host_pb2.MaintenanceMode)

@@ -47,6 +47,10 @@ class ComputeSettings(CommonSettings):
     fake_cluster_members: int = Field(3, ge=1, le=1000, description="fake-cluster: machines")
     # fake-ironic: the rack the servers come from; agents sharing a pool report the same nodes.
     fake_ironic_pool: str = Field("", max_length=255)
+    # fake, fake-cluster: how long a host-action reboot keeps the host (and so this agent)
+    # off. Unset: the registry's service_down_time plus two report intervals, so that the
+    # registry reports the host down, then up again.
+    fake_reboot_seconds: float | None = Field(None, gt=0, le=3600)
 
     @field_validator("node_url")
     @classmethod

@@ -15,7 +15,9 @@ from berth.v1 import compute_pb2_grpc, registry_pb2
 from google.protobuf.message import Message
 from grpc import aio
 
+from services.common import logs
 from services.common.channels import aio_channel, call_metadata
+from services.common.interceptors import REQUEST_ID_KEY
 from services.common.settings import COMPUTE_BINARY, CommonSettings
 from services.registry.services_table import ServicesTable
 
@@ -98,12 +100,13 @@ class AgentLink:
         """`method(stub)(request)` on the host's agent; the agent's own refusals pass on as
         they are, anything else is UNAVAILABLE naming the host and what was asked."""
         stub, service = await self.stub(host, require_up=require_up)
+        metadata = call_metadata(self._settings, service.endpoint)
+        if (request_id := logs.request_id.get()) != "-":
+            # The agent logs under the same request id: its line joins the registry's, which
+            # says who asked.
+            metadata += ((REQUEST_ID_KEY, request_id),)
         try:
-            return await method(stub)(
-                request,
-                metadata=call_metadata(self._settings, service.endpoint),
-                timeout=deadline_s,
-            )
+            return await method(stub)(request, metadata=metadata, timeout=deadline_s)
         except aio.AioRpcError as exc:
             if exc.code() in _PASSED_ON:
                 raise from_rpc_error(exc) from None

@@ -1,4 +1,5 @@
-"""Assembles the registry process: storage, feed, heartbeats, sweeper, servicers, server."""
+"""Assembles the registry process: storage, feed, heartbeats, sweeper, maintenance, servicers,
+server."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ from services.registry.events import ServiceFeed, service_feed
 from services.registry.heartbeats import HeartbeatBatcher
 from services.registry.host_servicer import HostServicer
 from services.registry.liveness import Clock, Liveness, utcnow
+from services.registry.maintenance import Maintenance
+from services.registry.moves import Links
 from services.registry.node_link import NodeLink
+from services.registry.scheduler_link import SchedulerLink
 from services.registry.servicer import RegistryServicer
 from services.registry.services_table import ServicesTable
 from services.registry.settings import RegistrySettings
@@ -72,6 +76,8 @@ class Registry(Serving):
     agent_link: AgentLink
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     reporter: ServiceReporter | None = None
+    maintenance: Maintenance | None = None
+    scheduler_link: SchedulerLink | None = None
 
     async def drain(self) -> None:
         """Before the server drains: end long-lived streams and our own heartbeats."""
@@ -85,10 +91,14 @@ class Registry(Serving):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.maintenance is not None:
+            await self.maintenance.stop()  # before the links and the database close
         await self.feed.stop()
         await self.heartbeats.stop()
         await self.node_link.close()
         await self.agent_link.close()
+        if self.scheduler_link is not None:
+            await self.scheduler_link.close()
         await self.engine.dispose()
 
 
@@ -140,7 +150,16 @@ async def start_registry(
         stopping,
     )
     agent_link = AgentLink(settings, services)
-    host_servicer = HostServicer(sessions, services, node_link, agent_link)
+    scheduler_link = SchedulerLink(settings, settings.scheduler_url)
+    maintenance = Maintenance(
+        sessions,
+        services,
+        Links(agent_link, node_link, scheduler_link),
+        settings,
+        stopping,
+        clock,
+    )
+    host_servicer = HostServicer(sessions, services, node_link, agent_link, maintenance)
     spec = ServiceSpec(
         registrars=[
             lambda s: registry_pb2_grpc.add_RegistryServiceServicer_to_server(registry_servicer, s),
@@ -167,11 +186,16 @@ async def start_registry(
         stopping,
         node_link,
         agent_link,
+        maintenance=maintenance,
+        scheduler_link=scheduler_link,
     )
     registry.tasks.append(
         asyncio.create_task(
             _sweep_forever(services, settings.sweep_interval), name="liveness-sweeper"
         )
+    )
+    registry.tasks.append(
+        asyncio.create_task(maintenance.resume_forever(), name="maintenance-resumer")
     )
     if report_self:
         # The registry registers itself like any process, through its own front door.

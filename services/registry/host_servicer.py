@@ -1,14 +1,17 @@
-"""HostService over gRPC (Nova's os-hosts): host-list, host-describe; update and action later."""
+"""HostService over gRPC (Nova's os-hosts): host-list, host-describe, host-action (power.py),
+host-update (maintenance.py)."""
 
 from __future__ import annotations
 
-from berth.client.errors import InvalidArgument, Unimplemented
+from berth.client.errors import Unimplemented
 from berth.v1 import host_pb2, host_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import paging, validation
 from services.registry.agent_link import AgentLink
+from services.registry.maintenance import Maintenance
 from services.registry.node_link import NodeLink
+from services.registry.power import PowerActions
 from services.registry.services_table import ServicesTable
 from services.registry.store import repository as repo
 
@@ -20,11 +23,13 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
         services: ServicesTable,
         node_link: NodeLink,
         agent_link: AgentLink,
+        maintenance: Maintenance | None = None,
     ) -> None:
         self._sessions = sessions
         self._services = services
         self._node_link = node_link
         self._agent_link = agent_link
+        self._maintenance = maintenance
 
     async def ListHosts(self, request, context):
         """One row per live service, as os-hosts: (host_name, service topic, zone)."""
@@ -74,27 +79,13 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
         return host_pb2.DescribeHostResponse(rows=rows)
 
     async def UpdateHost(self, request, context):
-        validation.name("host", request.host)
-        status = validation.enum(
-            "status", request.status, host_pb2.HostStatus, allow_unspecified=True
-        )
-        mode = validation.enum(
-            "maintenance_mode",
-            request.maintenance_mode,
-            host_pb2.MaintenanceMode,
-            allow_unspecified=True,
-        )
-        if bool(status) == bool(mode):
-            raise InvalidArgument.field("status", "set exactly one of status and maintenance_mode")
-        raise Unimplemented(
-            "host-update (status, maintenance) is not implemented yet", reason="NOT_YET_AVAILABLE"
-        )
-        yield  # pragma: no cover - makes this a streaming handler
+        """Enable / disable the compute service, or enter / leave maintenance mode (the
+        registry moves the host's instances: services/registry/maintenance.py)."""
+        if self._maintenance is None:
+            raise Unimplemented("this registry conducts no host updates", reason="NO_CONDUCTOR")
+        async for message in self._maintenance.update_host(request):
+            yield message
 
     async def HostAction(self, request, context):
-        validation.name("host", request.host)
-        validation.enum("action", request.action, host_pb2.PowerAction)
-        raise Unimplemented(
-            "host-action (startup, shutdown, reboot) is not implemented yet",
-            reason="NOT_YET_AVAILABLE",
-        )
+        """Start up, shut down or reboot a host through its agent's driver."""
+        return await PowerActions(self._agent_link).act(request)

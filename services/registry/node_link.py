@@ -1,5 +1,6 @@
-"""What the registry asks of the node service: a host's usage (host-describe) and, before a
-compute service is deleted, the deletion of its host's nodes."""
+"""What the registry asks of the node service: a host's usage (host-describe), before a
+compute service is deleted the deletion of its host's nodes, and for maintenance moves the
+host's nodes (their hypervisor types) and where instances are."""
 
 from __future__ import annotations
 
@@ -43,6 +44,35 @@ class NodeLink:
             self._stub().DeleteHostNodes, request, f"whether host {host} still has instances"
         )
         return response.deleted
+
+    async def node_types(self, host: str) -> dict[str, str]:
+        """nodename -> hypervisor type of each of the host's nodes."""
+        request = node_pb2.ListComputeNodesRequest(host=host, page_size=1000)
+        types: dict[str, str] = {}
+        while True:
+            page = await self._call(
+                self._stub().ListComputeNodes, request, f"the nodes of host {host}"
+            )
+            types |= {node.nodename: node.hypervisor_type for node in page.nodes}
+            if not page.next_page_token:
+                return types
+            request.page_token = page.next_page_token
+
+    async def instances(self, *, host: str = "", uuid: str = "") -> list[node_pb2.Instance]:
+        """The instances the node service knows on `host`, or the copies of instance `uuid`
+        (one per node that reports it)."""
+        request = node_pb2.ListNodeInstancesRequest(
+            host=host, instance_uuids=[uuid] if uuid else [], page_size=1000
+        )
+        found: list[node_pb2.Instance] = []
+        while True:
+            page = await self._call(
+                self._stub().ListNodeInstances, request, f"the instances of {host or uuid}"
+            )
+            found += page.instances
+            if not page.next_page_token:
+                return found
+            request.page_token = page.next_page_token
 
     async def _call(self, method, request, what: str):  # type: ignore[no-untyped-def]
         try:

@@ -26,3 +26,10 @@ class RegistrySettings(CommonSettings):
     # The node service: host-describe reads its usage, and a compute service is deleted
     # only after the node service deleted the host's nodes (refused while instances remain).
     node_url: str = Field("127.0.0.1:50052", min_length=1)
+    # The scheduler: maintenance mode asks it where each of the host's instances goes.
+    scheduler_url: str = Field("127.0.0.1:50053", min_length=1)
+    # Maintenance moves: how long an unreachable agent or scheduler is retried (with
+    # backoff) before the instance is reported as staying, and how long a registry's claim
+    # on conducting one host's moves lasts without renewal (another replica then resumes).
+    maintenance_retry_for: float = Field(60.0, gt=0, description="seconds")
+    maintenance_lease: float = Field(15.0, ge=1, description="seconds")

@@ -34,6 +34,10 @@ SIZES = {"BERTH_FAKE_VCPUS": "8", "BERTH_FAKE_MEMORY_MB": "16384", "BERTH_FAKE_D
 REPORT_INTERVAL = "0.5"
 DOWN_TIME = 3.0
 LOG_TAIL = 30
+# m1.small is 1 vCPU, 2048 MB, 20 GB; a KVM-like node of this much memory (with the 512 MB
+# the agent reserves for the host, no over-commit) holds exactly `n` of them.
+SMALL_MB = 2048
+RESERVED_MB = 512
 _handed_out: set[int] = set()
 
 
@@ -42,6 +46,14 @@ def _ephemeral_low() -> int:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
+
+
+def room_for_small(n: int) -> dict[str, str]:
+    """Agent settings for a fake node with room for exactly `n` m1.small."""
+    return {
+        "BERTH_FAKE_MEMORY_MB": str(n * SMALL_MB + RESERVED_MB),
+        "BERTH_RAM_ALLOCATION_RATIO": "1.0",
+    }
 
 
 def free_port() -> int:
@@ -75,6 +87,8 @@ class Fleet:
         self.node = f"127.0.0.1:{free_port()}"
         self.agents: dict[str, str] = {}
         self.schedulers: dict[str, str] = {}
+        # Addresses handed out before their process starts (the registry's scheduler).
+        self.reserved: dict[str, str] = {}
         self.redis_url = redis_url
         # Every key the fleet's schedulers write starts with this: tests sharing a Redis
         # database never see each other's HostStates.
@@ -128,18 +142,28 @@ class Fleet:
                         )
                     time.sleep(0.1)
 
-    def services(self, *, down_time: float = DOWN_TIME, wait: bool = True) -> None:
+    def services(
+        self, *, down_time: float = DOWN_TIME, wait: bool = True, **registry_env: str
+    ) -> None:
         """The registry (a host is down after `down_time` s without a heartbeat, published
-        within 0.2 s) and the node service, each on its own SQLite file."""
+        within 0.2 s) and the node service, each on its own SQLite file. The registry asks
+        the scheduler named `scheduler-1` where maintenance moves go."""
         database = f"sqlite:///{self.root}/registry.sqlite3"
+        scheduler = self.reserved.setdefault("scheduler-1", f"127.0.0.1:{free_port()}")
         self.start(
             "registry",
             "services.registry",
             self.registry,
             wait=False,
-            BERTH_DATABASE_URL=database,
-            BERTH_SERVICE_DOWN_TIME=f"{down_time:g}",
-            BERTH_SWEEP_INTERVAL="0.2",
+            **(
+                {
+                    "BERTH_DATABASE_URL": database,
+                    "BERTH_SERVICE_DOWN_TIME": f"{down_time:g}",
+                    "BERTH_SWEEP_INTERVAL": "0.2",
+                    "BERTH_SCHEDULER_URL": scheduler,
+                }
+                | registry_env
+            ),
         )
         database = f"sqlite:///{self.root}/node.sqlite3"
         self.start("node", "services.node", self.node, wait=False, BERTH_DATABASE_URL=database)
@@ -165,7 +189,9 @@ class Fleet:
         that Redis still holds its cache."""
         if not self.redis_url:
             raise AssertionError("a scheduler needs the fleet's redis_url")
-        address = self.schedulers.get(name) or f"127.0.0.1:{free_port()}"
+        address = (
+            self.schedulers.get(name) or self.reserved.pop(name, "") or f"127.0.0.1:{free_port()}"
+        )
         self.schedulers[name] = address
         self.start(
             name,

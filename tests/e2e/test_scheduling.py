@@ -26,22 +26,20 @@ from berth.client import (
 from berth.client.servers import delete
 from berth.v1 import common_pb2, scheduler_pb2
 
-from tests.e2e.fleet import DOWN_TIME, Fleet, built, eventually, spec
+from tests.e2e.fleet import (
+    DOWN_TIME,
+    RESERVED_MB,
+    SMALL_MB,
+    Fleet,
+    built,
+    eventually,
+    room_for_small,
+    spec,
+)
 
 pytestmark = pytest.mark.slow
 
 Hints = scheduler_pb2.SchedulerHints
-# m1.small is 1 vCPU, 2048 MB, 20 GB; a KVM-like node of this much memory (with the 512 MB
-# the agent reserves for the host, no over-commit) holds exactly `n` of them.
-SMALL_MB = 2048
-RESERVED_MB = 512
-
-
-def room_for_small(n: int) -> dict[str, str]:
-    return {
-        "BERTH_FAKE_MEMORY_MB": str(n * SMALL_MB + RESERVED_MB),
-        "BERTH_RAM_ALLOCATION_RATIO": "1.0",
-    }
 
 
 @pytest.fixture

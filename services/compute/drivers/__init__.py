@@ -30,11 +30,14 @@ def host_ip(settings: ComputeSettings) -> str:
 def build_driver(settings: ComputeSettings) -> Driver:
     ip = host_ip(settings)
     machine = Resources(settings.fake_vcpus, settings.fake_memory_mb, settings.fake_disk_gb)
+    reboot_s = settings.fake_reboot_seconds
     match settings.driver:
         case "fake":
-            return FakeDriver(settings.host, ip, machine)
+            return FakeDriver(settings.host, ip, machine, reboot_s=reboot_s)
         case "fake-cluster":
-            return FakeClusterDriver(settings.host, ip, machine, settings.fake_cluster_members)
+            return FakeClusterDriver(
+                settings.host, ip, machine, settings.fake_cluster_members, reboot_s=reboot_s
+            )
         case "fake-ironic":
             return FakeIronicDriver(
                 settings.host, ip, machine, settings.fake_nodes, settings.ironic_pool

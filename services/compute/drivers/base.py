@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import abc
+import enum
 from dataclasses import dataclass
 from typing import ClassVar
+
+from berth.client.errors import Unimplemented
 
 from services.compute.state import InstanceRecord, Resources
 
@@ -49,9 +52,43 @@ class NodeInventory:
     uuid: str | None = None
 
 
+class PowerAction(enum.StrEnum):
+    """What host-action asks of a host (the proto's PowerAction, without the prefix)."""
+
+    STARTUP = "startup"
+    SHUTDOWN = "shutdown"
+    REBOOT = "reboot"
+
+
+class PowerState(enum.StrEnum):
+    """A node's power, as Ironic says it."""
+
+    ON = "power on"
+    OFF = "power off"
+
+
+class AfterAnswer(enum.Enum):
+    """What becomes of the agent once it has answered a power action."""
+
+    STAY = "stay"  # the agent keeps running (a conductor powering other machines)
+    STOP = "stop"  # the agent runs on the host that is going off: it stops
+    RESTART = "restart"  # off for a while, then back on the same endpoint
+
+
+@dataclass(frozen=True)
+class PowerOutcome:
+    """What a driver did for a power action, for the operator and for the agent."""
+
+    result: str  # a few words for people, e.g. `shutting down`
+    then: AfterAnswer = AfterAnswer.STAY
+    # RESTART: seconds the host stays off; None: long enough for the registry to see it down.
+    off_s: float | None = None
+    # Bare metal: each node acted on with its power state afterwards.
+    nodes: tuple[tuple[str, PowerState], ...] = ()
+
+
 class Driver(abc.ABC):
-    """A hypervisor behind the agent. Power actions and maintenance moves will join this
-    interface with the Host API maintenance work; until then the agent refuses them."""
+    """A hypervisor behind the agent."""
 
     name: ClassVar[str]
 
@@ -66,3 +103,17 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def destroy(self, instance: InstanceRecord) -> None:
         """Stop and remove `instance`; an instance the driver does not know is no error."""
+
+    async def power_action(self, action: PowerAction, nodename: str | None) -> PowerOutcome:
+        """Start up, shut down or reboot the host (bare metal: every node, or `nodename`).
+        A driver that cannot does not override this."""
+        raise self.cannot(action)
+
+    def cannot(self, action: PowerAction, why: str = "") -> Unimplemented:
+        """The refusal of a power action this driver cannot do, naming driver and action."""
+        return Unimplemented(
+            f"the {self.name} driver does not support the {action.value} power action"
+            + (f": {why}" if why else ""),
+            reason="POWER_ACTION_UNSUPPORTED",
+            metadata={"driver": self.name, "action": action.value},
+        )

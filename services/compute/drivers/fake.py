@@ -6,6 +6,11 @@
 
 They run nothing: an instance exists as a record in the agent's state file, which the
 manager persists, so a restarted agent finds its instances again.
+
+Power actions: `fake` and `fake-cluster` run on the host they power, so shutting it down
+stops the agent and a reboot takes it away for a while; they cannot start up a host (off,
+nothing would answer). `fake-ironic` is a conductor: it powers each bare-metal node through
+a simulated BMC and stays up.
 """
 
 from __future__ import annotations
@@ -13,7 +18,18 @@ from __future__ import annotations
 import json
 import uuid as uuidlib
 
-from services.compute.drivers.base import Driver, NodeInventory, NumaCell, PciPool
+from berth.client.errors import NotFound
+
+from services.compute.drivers.base import (
+    AfterAnswer,
+    Driver,
+    NodeInventory,
+    NumaCell,
+    PciPool,
+    PowerAction,
+    PowerOutcome,
+    PowerState,
+)
 from services.compute.state import InstanceRecord, Resources
 
 # Fixed, so every agent of a pool derives the same node uuids (as Ironic's are shared).
@@ -39,16 +55,32 @@ def numa_cells(size: Resources) -> tuple[NumaCell, ...]:
 class _FakeDriver(Driver):
     """What all fakes share: sizes of one machine, and nothing to do to spawn or destroy."""
 
-    def __init__(self, host: str, host_ip: str, machine: Resources) -> None:
+    def __init__(
+        self, host: str, host_ip: str, machine: Resources, *, reboot_s: float | None = None
+    ) -> None:
         self.host = host
         self.host_ip = host_ip
         self.machine = machine
+        self.reboot_s = reboot_s  # how long a reboot keeps the host off; None: the agent picks
 
     async def spawn(self, instance: InstanceRecord, nodename: str) -> None:
         return None
 
     async def destroy(self, instance: InstanceRecord) -> None:
         return None
+
+    async def power_action(self, action: PowerAction, nodename: str | None) -> PowerOutcome:
+        """The agent runs on the host it powers: it goes off with it."""
+        match action:
+            case PowerAction.SHUTDOWN:
+                return PowerOutcome("shutting down", AfterAnswer.STOP)
+            case PowerAction.REBOOT:
+                return PowerOutcome("rebooting", AfterAnswer.RESTART, off_s=self.reboot_s)
+        raise self.cannot(
+            action,
+            f"a host that is off cannot start itself (its agent runs on it); power "
+            f"{self.host} on from its BMC or console",
+        )
 
 
 class FakeDriver(_FakeDriver):
@@ -87,8 +119,16 @@ class FakeClusterDriver(_FakeDriver):
 
     name = "fake-cluster"
 
-    def __init__(self, host: str, host_ip: str, machine: Resources, members: int) -> None:
-        super().__init__(host, host_ip, machine)
+    def __init__(
+        self,
+        host: str,
+        host_ip: str,
+        machine: Resources,
+        members: int,
+        *,
+        reboot_s: float | None = None,
+    ) -> None:
+        super().__init__(host, host_ip, machine, reboot_s=reboot_s)
         self.members = members
 
     @property
@@ -138,6 +178,10 @@ class FakeIronicDriver(_FakeDriver):
         super().__init__(host, host_ip, machine)
         self.count = count
         self.pool = pool
+        # The simulated BMCs: each node's power, by nodename; every node starts powered on.
+        self.power: dict[str, PowerState] = {
+            ironic_node_uuid(pool, index): PowerState.ON for index in range(count)
+        }
 
     async def nodes(self) -> list[NodeInventory]:
         cpu_info = _json({"arch": "x86_64", "pool": self.pool, "resource_class": "baremetal"})
@@ -158,3 +202,29 @@ class FakeIronicDriver(_FakeDriver):
                 )
             )
         return nodes
+
+    async def spawn(self, instance: InstanceRecord, nodename: str) -> None:
+        self.power[nodename] = PowerState.ON  # deploying powers the node on, as Ironic does
+
+    async def power_action(self, action: PowerAction, nodename: str | None) -> PowerOutcome:
+        """Through each node's BMC: every node of the host, or the one named."""
+        if nodename is not None and nodename not in self.power:
+            raise NotFound(
+                f"no bare-metal node {nodename!r} on host {self.host}",
+                reason="NODE_NOT_FOUND",
+                metadata={"host": self.host, "nodename": nodename},
+            )
+        targets = [nodename] if nodename is not None else list(self.power)
+        after = PowerState.OFF if action is PowerAction.SHUTDOWN else PowerState.ON
+        for target in targets:
+            self.power[target] = after  # a reboot is power off, then on
+        done = {
+            PowerAction.STARTUP: "powered on",
+            PowerAction.SHUTDOWN: "powered off",
+            PowerAction.REBOOT: "rebooted",
+        }[action]
+        which = f"node {nodename}" if nodename is not None else f"{len(targets)} nodes"
+        return PowerOutcome(
+            f"{done} {which} through the BMC",
+            nodes=tuple((target, after) for target in targets),
+        )

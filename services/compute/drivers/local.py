@@ -11,7 +11,7 @@ from pathlib import Path
 
 from berth.client.errors import Unimplemented
 
-from services.compute.drivers.base import Driver, NodeInventory
+from services.compute.drivers.base import Driver, NodeInventory, PowerAction, PowerOutcome
 from services.compute.state import InstanceRecord, Resources
 
 GIB = 2**30
@@ -65,3 +65,8 @@ class LocalDriver(Driver):
 
     async def destroy(self, instance: InstanceRecord) -> None:
         return None  # it never built one
+
+    async def power_action(self, action: PowerAction, nodename: str | None) -> PowerOutcome:
+        raise self.cannot(
+            action, "it reports this machine's inventory only and never powers the machine"
+        )

@@ -87,6 +87,47 @@ class AggregateMetadata(Base):
     value: Mapped[str] = mapped_column(String(255))
 
 
+class HostMaintenance(Base):
+    """A host that is or was in maintenance, and which registry conducts its moves.
+
+    `moving` is true from the start of a pass of moves until it ends; a pass whose lease
+    expired (its registry died) or was released early (its registry stopped) is resumed.
+    """
+
+    __tablename__ = "host_maintenance"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(255), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    moving: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The registry process conducting the moves, and until when its claim holds.
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class InstanceMove(Base):
+    """One instance moving off a host in maintenance:
+    PENDING -> SELECTED (destination and claim) -> BUILT (there too) -> DONE (deleted here),
+    or FAILED with the reason it stays. `reason` on a SELECTED or BUILT row: the pass gave up
+    on it for now (an agent unreachable); the next pass resumes it."""
+
+    __tablename__ = "instance_moves"
+    __table_args__ = (UniqueConstraint("host", "instance_uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(255))
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    state: Mapped[str] = mapped_column(String(16))
+    destination_host: Mapped[str] = mapped_column(String(255), default="")
+    destination_nodename: Mapped[str] = mapped_column(String(255), default="")
+    claim_id: Mapped[str] = mapped_column(String(64), default="")
+    reason: Mapped[str] = mapped_column(String(1024), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class RevisionCounter(RevisionCounterColumns, Base):
     __tablename__ = "registry_revision"
 

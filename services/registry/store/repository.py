@@ -180,6 +180,17 @@ async def aggregate_metadata(
     return result
 
 
+async def aggregates_of_host(session: AsyncSession, host: str) -> list[str]:
+    """Names of the aggregates `host` is in."""
+    query = (
+        select(Aggregate.name)
+        .join(AggregateHost, AggregateHost.aggregate_id == Aggregate.id)
+        .where(AggregateHost.host == host, LIVE_AGG)
+        .order_by(Aggregate.name)
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
 async def zones_of_hosts(
     session: AsyncSession,
     hosts: Sequence[str] | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import grpc
@@ -13,6 +14,7 @@ from grpc import aio
 
 from services.common.server import StartupError
 from services.compute.drivers.fake import ironic_node_uuid
+from services.compute.state import InstanceState
 from tests.integration.compute.support import agent_stub
 from tests.integration.registry.support import status_of
 
@@ -66,11 +68,95 @@ async def test_an_instance_is_built_listed_and_deleted(agent, compute):
     assert await status_of(again) is grpc.StatusCode.NOT_FOUND
 
 
-async def test_a_second_build_of_the_same_instance_already_exists(compute):
-    first = build()
-    await compute.BuildInstance(first)
-    assert await status_of(compute.BuildInstance(first)) is grpc.StatusCode.ALREADY_EXISTS
-    assert len(await listed(compute)) == 1
+async def test_a_retried_build_answers_the_instance_and_another_one_already_exists(agent, compute):
+    first = build(claim_id="claim-1")
+    built = (await compute.BuildInstance(first)).instance
+    # The same build again (a caller that lost the answer, a maintenance move resuming).
+    again = (await compute.BuildInstance(first)).instance
+    assert again == built
+    assert await listed(compute) == [built.uuid]
+    assert agent.manager.trackers["kvm-1"].usage().vcpus == 1
+    # The same uuid with other resources is another instance.
+    other = build(vcpus=2, instance_uuid=built.uuid)
+    error = await refusal(compute.BuildInstance(other))
+    assert error.code is grpc.StatusCode.ALREADY_EXISTS and error.reason == "INSTANCE_EXISTS"
+    assert await listed(compute) == [built.uuid]
+
+
+async def test_a_retried_build_on_another_bare_metal_node_already_exists(start_compute):
+    agent = await start_compute(host="ironic-1", driver="fake-ironic", fake_nodes=2)
+    first, second = ironic_node_uuid("ironic-1", 0), ironic_node_uuid("ironic-1", 1)
+    async with agent_stub(agent) as stub:
+        request = build(nodename=first)
+        await stub.BuildInstance(request)
+        elsewhere = build(nodename=second, instance_uuid=request.instance.uuid)
+        error = await refusal(stub.BuildInstance(elsewhere))
+        assert error.code is grpc.StatusCode.ALREADY_EXISTS
+        assert await listed(stub, second) == []
+
+
+async def test_a_build_a_stop_interrupted_is_completed_by_its_retry(start_compute, tmp_path):
+    agent = await start_compute()
+    request = build(claim_id="claim-1")
+    async with agent_stub(agent) as stub:
+        await stub.BuildInstance(request)
+    # As if the agent stopped mid-build: the state file holds the instance BUILDING.
+    record = agent.state.find(request.instance.uuid)
+    agent.state.put(dataclasses.replace(record, state=InstanceState.BUILDING))
+    await agent.state.persist()
+    await agent.stop(0)
+
+    again = await start_compute()
+    assert again.state.find(request.instance.uuid).state is InstanceState.ERROR
+    async with agent_stub(again) as stub:
+        built = (await stub.BuildInstance(request)).instance
+        assert built.state == node_pb2.INSTANCE_STATE_ACTIVE
+        assert await listed(stub) == [request.instance.uuid]
+    assert again.manager.trackers["kvm-1"].usage().vcpus == 1
+
+
+async def test_in_maintenance_an_agent_refuses_builds_but_deletes_and_remembers_it(
+    start_compute,
+):
+    agent = await start_compute()
+    async with agent_stub(agent) as stub:
+        kept = (await stub.BuildInstance(build())).instance
+        gone = (await stub.BuildInstance(build())).instance
+        status = (await stub.GetMaintenance(compute_pb2.GetMaintenanceRequest())).status
+        assert status.mode == host_pb2.MAINTENANCE_MODE_DISABLED
+        assert not status.HasField("started_at") and status.instances == 2
+
+        enter = compute_pb2.SetMaintenanceRequest(mode=host_pb2.MAINTENANCE_MODE_ENABLED)
+        status = (await stub.SetMaintenance(enter)).status
+        assert status.mode == host_pb2.MAINTENANCE_MODE_ENABLED and status.HasField("started_at")
+        since = status.started_at
+        assert (await stub.SetMaintenance(enter)).status.started_at == since  # idempotent
+
+        error = await refusal(stub.BuildInstance(build()))
+        assert error.code is grpc.StatusCode.FAILED_PRECONDITION
+        assert error.reason == "HOST_IN_MAINTENANCE"
+        # A retried build of an instance already here still answers it.
+        assert (await stub.BuildInstance(build(instance_uuid=kept.uuid))).instance.uuid == kept.uuid
+        await stub.DeleteInstance(compute_pb2.DeleteInstanceRequest(instance_uuid=gone.uuid))
+    await agent.stop(0)
+
+    again = await start_compute()
+    async with agent_stub(again) as stub:
+        status = (await stub.GetMaintenance(compute_pb2.GetMaintenanceRequest())).status
+        assert status.mode == host_pb2.MAINTENANCE_MODE_ENABLED
+        assert status.started_at == since and status.instances == 1
+        assert (await refusal(stub.BuildInstance(build()))).reason == "HOST_IN_MAINTENANCE"
+
+        leave = compute_pb2.SetMaintenanceRequest(mode=host_pb2.MAINTENANCE_MODE_DISABLED)
+        status = (await stub.SetMaintenance(leave)).status
+        assert status.mode == host_pb2.MAINTENANCE_MODE_DISABLED
+        assert not status.HasField("started_at")
+        await stub.BuildInstance(build())
+        assert len(await listed(stub)) == 2
+
+        for mode in (0, 7):
+            bad = compute_pb2.SetMaintenanceRequest(mode=mode)
+            assert (await refusal(stub.SetMaintenance(bad))).violations[0].field == "mode"
 
 
 async def test_an_instance_too_big_for_the_node_is_refused_saying_why(compute):
@@ -207,22 +293,35 @@ async def test_an_agent_refuses_to_start_when_the_reserve_cannot_fit_its_node(
     )
 
 
-@pytest.mark.parametrize(
-    ("method", "request_"),
-    [
-        (
-            "HostPowerAction",
-            compute_pb2.HostPowerActionRequest(action=host_pb2.POWER_ACTION_REBOOT),
-        ),
-        (
-            "SetMaintenance",
-            compute_pb2.SetMaintenanceRequest(mode=host_pb2.MAINTENANCE_MODE_ENABLED),
-        ),
-        ("GetMaintenance", compute_pb2.GetMaintenanceRequest()),
-        ("MoveInstance", compute_pb2.MoveInstanceRequest(instance_uuid=str(uuid.uuid4()))),
-    ],
-)
-async def test_host_actions_and_maintenance_are_not_built_yet(compute, method, request_):
-    error = await refusal(getattr(compute, method)(request_))
-    assert error.code is grpc.StatusCode.UNIMPLEMENTED
-    assert "Host API maintenance work" in error.message
+def grouped(group: str, policy: int) -> compute_pb2.BuildInstanceRequest:
+    request = build()
+    request.instance.server_group, request.instance.group_policy = group, policy
+    return request
+
+
+async def test_concurrent_builds_of_an_anti_affinity_group_admit_one_member_per_host(
+    start_compute,
+):
+    # Two scheduler replicas may both choose this host for members of one group: the agent
+    # is the last guard, as Nova's compute re-checks the group policy.
+    agent = await start_compute(fake_cluster_members=3, driver="fake-cluster")
+    anti = common_pb2.GROUP_POLICY_ANTI_AFFINITY
+    async with agent_stub(agent) as stub:
+        results = await asyncio.gather(
+            *(stub.BuildInstance(grouped("web", anti)) for _ in range(3)), return_exceptions=True
+        )
+        refused = [from_rpc_error(r) for r in results if isinstance(r, aio.AioRpcError)]
+        assert len(refused) == 2
+        assert {e.reason for e in refused} == {"GROUP_POLICY_VIOLATION"}
+        assert "anti-affinity server group 'web'" in refused[0].message
+        # Another group, an affinity group and no group are not limited.
+        await stub.BuildInstance(grouped("db", anti))
+        affinity = common_pb2.GROUP_POLICY_AFFINITY
+        await stub.BuildInstance(grouped("cache", affinity))
+        await stub.BuildInstance(grouped("cache", affinity))
+        await stub.BuildInstance(build())
+        listed_groups = sorted(
+            i.server_group
+            for i in (await stub.ListInstances(compute_pb2.ListInstancesRequest())).instances
+        )
+    assert listed_groups == ["", "cache", "cache", "db", "web"]

@@ -82,6 +82,22 @@ def test_compose_wires_every_process_and_each_agent_has_its_own_token(compose):
     assert drivers == {"fake", "fake-cluster", "fake-ironic"}
 
 
+def test_the_registry_may_pass_host_actions_on_to_the_agents_and_a_shut_down_host_stays_off(
+    compose,
+):
+    services = compose["services"]
+    # Every agent checks tokens from the same file as the registry, where the registry's own
+    # token (the one it calls agents with) is an admin's: HostPowerAction is admin-only.
+    for agent in ("compute-1", "vmware-1", "ironic-1"):
+        assert _env(compose, agent)["BERTH_AUTH_FILE"] == "/etc/berth/tokens.toml"
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in services[agent]["volumes"]}
+        assert mounts["/etc/berth/tokens.toml"] == services["registry"]["volumes"][0].split(":")[0]
+        # An agent whose host was shut down exits 0; Docker must not start it again.
+        assert services[agent]["restart"] == "on-failure"
+    table = TokenTable.load(_tokens_file(compose))
+    assert table.authenticate(f"Bearer {_env(compose, 'registry')['BERTH_TOKEN']}").is_admin
+
+
 def test_compose_runs_the_scheduler_on_redis_with_a_token_like_the_node_services(
     compose, monkeypatch
 ):

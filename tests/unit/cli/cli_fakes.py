@@ -136,6 +136,26 @@ class FakeRegistry:
             ),
         ]
 
+    def update_host(self, host: str, **kwargs: Any) -> Any:
+        """Streams `self.progress` (default: one answer, done)."""
+        self._record("update_host", host, **kwargs)
+        return iter(getattr(self, "progress", [hpb.UpdateHostResponse(host=host, done=True)]))
+
+    def host_action(self, host: str, action: str, **kwargs: Any) -> hpb.HostActionResponse:
+        """A bare-metal host (ironic-1) answers each of its two nodes' power; others a result."""
+        self._record("host_action", host, action, **kwargs)
+        number = hpb.PowerAction.Value(f"POWER_ACTION_{action.upper()}")
+        done = hpb.HostActionResponse(
+            host=host,
+            action=number,
+            result="rebooting" if host != "ironic-1" else "powered off 2 nodes through the BMC",
+            requested_at=Timestamp(seconds=1_700_000_000, nanos=250_000_000),
+        )
+        if host == "ironic-1":
+            for name in ("bm-0", "bm-1"):
+                done.nodes.add(nodename=name, power_state=hpb.POWER_STATE_OFF)
+        return done
+
     def create_aggregate(self, name: str, **kwargs: Any) -> pb.Aggregate:
         self._record("create_aggregate", name, **kwargs)
         return aggregate(name=name, availability_zone=kwargs.get("availability_zone", ""))

@@ -42,6 +42,14 @@ KEY = {"host": "cmp1", "binary": "berth-compute"}
         (["host-list", "--zone", "az1"], ("list_hosts", (), {"zone": "az1"})),
         (["host-describe", "cmp1"], ("describe_host", ("cmp1",), {})),
         (
+            ["host-action", "cmp1", "--action", "reboot"],
+            ("host_action", ("cmp1", "reboot"), {"nodename": ""}),
+        ),
+        (
+            ["host-action", "ironic-1", "--action", "startup", "--nodename", "bm-1"],
+            ("host_action", ("ironic-1", "startup"), {"nodename": "bm-1"}),
+        ),
+        (
             ["aggregate-create", "rack1"],
             ("create_aggregate", ("rack1",), {"availability_zone": ""}),
         ),
@@ -85,6 +93,9 @@ def test_a_sub_command_calls_the_client_once_with_its_arguments(argv, call):
         ["service-delete", "not-a-uuid"],
         ["service-delete", "a", "b", "c"],
         ["host-describe"],
+        ["host-action", "cmp1"],
+        ["host-action", "cmp1", "--action", "hibernate"],
+        ["host-action", "--action", "reboot"],
         ["aggregate-create"],
         ["aggregate-add-host", "rack1"],
         ["aggregate-set-metadata", "rack1"],

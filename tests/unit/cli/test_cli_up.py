@@ -394,6 +394,28 @@ def test_an_agent_that_dies_at_start_stops_everything_and_shows_its_log(tmp_path
     assert set(fleet.stopped) == {"registry", "node", "kvm-1", "ironic-1"}
 
 
+def test_an_agent_whose_host_was_shut_down_leaves_the_rest_running(tmp_path, monkeypatch):
+    fleet = Fleet(tmp_path, monkeypatch)
+    naps = 0
+
+    def shut_down_kvm_then_ctrl_c(seconds):
+        nonlocal naps
+        if seconds == 0.5:
+            naps += 1
+            if naps == 1:
+                fleet.processes["kvm-1"].returncode = 0  # `berth host-action kvm-1 shutdown`
+            elif naps == 3:
+                raise KeyboardInterrupt
+        fleet.now += seconds
+
+    assert fleet.run(sleep=shut_down_kvm_then_ctrl_c) == 0
+
+    err = fleet.err.getvalue()
+    assert err.count("agent kvm-1 stopped: its host was shut down; the rest go on") == 1
+    assert "exited with code" not in err and naps == 3
+    assert fleet.stopped == ["ironic-1", "vmware-1", "node", "registry"]
+
+
 def test_without_the_compute_agent_installed_up_suggests_no_fleet(tmp_path, monkeypatch):
     fleet = Fleet(tmp_path, monkeypatch)
     monkeypatch.setattr(up, "COMPUTE_MODULE", "berth_no_such_package.compute")

@@ -250,23 +250,20 @@ def test_delete_instance_and_list_instances():
 
 
 def test_power_and_maintenance_calls_send_their_enums():
-    status = cpb.MaintenanceStatus(mode=host_pb2.MAINTENANCE_MODE_ENABLED, remaining=2)
+    status = cpb.MaintenanceStatus(mode=host_pb2.MAINTENANCE_MODE_ENABLED, instances=2)
     client, channel = compute_client(
         HostPowerAction=cpb.HostPowerActionResponse(result="rebooting"),
         SetMaintenance=cpb.SetMaintenanceResponse(status=status),
         GetMaintenance=cpb.GetMaintenanceResponse(status=status),
-        MoveInstance=cpb.MoveInstanceResponse(instance=pb.Instance(uuid="i1", host="h2")),
     )
 
     assert client.power_action(host_pb2.POWER_ACTION_REBOOT, nodename="bm-0").result == "rebooting"
-    assert client.set_maintenance(True).remaining == 2
+    assert client.set_maintenance(True).instances == 2
     assert client.get_maintenance() == status
-    assert client.move_instance("i1", "h2", "n2", claim_id="c9").host == "h2"
 
-    power, maintenance, _, move = sent(channel)
+    power, maintenance, _ = sent(channel)
     assert (power.action, power.nodename) == (host_pb2.POWER_ACTION_REBOOT, "bm-0")
     assert maintenance.mode == host_pb2.MAINTENANCE_MODE_ENABLED
-    assert (move.destination_host, move.destination_nodename, move.claim_id) == ("h2", "n2", "c9")
 
 
 def test_leaving_maintenance_sends_disabled():

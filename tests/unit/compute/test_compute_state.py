@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,22 @@ async def test_node_uuids_and_instances_survive_a_round_trip(tmp_path: Path):
     assert again.find(kept.uuid) == kept
     assert list(again.instances_on("kvm-1")) == [kept.uuid]
     again.close()
+
+
+async def test_maintenance_survives_a_round_trip_and_older_files_are_not_in_it(tmp_path: Path):
+    state = AgentState.load(tmp_path, "kvm-1")
+    assert state.maintenance_since is None  # a new file, as one written before maintenance
+    since = datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)
+    state.maintenance_since = since
+    await state.persist()
+    state.close()
+
+    again = AgentState.load(tmp_path, "kvm-1")
+    assert again.maintenance_since == since
+    again.maintenance_since = None
+    await again.persist()
+    again.close()
+    assert "maintenance_since" not in json.loads((tmp_path / STATE_FILE).read_text())
 
 
 def test_a_node_uuid_is_made_once_unless_the_driver_has_its_own():
@@ -90,6 +107,15 @@ def test_a_data_directory_of_another_host_is_refused(tmp_path: Path):
         pytest.param(
             '{"host": "kvm-1", "node_uuids": {}, "instances": [{"uuid": "x"}]}',
             id="bad-instance",
+        ),
+        pytest.param(
+            '{"host": "kvm-1", "node_uuids": {}, "instances": [], "maintenance_since": 5}',
+            id="bad-maintenance",
+        ),
+        pytest.param(
+            '{"host": "kvm-1", "node_uuids": {}, "instances": [],'
+            ' "maintenance_since": "2026-01-01T00:00:00"}',
+            id="maintenance-without-zone",
         ),
     ],
 )

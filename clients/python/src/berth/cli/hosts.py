@@ -1,11 +1,13 @@
-"""host-list and host-describe, with novaclient's columns."""
+"""host-list, host-describe and host-action, with novaclient's columns."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from berth.cli.output import Output, dash, message_dict
+from berth.cli.output import Output, dash, message_dict, timestamp_text
+from berth.client.host import POWER_ACTIONS
+from berth.v1 import host_pb2
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -19,6 +21,25 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("host", metavar="HOST", help="Host name.")
     p.set_defaults(func=host_describe, client="hosts")
+
+    p = sub.add_parser(
+        "host-action",
+        parents=[common],
+        help="Start up, shut down or reboot a host through its compute agent's driver.",
+        description="Start up, shut down or reboot a host through its compute agent's driver "
+        "(admin only). fake and fake-cluster hosts shut down or reboot with their agent and "
+        "cannot start themselves; fake-ironic powers its bare-metal nodes through their BMCs; "
+        "local does none.",
+    )
+    p.add_argument("host", metavar="HOST", help="Host name.")
+    p.add_argument("--action", required=True, choices=POWER_ACTIONS, help="The power action.")
+    p.add_argument(
+        "--nodename",
+        default="",
+        metavar="NODE",
+        help="Bare metal: only this node of the host (default: every node).",
+    )
+    p.set_defaults(func=host_action, client="hosts")
 
 
 def host_list(client: Any, args: argparse.Namespace, out: Output) -> int:
@@ -47,4 +68,26 @@ def host_describe(client: Any, args: argparse.Namespace, out: Output) -> int:
         ],
         [message_dict(row) for row in rows],
     )
+    return 0
+
+
+_POWER_STATES = {host_pb2.POWER_STATE_ON: "power on", host_pb2.POWER_STATE_OFF: "power off"}
+
+
+def host_action(client: Any, args: argparse.Namespace, out: Output) -> int:
+    done = client.host_action(args.host, args.action, nodename=args.nodename)
+    if out.json_mode:
+        out.json(message_dict(done))
+        return 0
+    out.table(
+        ("HOST", "power_action", "result", "requested_at"),
+        [[done.host, args.action, done.result, timestamp_text(done, "requested_at")]],
+        None,
+    )
+    if done.nodes:
+        out.table(
+            ("NODE", "power_state"),
+            [[node.nodename, _POWER_STATES.get(node.power_state, "-")] for node in done.nodes],
+            None,
+        )
     return 0

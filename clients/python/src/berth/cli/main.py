@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from berth import __version__
-from berth.cli import agent, aggregates, hosts, hypervisors, scheduler, servers, services, up
+from berth.cli import (
+    agent,
+    aggregates,
+    host_update,
+    hosts,
+    hypervisors,
+    scheduler,
+    servers,
+    services,
+    up,
+)
 from berth.cli.output import Output, UsageError
 from berth.client.channel import DEFAULT_TIMEOUT
 from berth.client.compute import ComputeClient
@@ -64,6 +74,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     services.add_commands(sub, common)
     hosts.add_commands(sub, common)
+    host_update.add_commands(sub, common)
     hypervisors.add_commands(sub, common)
     servers.add_commands(sub, common)
     scheduler.add_commands(sub, common)

@@ -442,7 +442,9 @@ def _supervise(
     redis: RedisServer | None = None,
 ) -> int:
     """Watch the children (and the embedded Redis); one that dies on its own ends `berth up`
-    with an error."""
+    with an error. An agent that ends cleanly had its host shut down (`berth host-action`):
+    the rest go on without it."""
+    shut_down: set[str] = set()
     while True:
         if redis is not None and not redis.running():
             print(f"the embedded redis exited; see {redis.log_path}", file=err)
@@ -450,10 +452,15 @@ def _supervise(
             return 1
         for child in children:
             code = child.process.poll()
-            if code is not None:
-                print(f"{child.name} exited with code {code}; see {child.log_path}", file=err)
-                _print_tail(child.log_path, err)
-                return 1
+            if code is None or child.name in shut_down:
+                continue
+            if code == 0 and child.agent is not None:
+                shut_down.add(child.name)
+                print(f"{child.name} stopped: its host was shut down; the rest go on", file=err)
+                continue
+            print(f"{child.name} exited with code {code}; see {child.log_path}", file=err)
+            _print_tail(child.log_path, err)
+            return 1
         sleep(0.5)
 
 

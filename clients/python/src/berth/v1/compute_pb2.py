@@ -27,7 +27,7 @@ from berth.v1 import node_pb2 as berth_dot_v1_dot_node__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x65rth/v1/compute.proto\x12\x08\x62\x65rth.v1\x1a\x13\x62\x65rth/v1/host.proto\x1a\x13\x62\x65rth/v1/node.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x14\x42uildInstanceRequest\x12$\n\x08instance\x18\x01 \x01(\x0b\x32\x12.berth.v1.Instance\x12\x10\n\x08nodename\x18\x02 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x03 \x01(\t\"=\n\x15\x42uildInstanceResponse\x12$\n\x08instance\x18\x01 \x01(\x0b\x32\x12.berth.v1.Instance\".\n\x15\x44\x65leteInstanceRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteInstanceResponse\"O\n\x14ListInstancesRequest\x12\x10\n\x08nodename\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x15ListInstancesResponse\x12%\n\tinstances\x18\x01 \x03(\x0b\x32\x12.berth.v1.Instance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x16HostPowerActionRequest\x12%\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x15.berth.v1.PowerAction\x12\x10\n\x08nodename\x18\x02 \x01(\t\"P\n\x17HostPowerActionResponse\x12%\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x15.berth.v1.PowerAction\x12\x0e\n\x06result\x18\x02 \x01(\t\"@\n\x15SetMaintenanceRequest\x12\'\n\x04mode\x18\x01 \x01(\x0e\x32\x19.berth.v1.MaintenanceMode\"E\n\x16SetMaintenanceResponse\x12+\n\x06status\x18\x01 \x01(\x0b\x32\x1b.berth.v1.MaintenanceStatus\"\x17\n\x15GetMaintenanceRequest\"E\n\x16GetMaintenanceResponse\x12+\n\x06status\x18\x01 \x01(\x0b\x32\x1b.berth.v1.MaintenanceStatus\"\xcd\x01\n\x11MaintenanceStatus\x12\'\n\x04mode\x18\x01 \x01(\x0e\x32\x19.berth.v1.MaintenanceMode\x12\r\n\x05moved\x18\x02 \x01(\x05\x12\x11\n\tremaining\x18\x03 \x01(\x05\x12/\n\x08\x66\x61ilures\x18\x04 \x03(\x0b\x32\x1d.berth.v1.InstanceMoveFailure\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\"v\n\x13MoveInstanceRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12\x18\n\x10\x64\x65stination_host\x18\x02 \x01(\t\x12\x1c\n\x14\x64\x65stination_nodename\x18\x03 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x04 \x01(\t\"<\n\x14MoveInstanceResponse\x12$\n\x08instance\x18\x01 \x01(\x0b\x32\x12.berth.v1.Instance2\xe9\x04\n\x13\x43omputeAgentService\x12P\n\rBuildInstance\x12\x1e.berth.v1.BuildInstanceRequest\x1a\x1f.berth.v1.BuildInstanceResponse\x12S\n\x0e\x44\x65leteInstance\x12\x1f.berth.v1.DeleteInstanceRequest\x1a .berth.v1.DeleteInstanceResponse\x12U\n\rListInstances\x12\x1e.berth.v1.ListInstancesRequest\x1a\x1f.berth.v1.ListInstancesResponse\"\x03\x90\x02\x01\x12V\n\x0fHostPowerAction\x12 .berth.v1.HostPowerActionRequest\x1a!.berth.v1.HostPowerActionResponse\x12S\n\x0eSetMaintenance\x12\x1f.berth.v1.SetMaintenanceRequest\x1a .berth.v1.SetMaintenanceResponse\x12X\n\x0eGetMaintenance\x12\x1f.berth.v1.GetMaintenanceRequest\x1a .berth.v1.GetMaintenanceResponse\"\x03\x90\x02\x01\x12M\n\x0cMoveInstance\x12\x1d.berth.v1.MoveInstanceRequest\x1a\x1e.berth.v1.MoveInstanceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x65rth/v1/compute.proto\x12\x08\x62\x65rth.v1\x1a\x13\x62\x65rth/v1/host.proto\x1a\x13\x62\x65rth/v1/node.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x14\x42uildInstanceRequest\x12$\n\x08instance\x18\x01 \x01(\x0b\x32\x12.berth.v1.Instance\x12\x10\n\x08nodename\x18\x02 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x03 \x01(\t\"=\n\x15\x42uildInstanceResponse\x12$\n\x08instance\x18\x01 \x01(\x0b\x32\x12.berth.v1.Instance\".\n\x15\x44\x65leteInstanceRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteInstanceResponse\"O\n\x14ListInstancesRequest\x12\x10\n\x08nodename\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x15ListInstancesResponse\x12%\n\tinstances\x18\x01 \x03(\x0b\x32\x12.berth.v1.Instance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x16HostPowerActionRequest\x12%\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x15.berth.v1.PowerAction\x12\x10\n\x08nodename\x18\x02 \x01(\t\"t\n\x17HostPowerActionResponse\x12%\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x15.berth.v1.PowerAction\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\"\n\x05nodes\x18\x03 \x03(\x0b\x32\x13.berth.v1.NodePower\"@\n\x15SetMaintenanceRequest\x12\'\n\x04mode\x18\x01 \x01(\x0e\x32\x19.berth.v1.MaintenanceMode\"E\n\x16SetMaintenanceResponse\x12+\n\x06status\x18\x01 \x01(\x0b\x32\x1b.berth.v1.MaintenanceStatus\"\x17\n\x15GetMaintenanceRequest\"E\n\x16GetMaintenanceResponse\x12+\n\x06status\x18\x01 \x01(\x0b\x32\x1b.berth.v1.MaintenanceStatus\"\xb9\x01\n\x11MaintenanceStatus\x12\'\n\x04mode\x18\x01 \x01(\x0e\x32\x19.berth.v1.MaintenanceMode\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tinstances\x18\x07 \x01(\x05J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05J\x04\x08\x06\x10\x07R\x05movedR\tremainingR\x08\x66\x61iluresR\x04\x64one2\x9a\x04\n\x13\x43omputeAgentService\x12P\n\rBuildInstance\x12\x1e.berth.v1.BuildInstanceRequest\x1a\x1f.berth.v1.BuildInstanceResponse\x12S\n\x0e\x44\x65leteInstance\x12\x1f.berth.v1.DeleteInstanceRequest\x1a .berth.v1.DeleteInstanceResponse\x12U\n\rListInstances\x12\x1e.berth.v1.ListInstancesRequest\x1a\x1f.berth.v1.ListInstancesResponse\"\x03\x90\x02\x01\x12V\n\x0fHostPowerAction\x12 .berth.v1.HostPowerActionRequest\x1a!.berth.v1.HostPowerActionResponse\x12S\n\x0eSetMaintenance\x12\x1f.berth.v1.SetMaintenanceRequest\x1a .berth.v1.SetMaintenanceResponse\x12X\n\x0eGetMaintenance\x12\x1f.berth.v1.GetMaintenanceRequest\x1a .berth.v1.GetMaintenanceResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,21 +53,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HOSTPOWERACTIONREQUEST']._serialized_start=516
   _globals['_HOSTPOWERACTIONREQUEST']._serialized_end=597
   _globals['_HOSTPOWERACTIONRESPONSE']._serialized_start=599
-  _globals['_HOSTPOWERACTIONRESPONSE']._serialized_end=679
-  _globals['_SETMAINTENANCEREQUEST']._serialized_start=681
-  _globals['_SETMAINTENANCEREQUEST']._serialized_end=745
-  _globals['_SETMAINTENANCERESPONSE']._serialized_start=747
-  _globals['_SETMAINTENANCERESPONSE']._serialized_end=816
-  _globals['_GETMAINTENANCEREQUEST']._serialized_start=818
-  _globals['_GETMAINTENANCEREQUEST']._serialized_end=841
-  _globals['_GETMAINTENANCERESPONSE']._serialized_start=843
-  _globals['_GETMAINTENANCERESPONSE']._serialized_end=912
-  _globals['_MAINTENANCESTATUS']._serialized_start=915
-  _globals['_MAINTENANCESTATUS']._serialized_end=1120
-  _globals['_MOVEINSTANCEREQUEST']._serialized_start=1122
-  _globals['_MOVEINSTANCEREQUEST']._serialized_end=1240
-  _globals['_MOVEINSTANCERESPONSE']._serialized_start=1242
-  _globals['_MOVEINSTANCERESPONSE']._serialized_end=1302
-  _globals['_COMPUTEAGENTSERVICE']._serialized_start=1305
-  _globals['_COMPUTEAGENTSERVICE']._serialized_end=1922
+  _globals['_HOSTPOWERACTIONRESPONSE']._serialized_end=715
+  _globals['_SETMAINTENANCEREQUEST']._serialized_start=717
+  _globals['_SETMAINTENANCEREQUEST']._serialized_end=781
+  _globals['_SETMAINTENANCERESPONSE']._serialized_start=783
+  _globals['_SETMAINTENANCERESPONSE']._serialized_end=852
+  _globals['_GETMAINTENANCEREQUEST']._serialized_start=854
+  _globals['_GETMAINTENANCEREQUEST']._serialized_end=877
+  _globals['_GETMAINTENANCERESPONSE']._serialized_start=879
+  _globals['_GETMAINTENANCERESPONSE']._serialized_end=948
+  _globals['_MAINTENANCESTATUS']._serialized_start=951
+  _globals['_MAINTENANCESTATUS']._serialized_end=1136
+  _globals['_COMPUTEAGENTSERVICE']._serialized_start=1139
+  _globals['_COMPUTEAGENTSERVICE']._serialized_end=1677
 # @@protoc_insertion_point(module_scope)

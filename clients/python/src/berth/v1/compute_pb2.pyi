@@ -23,6 +23,11 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class BuildInstanceRequest(_message.Message):
+    """Building an instance that is already here, on the same node with the same resources
+    (a retried build), answers the instance as it is; the same uuid on another node or with
+    other resources is ALREADY_EXISTS.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INSTANCE_FIELD_NUMBER: _builtins.int
@@ -183,18 +188,24 @@ class HostPowerActionResponse(_message.Message):
 
     ACTION_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
     action: _host_pb2.PowerAction.ValueType
     result: _builtins.str
     """What the driver did, e.g. `shutting down`."""
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[_host_pb2.NodePower]:
+        """Bare metal: each node acted on, with its power state after the action."""
+
     def __init__(
         self,
         *,
         action: _host_pb2.PowerAction.ValueType = ...,
         result: _builtins.str = ...,
+        nodes: _abc.Iterable[_host_pb2.NodePower] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "nodes", b"nodes", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -276,88 +287,34 @@ Global___GetMaintenanceResponse: _TypeAlias = GetMaintenanceResponse  # noqa: Y0
 
 @_typing.final
 class MaintenanceStatus(_message.Message):
-    """Maintenance state of a host and the progress of evacuating it."""
+    """Maintenance state of one host as its agent knows it. The progress of moving the host's
+    instances away (moved, remaining, failures) is the registry's: it conducts the moves and
+    streams them from HostService.UpdateHost.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     MODE_FIELD_NUMBER: _builtins.int
-    MOVED_FIELD_NUMBER: _builtins.int
-    REMAINING_FIELD_NUMBER: _builtins.int
-    FAILURES_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
-    DONE_FIELD_NUMBER: _builtins.int
+    INSTANCES_FIELD_NUMBER: _builtins.int
     mode: _host_pb2.MaintenanceMode.ValueType
-    moved: _builtins.int
-    remaining: _builtins.int
-    done: _builtins.bool
-    """True when no move is in progress."""
+    instances: _builtins.int
+    """Instances still on this host (on any of its nodes)."""
     @_builtins.property
-    def failures(self) -> _containers.RepeatedCompositeFieldContainer[_host_pb2.InstanceMoveFailure]: ...
-    @_builtins.property
-    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When the agent entered maintenance; unset when it is not in maintenance."""
+
     def __init__(
         self,
         *,
         mode: _host_pb2.MaintenanceMode.ValueType = ...,
-        moved: _builtins.int = ...,
-        remaining: _builtins.int = ...,
-        failures: _abc.Iterable[_host_pb2.InstanceMoveFailure] | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
-        done: _builtins.bool = ...,
+        instances: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "failures", b"failures", "mode", b"mode", "moved", b"moved", "remaining", b"remaining", "started_at", b"started_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instances", b"instances", "mode", b"mode", "started_at", b"started_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MaintenanceStatus: _TypeAlias = MaintenanceStatus  # noqa: Y015
-
-@_typing.final
-class MoveInstanceRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INSTANCE_UUID_FIELD_NUMBER: _builtins.int
-    DESTINATION_HOST_FIELD_NUMBER: _builtins.int
-    DESTINATION_NODENAME_FIELD_NUMBER: _builtins.int
-    CLAIM_ID_FIELD_NUMBER: _builtins.int
-    instance_uuid: _builtins.str
-    destination_host: _builtins.str
-    """Destination chosen by the scheduler, with its claim."""
-    destination_nodename: _builtins.str
-    claim_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        instance_uuid: _builtins.str = ...,
-        destination_host: _builtins.str = ...,
-        destination_nodename: _builtins.str = ...,
-        claim_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "destination_host", b"destination_host", "destination_nodename", b"destination_nodename", "instance_uuid", b"instance_uuid"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___MoveInstanceRequest: _TypeAlias = MoveInstanceRequest  # noqa: Y015
-
-@_typing.final
-class MoveInstanceResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INSTANCE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def instance(self) -> _node_pb2.Instance: ...
-    def __init__(
-        self,
-        *,
-        instance: _node_pb2.Instance | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["instance", b"instance"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["instance", b"instance"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___MoveInstanceResponse: _TypeAlias = MoveInstanceResponse  # noqa: Y015

@@ -28,7 +28,8 @@ if _version_not_supported:
 class ComputeAgentServiceStub:
     """ComputeAgentService runs on every compute host: it builds and deletes instances through
     the host's virt driver (its ResourceTracker is the final guard on capacity) and carries
-    out host power actions and maintenance moves.
+    out host power actions. Maintenance moves are conducted by the registry (host-update):
+    it builds each instance on its destination's agent and then deletes it here.
     """
 
     def __init__(self, channel):
@@ -67,17 +68,13 @@ class ComputeAgentServiceStub:
                 request_serializer=berth_dot_v1_dot_compute__pb2.GetMaintenanceRequest.SerializeToString,
                 response_deserializer=berth_dot_v1_dot_compute__pb2.GetMaintenanceResponse.FromString,
                 _registered_method=True)
-        self.MoveInstance = channel.unary_unary(
-                '/berth.v1.ComputeAgentService/MoveInstance',
-                request_serializer=berth_dot_v1_dot_compute__pb2.MoveInstanceRequest.SerializeToString,
-                response_deserializer=berth_dot_v1_dot_compute__pb2.MoveInstanceResponse.FromString,
-                _registered_method=True)
 
 
 class ComputeAgentServiceServicer:
     """ComputeAgentService runs on every compute host: it builds and deletes instances through
     the host's virt driver (its ResourceTracker is the final guard on capacity) and carries
-    out host power actions and maintenance moves.
+    out host power actions. Maintenance moves are conducted by the registry (host-update):
+    it builds each instance on its destination's agent and then deletes it here.
     """
 
     def BuildInstance(self, request, context):
@@ -102,30 +99,27 @@ class ComputeAgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def HostPowerAction(self, request, context):
-        """Start up, shut down or reboot the host through the driver; UNIMPLEMENTED where it
-        cannot.
+        """Start up, shut down or reboot the host through the driver; UNIMPLEMENTED (naming the
+        driver and the action) where it cannot. Where the agent runs on the host it powers
+        (fake, fake-cluster), it answers first, then stops (shutdown) or goes away and comes
+        back on the same endpoint (reboot). A bare-metal conductor (fake-ironic) powers its
+        nodes through their BMCs and stays up. Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetMaintenance(self, request, context):
-        """Enter or leave maintenance mode.
+        """Enter or leave maintenance mode. In maintenance the agent refuses new builds
+        (FAILED_PRECONDITION, reason HOST_IN_MAINTENANCE), even those a scheduler sends before
+        it has seen the host disabled; deleting still works. Idempotent; survives a restart.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetMaintenance(self, request, context):
-        """Whether the host is in maintenance, and the progress of moving its instances.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def MoveInstance(self, request, context):
-        """Move one instance from this host to another (build there under a claim, then delete
-        here).
+        """Whether the host is in maintenance, and how many instances it still holds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,11 +158,6 @@ def add_ComputeAgentServiceServicer_to_server(servicer, server):
                     request_deserializer=berth_dot_v1_dot_compute__pb2.GetMaintenanceRequest.FromString,
                     response_serializer=berth_dot_v1_dot_compute__pb2.GetMaintenanceResponse.SerializeToString,
             ),
-            'MoveInstance': grpc.unary_unary_rpc_method_handler(
-                    servicer.MoveInstance,
-                    request_deserializer=berth_dot_v1_dot_compute__pb2.MoveInstanceRequest.FromString,
-                    response_serializer=berth_dot_v1_dot_compute__pb2.MoveInstanceResponse.SerializeToString,
-            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'berth.v1.ComputeAgentService', rpc_method_handlers)
@@ -180,7 +169,8 @@ def add_ComputeAgentServiceServicer_to_server(servicer, server):
 class ComputeAgentService:
     """ComputeAgentService runs on every compute host: it builds and deletes instances through
     the host's virt driver (its ResourceTracker is the final guard on capacity) and carries
-    out host power actions and maintenance moves.
+    out host power actions. Maintenance moves are conducted by the registry (host-update):
+    it builds each instance on its destination's agent and then deletes it here.
     """
 
     @staticmethod
@@ -335,33 +325,6 @@ class ComputeAgentService:
             '/berth.v1.ComputeAgentService/GetMaintenance',
             berth_dot_v1_dot_compute__pb2.GetMaintenanceRequest.SerializeToString,
             berth_dot_v1_dot_compute__pb2.GetMaintenanceResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def MoveInstance(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/berth.v1.ComputeAgentService/MoveInstance',
-            berth_dot_v1_dot_compute__pb2.MoveInstanceRequest.SerializeToString,
-            berth_dot_v1_dot_compute__pb2.MoveInstanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

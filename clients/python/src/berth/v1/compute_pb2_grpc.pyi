@@ -29,7 +29,8 @@ GRPC_VERSION: str
 class ComputeAgentServiceStub:
     """ComputeAgentService runs on every compute host: it builds and deletes instances through
     the host's virt driver (its ResourceTracker is the final guard on capacity) and carries
-    out host power actions and maintenance moves.
+    out host power actions. Maintenance moves are conducted by the registry (host-update):
+    it builds each instance on its destination's agent and then deletes it here.
     """
 
     @_typing.overload
@@ -43,23 +44,26 @@ class ComputeAgentServiceStub:
     ListInstances: _grpc.UnaryUnaryMultiCallable[_compute_pb2.ListInstancesRequest, _compute_pb2.ListInstancesResponse]
     """The instances on this host."""
     HostPowerAction: _grpc.UnaryUnaryMultiCallable[_compute_pb2.HostPowerActionRequest, _compute_pb2.HostPowerActionResponse]
-    """Start up, shut down or reboot the host through the driver; UNIMPLEMENTED where it
-    cannot.
+    """Start up, shut down or reboot the host through the driver; UNIMPLEMENTED (naming the
+    driver and the action) where it cannot. Where the agent runs on the host it powers
+    (fake, fake-cluster), it answers first, then stops (shutdown) or goes away and comes
+    back on the same endpoint (reboot). A bare-metal conductor (fake-ironic) powers its
+    nodes through their BMCs and stays up. Admin only.
     """
     SetMaintenance: _grpc.UnaryUnaryMultiCallable[_compute_pb2.SetMaintenanceRequest, _compute_pb2.SetMaintenanceResponse]
-    """Enter or leave maintenance mode."""
-    GetMaintenance: _grpc.UnaryUnaryMultiCallable[_compute_pb2.GetMaintenanceRequest, _compute_pb2.GetMaintenanceResponse]
-    """Whether the host is in maintenance, and the progress of moving its instances."""
-    MoveInstance: _grpc.UnaryUnaryMultiCallable[_compute_pb2.MoveInstanceRequest, _compute_pb2.MoveInstanceResponse]
-    """Move one instance from this host to another (build there under a claim, then delete
-    here).
+    """Enter or leave maintenance mode. In maintenance the agent refuses new builds
+    (FAILED_PRECONDITION, reason HOST_IN_MAINTENANCE), even those a scheduler sends before
+    it has seen the host disabled; deleting still works. Idempotent; survives a restart.
     """
+    GetMaintenance: _grpc.UnaryUnaryMultiCallable[_compute_pb2.GetMaintenanceRequest, _compute_pb2.GetMaintenanceResponse]
+    """Whether the host is in maintenance, and how many instances it still holds."""
 
 @_typing.type_check_only
 class ComputeAgentServiceAsyncStub(ComputeAgentServiceStub):
     """ComputeAgentService runs on every compute host: it builds and deletes instances through
     the host's virt driver (its ResourceTracker is the final guard on capacity) and carries
-    out host power actions and maintenance moves.
+    out host power actions. Maintenance moves are conducted by the registry (host-update):
+    it builds each instance on its destination's agent and then deletes it here.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -70,22 +74,25 @@ class ComputeAgentServiceAsyncStub(ComputeAgentServiceStub):
     ListInstances: _aio.UnaryUnaryMultiCallable[_compute_pb2.ListInstancesRequest, _compute_pb2.ListInstancesResponse]  # type: ignore[assignment]
     """The instances on this host."""
     HostPowerAction: _aio.UnaryUnaryMultiCallable[_compute_pb2.HostPowerActionRequest, _compute_pb2.HostPowerActionResponse]  # type: ignore[assignment]
-    """Start up, shut down or reboot the host through the driver; UNIMPLEMENTED where it
-    cannot.
+    """Start up, shut down or reboot the host through the driver; UNIMPLEMENTED (naming the
+    driver and the action) where it cannot. Where the agent runs on the host it powers
+    (fake, fake-cluster), it answers first, then stops (shutdown) or goes away and comes
+    back on the same endpoint (reboot). A bare-metal conductor (fake-ironic) powers its
+    nodes through their BMCs and stays up. Admin only.
     """
     SetMaintenance: _aio.UnaryUnaryMultiCallable[_compute_pb2.SetMaintenanceRequest, _compute_pb2.SetMaintenanceResponse]  # type: ignore[assignment]
-    """Enter or leave maintenance mode."""
-    GetMaintenance: _aio.UnaryUnaryMultiCallable[_compute_pb2.GetMaintenanceRequest, _compute_pb2.GetMaintenanceResponse]  # type: ignore[assignment]
-    """Whether the host is in maintenance, and the progress of moving its instances."""
-    MoveInstance: _aio.UnaryUnaryMultiCallable[_compute_pb2.MoveInstanceRequest, _compute_pb2.MoveInstanceResponse]  # type: ignore[assignment]
-    """Move one instance from this host to another (build there under a claim, then delete
-    here).
+    """Enter or leave maintenance mode. In maintenance the agent refuses new builds
+    (FAILED_PRECONDITION, reason HOST_IN_MAINTENANCE), even those a scheduler sends before
+    it has seen the host disabled; deleting still works. Idempotent; survives a restart.
     """
+    GetMaintenance: _aio.UnaryUnaryMultiCallable[_compute_pb2.GetMaintenanceRequest, _compute_pb2.GetMaintenanceResponse]  # type: ignore[assignment]
+    """Whether the host is in maintenance, and how many instances it still holds."""
 
 class ComputeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """ComputeAgentService runs on every compute host: it builds and deletes instances through
     the host's virt driver (its ResourceTracker is the final guard on capacity) and carries
-    out host power actions and maintenance moves.
+    out host power actions. Maintenance moves are conducted by the registry (host-update):
+    it builds each instance on its destination's agent and then deletes it here.
     """
 
     @_abc_1.abstractmethod
@@ -118,8 +125,11 @@ class ComputeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _compute_pb2.HostPowerActionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_compute_pb2.HostPowerActionResponse, _abc.Awaitable[_compute_pb2.HostPowerActionResponse]]:
-        """Start up, shut down or reboot the host through the driver; UNIMPLEMENTED where it
-        cannot.
+        """Start up, shut down or reboot the host through the driver; UNIMPLEMENTED (naming the
+        driver and the action) where it cannot. Where the agent runs on the host it powers
+        (fake, fake-cluster), it answers first, then stops (shutdown) or goes away and comes
+        back on the same endpoint (reboot). A bare-metal conductor (fake-ironic) powers its
+        nodes through their BMCs and stays up. Admin only.
         """
 
     @_abc_1.abstractmethod
@@ -128,7 +138,10 @@ class ComputeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _compute_pb2.SetMaintenanceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_compute_pb2.SetMaintenanceResponse, _abc.Awaitable[_compute_pb2.SetMaintenanceResponse]]:
-        """Enter or leave maintenance mode."""
+        """Enter or leave maintenance mode. In maintenance the agent refuses new builds
+        (FAILED_PRECONDITION, reason HOST_IN_MAINTENANCE), even those a scheduler sends before
+        it has seen the host disabled; deleting still works. Idempotent; survives a restart.
+        """
 
     @_abc_1.abstractmethod
     def GetMaintenance(
@@ -136,16 +149,6 @@ class ComputeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _compute_pb2.GetMaintenanceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_compute_pb2.GetMaintenanceResponse, _abc.Awaitable[_compute_pb2.GetMaintenanceResponse]]:
-        """Whether the host is in maintenance, and the progress of moving its instances."""
-
-    @_abc_1.abstractmethod
-    def MoveInstance(
-        self,
-        request: _compute_pb2.MoveInstanceRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_compute_pb2.MoveInstanceResponse, _abc.Awaitable[_compute_pb2.MoveInstanceResponse]]:
-        """Move one instance from this host to another (build there under a claim, then delete
-        here).
-        """
+        """Whether the host is in maintenance, and how many instances it still holds."""
 
 def add_ComputeAgentServiceServicer_to_server(servicer: ComputeAgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

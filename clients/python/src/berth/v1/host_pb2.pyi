@@ -77,6 +77,24 @@ POWER_ACTION_SHUTDOWN: PowerAction.ValueType  # 2
 POWER_ACTION_REBOOT: PowerAction.ValueType  # 3
 Global___PowerAction: _TypeAlias = PowerAction  # noqa: Y015
 
+class _PowerState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PowerStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PowerState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POWER_STATE_UNSPECIFIED: _PowerState.ValueType  # 0
+    POWER_STATE_ON: _PowerState.ValueType  # 1
+    POWER_STATE_OFF: _PowerState.ValueType  # 2
+
+class PowerState(_PowerState, metaclass=_PowerStateEnumTypeWrapper):
+    """Whether a node is powered (Ironic's `power on` / `power off`)."""
+
+POWER_STATE_UNSPECIFIED: PowerState.ValueType  # 0
+POWER_STATE_ON: PowerState.ValueType  # 1
+POWER_STATE_OFF: PowerState.ValueType  # 2
+Global___PowerState: _TypeAlias = PowerState  # noqa: Y015
+
 @_typing.final
 class HostSummary(_message.Message):
     """One row of host-list."""
@@ -257,7 +275,9 @@ Global___UpdateHostRequest: _TypeAlias = UpdateHostRequest  # noqa: Y015
 
 @_typing.final
 class UpdateHostResponse(_message.Message):
-    """Progress of a host update; the last message of the stream has `done = true`."""
+    """Progress of a host update; the last message of the stream has `done = true`. A status
+    update answers with one message.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -270,15 +290,20 @@ class UpdateHostResponse(_message.Message):
     DONE_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     status: Global___HostStatus.ValueType
+    """Whether the host's compute service is enabled now."""
     maintenance_mode: Global___MaintenanceMode.ValueType
+    """Whether the host is in maintenance now."""
     moved: _builtins.int
-    """Instances moved away so far."""
+    """Instances moved away since the host entered maintenance."""
     remaining: _builtins.int
-    """Instances still to move."""
+    """Instances still to move in the pass under way (0 once `done`)."""
     done: _builtins.bool
     @_builtins.property
     def failures(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstanceMoveFailure]:
-        """Instances that could not move, with why."""
+        """Instances that could not move and stay on the host, with why (no room in the
+        aggregate, the host in no aggregate, an agent unreachable, ...). Asking again retries
+        them.
+        """
 
     def __init__(
         self,
@@ -309,6 +334,7 @@ class InstanceMoveFailure(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     instance_uuid: _builtins.str
     reason: _builtins.str
+    """A sentence for people."""
     def __init__(
         self,
         *,
@@ -325,21 +351,30 @@ Global___InstanceMoveFailure: _TypeAlias = InstanceMoveFailure  # noqa: Y015
 
 @_typing.final
 class HostActionRequest(_message.Message):
+    """A power action on a host. Admin only. Unknown host: NOT_FOUND; its agent down:
+    UNAVAILABLE with the time it was last seen; the driver cannot: UNIMPLEMENTED naming the
+    driver and the action.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOST_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
+    NODENAME_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     action: Global___PowerAction.ValueType
+    nodename: _builtins.str
+    """Bare metal: the one node (nodename) to act on; empty for the whole host (every node)."""
     def __init__(
         self,
         *,
         host: _builtins.str = ...,
         action: Global___PowerAction.ValueType = ...,
+        nodename: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "host", b"host"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "host", b"host", "nodename", b"nodename"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -353,12 +388,17 @@ class HostActionResponse(_message.Message):
     ACTION_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     action: Global___PowerAction.ValueType
     result: _builtins.str
     """What the driver reported, e.g. `rebooting`."""
     @_builtins.property
     def requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodePower]:
+        """Bare metal: each node acted on, with its power state after the action."""
+
     def __init__(
         self,
         *,
@@ -366,11 +406,36 @@ class HostActionResponse(_message.Message):
         action: Global___PowerAction.ValueType = ...,
         result: _builtins.str = ...,
         requested_at: _timestamp_pb2.Timestamp | None = ...,
+        nodes: _abc.Iterable[Global___NodePower] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["requested_at", b"requested_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "host", b"host", "requested_at", b"requested_at", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "host", b"host", "nodes", b"nodes", "requested_at", b"requested_at", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HostActionResponse: _TypeAlias = HostActionResponse  # noqa: Y015
+
+@_typing.final
+class NodePower(_message.Message):
+    """The power state of one node, as its BMC reports it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODENAME_FIELD_NUMBER: _builtins.int
+    POWER_STATE_FIELD_NUMBER: _builtins.int
+    nodename: _builtins.str
+    power_state: Global___PowerState.ValueType
+    def __init__(
+        self,
+        *,
+        nodename: _builtins.str = ...,
+        power_state: Global___PowerState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nodename", b"nodename", "power_state", b"power_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodePower: _TypeAlias = NodePower  # noqa: Y015

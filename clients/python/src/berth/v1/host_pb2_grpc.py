@@ -78,8 +78,13 @@ class HostServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateHost(self, request, context):
-        """host-update: enable / disable the compute service, or enter / leave maintenance mode
-        (which moves every instance to another host of the same aggregate). Streams progress.
+        """host-update: enable / disable the compute service, or enter / leave maintenance mode.
+        Entering maintenance disables the service (reason `maintenance`) and moves every
+        instance to another host of the host's aggregates, each built there under a scheduler
+        claim before it is deleted here; the moves are durable, go on if the caller leaves, and
+        a repeated request follows (or resumes) them. Streams progress; the last message has
+        `done = true`. Leaving maintenance re-enables the service; nothing moves back.
+        Unknown host: NOT_FOUND. Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,8 +40,13 @@ class HostServiceStub:
     DescribeHost: _grpc.UnaryUnaryMultiCallable[_host_pb2.DescribeHostRequest, _host_pb2.DescribeHostResponse]
     """host-describe: rows `(total)`, `(used_now)`, `(used_max)` and one per project."""
     UpdateHost: _grpc.UnaryStreamMultiCallable[_host_pb2.UpdateHostRequest, _host_pb2.UpdateHostResponse]
-    """host-update: enable / disable the compute service, or enter / leave maintenance mode
-    (which moves every instance to another host of the same aggregate). Streams progress.
+    """host-update: enable / disable the compute service, or enter / leave maintenance mode.
+    Entering maintenance disables the service (reason `maintenance`) and moves every
+    instance to another host of the host's aggregates, each built there under a scheduler
+    claim before it is deleted here; the moves are durable, go on if the caller leaves, and
+    a repeated request follows (or resumes) them. Streams progress; the last message has
+    `done = true`. Leaving maintenance re-enables the service; nothing moves back.
+    Unknown host: NOT_FOUND. Admin only.
     """
     HostAction: _grpc.UnaryUnaryMultiCallable[_host_pb2.HostActionRequest, _host_pb2.HostActionResponse]
     """host-action: start up, reboot or shut down the host through its agent's driver."""
@@ -58,8 +63,13 @@ class HostServiceAsyncStub(HostServiceStub):
     DescribeHost: _aio.UnaryUnaryMultiCallable[_host_pb2.DescribeHostRequest, _host_pb2.DescribeHostResponse]  # type: ignore[assignment]
     """host-describe: rows `(total)`, `(used_now)`, `(used_max)` and one per project."""
     UpdateHost: _aio.UnaryStreamMultiCallable[_host_pb2.UpdateHostRequest, _host_pb2.UpdateHostResponse]  # type: ignore[assignment]
-    """host-update: enable / disable the compute service, or enter / leave maintenance mode
-    (which moves every instance to another host of the same aggregate). Streams progress.
+    """host-update: enable / disable the compute service, or enter / leave maintenance mode.
+    Entering maintenance disables the service (reason `maintenance`) and moves every
+    instance to another host of the host's aggregates, each built there under a scheduler
+    claim before it is deleted here; the moves are durable, go on if the caller leaves, and
+    a repeated request follows (or resumes) them. Streams progress; the last message has
+    `done = true`. Leaving maintenance re-enables the service; nothing moves back.
+    Unknown host: NOT_FOUND. Admin only.
     """
     HostAction: _aio.UnaryUnaryMultiCallable[_host_pb2.HostActionRequest, _host_pb2.HostActionResponse]  # type: ignore[assignment]
     """host-action: start up, reboot or shut down the host through its agent's driver."""
@@ -91,8 +101,13 @@ class HostServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _host_pb2.UpdateHostRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_host_pb2.UpdateHostResponse], _abc.AsyncIterator[_host_pb2.UpdateHostResponse]]:
-        """host-update: enable / disable the compute service, or enter / leave maintenance mode
-        (which moves every instance to another host of the same aggregate). Streams progress.
+        """host-update: enable / disable the compute service, or enter / leave maintenance mode.
+        Entering maintenance disables the service (reason `maintenance`) and moves every
+        instance to another host of the host's aggregates, each built there under a scheduler
+        claim before it is deleted here; the moves are durable, go on if the caller leaves, and
+        a repeated request follows (or resumes) them. Streams progress; the last message has
+        `done = true`. Leaving maintenance re-enables the service; nothing moves back.
+        Unknown host: NOT_FOUND. Admin only.
         """
 
     @_abc_1.abstractmethod
