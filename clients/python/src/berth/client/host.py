@@ -12,7 +12,8 @@ from berth.v1 import host_pb2_grpc
 
 
 class HostClient(BaseClient):
-    """host-list and host-describe; served by the registry, so it can share its channel."""
+    """Nova's os-hosts: host-list, host-describe, host-update, host-action; served by the
+    registry, so it can share its channel."""
 
     server_name = "registry"
     stub_class = host_pb2_grpc.HostServiceStub
