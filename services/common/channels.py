@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import grpc
 from berth.client.channel import parse_target
+from berth.client.errors import Unavailable, from_rpc_error
 from grpc import aio
 
 from services.common.settings import CommonSettings
@@ -41,3 +44,46 @@ def call_metadata(settings: CommonSettings, target: str) -> tuple[tuple[str, str
     if settings.token and not _uses_tls(target, settings):
         return (("authorization", f"Bearer {settings.token}"),)
     return ()
+
+
+class PeerLink:
+    """A channel to another Berth service, opened on first use, and calls whose failures say
+    who could not be asked: the peer's own answers about the request (`passed_on`) pass on
+    as they are; anything else is UNAVAILABLE naming the service and what was asked."""
+
+    # Set by each link: "the node service", its UNAVAILABLE reason, the codes passed on.
+    peer: ClassVar[str]
+    unavailable_reason: ClassVar[str]
+    passed_on: ClassVar[frozenset[grpc.StatusCode]]
+    deadline_s: ClassVar[float] = 10.0
+
+    def __init__(self, settings: CommonSettings, url: str) -> None:
+        self._settings = settings
+        self._url = url
+        self._channel: aio.Channel | None = None
+
+    @property
+    def channel(self) -> aio.Channel:
+        if self._channel is None:
+            self._channel = aio_channel(self._url, self._settings)
+        return self._channel
+
+    async def _call(self, method, request, what: str):  # type: ignore[no-untyped-def]
+        try:
+            return await method(
+                request,
+                metadata=call_metadata(self._settings, self._url),
+                timeout=self.deadline_s,
+            )
+        except aio.AioRpcError as exc:
+            if exc.code() in self.passed_on:
+                raise from_rpc_error(exc) from None
+            raise Unavailable(
+                f"cannot ask {self.peer} at {self._url} {what} "
+                f"({exc.code().name}: {exc.details()}); retry when it is back",
+                reason=self.unavailable_reason,
+            ) from None
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()

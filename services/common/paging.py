@@ -1,13 +1,18 @@
-"""Opaque page tokens bound to the query that made them, and page-size rules (AIP-158)."""
+"""Opaque page tokens bound to the query that made them, and page-size rules (AIP-158);
+and walking every page of another service's list RPC."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from berth.client.errors import InvalidArgument
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -55,3 +60,17 @@ def next_token(rows: list[object], page: Page, key: str, query: tuple[object, ..
     if len(rows) <= page.size:
         return ""
     return encode_token(getattr(rows[page.size - 1], key), query)
+
+
+async def every_item(
+    fetch: Callable[[Any], Awaitable[Any]], request: Any, items: Callable[[Any], Iterable[T]]
+) -> list[T]:
+    """The items of every page a list RPC answers to `request` (its page_token is advanced
+    in place), page after page, in order."""
+    found: list[T] = []
+    while True:
+        page = await fetch(request)
+        found.extend(items(page))
+        if not page.next_page_token:
+            return found
+        request.page_token = page.next_page_token

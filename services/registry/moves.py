@@ -33,6 +33,7 @@ from berth.client.errors import (
 from berth.v1 import compute_pb2, host_pb2, node_pb2, scheduler_pb2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common import paging
 from services.common.backoff import Backoff
 from services.common.metrics import MAINTENANCE_MOVES
 from services.registry.agent_link import AgentLink
@@ -156,17 +157,12 @@ class MovePass:
     # -- preparing -------------------------------------------------------------------------
 
     async def _list_source(self) -> None:
-        found: dict[str, node_pb2.Instance] = {}
-        request = compute_pb2.ListInstancesRequest(page_size=1000)
-        while True:
-            page = await self._agent(
-                self.host, lambda s: s.ListInstances, request, "list its instances"
-            )
-            found |= {i.uuid: i for i in page.instances}
-            if not page.next_page_token:
-                break
-            request.page_token = page.next_page_token
-        self.on_source = found
+        instances = await paging.every_item(
+            lambda r: self._agent(self.host, lambda s: s.ListInstances, r, "list its instances"),
+            compute_pb2.ListInstancesRequest(page_size=paging.MAX_PAGE_SIZE),
+            lambda page: page.instances,
+        )
+        self.on_source = {i.uuid: i for i in instances}
 
     async def _sync(self) -> list[Move]:
         """Rows for what is on the host now -> the moves to work on, by instance uuid."""

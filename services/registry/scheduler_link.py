@@ -3,43 +3,37 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 
 import grpc
-from berth.client.errors import Unavailable, from_rpc_error
 from berth.v1 import scheduler_pb2, scheduler_pb2_grpc
-from grpc import aio
 
-from services.common.channels import aio_channel, call_metadata
-from services.common.settings import CommonSettings
-
-# Answers of the scheduler that are about the request; anything else means it is down (or,
-# UNAVAILABLE itself, still building its cache).
-_PASSED_ON = {
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
+from services.common.channels import PeerLink
 
 
-class SchedulerLink:
-    def __init__(self, settings: CommonSettings, scheduler_url: str) -> None:
-        self._settings = settings
-        self._url = scheduler_url
-        self._channel: aio.Channel | None = None
+class SchedulerLink(PeerLink):
+    peer = "the scheduler"
+    unavailable_reason = "SCHEDULER_UNAVAILABLE"
+    # Answers of the scheduler that are about the request; anything else means it is down
+    # (or, UNAVAILABLE itself, still building its cache).
+    passed_on = frozenset(
+        {
+            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        }
+    )
+    deadline_s = 15.0
 
     def _stub(self) -> scheduler_pb2_grpc.SchedulerServiceStub:
-        if self._channel is None:
-            self._channel = aio_channel(self._url, self._settings)
-        return scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
+        return scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
 
     async def select(self, spec: scheduler_pb2.RequestSpec) -> scheduler_pb2.Selection:
-        """The selection of the spec's one instance: a claimed primary (alternates unused:
-        their claims, if any, are released here). No room: ResourceExhausted."""
+        """The selection of the spec's one instance: a claimed primary (its alternates come
+        back unclaimed and are not used). No room: ResourceExhausted."""
         request = scheduler_pb2.SelectDestinationsRequest(spec=spec)
         response = await self._call(
             self._stub().SelectDestinations,
@@ -47,10 +41,6 @@ class SchedulerLink:
             f"where instance {spec.instance_uuids[0]} goes",
         )
         (selection,) = response.selections
-        # Alternates come back unclaimed; a scheduler that still claims them gets them back
-        # (or, if it cannot be told now, lets them expire).
-        with contextlib.suppress(Unavailable):
-            await self.release(c.claim_id for c in selection.alternates)
         return selection
 
     async def release(self, claim_ids: Iterable[str]) -> None:
@@ -58,21 +48,3 @@ class SchedulerLink:
         if ids:
             request = scheduler_pb2.ReleaseClaimsRequest(claim_ids=ids)
             await self._call(self._stub().ReleaseClaims, request, "to release claims")
-
-    async def _call(self, method, request, what: str):  # type: ignore[no-untyped-def]
-        try:
-            return await method(
-                request, metadata=call_metadata(self._settings, self._url), timeout=15
-            )
-        except aio.AioRpcError as exc:
-            if exc.code() in _PASSED_ON:
-                raise from_rpc_error(exc) from None
-            raise Unavailable(
-                f"cannot ask the scheduler at {self._url} {what} "
-                f"({exc.code().name}: {exc.details()}); retry when it is back",
-                reason="SCHEDULER_UNAVAILABLE",
-            ) from None
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()

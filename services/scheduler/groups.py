@@ -9,17 +9,17 @@ counts before its node reports it.
 
 from __future__ import annotations
 
+import functools
+
 from berth.client.errors import InvalidArgument, Unavailable
 from berth.v1 import node_pb2, node_pb2_grpc
 from grpc import aio
 
+from services.common import paging
 from services.common.channels import call_metadata
 from services.scheduler.request import GroupPolicy
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.store.placement import PlacementStore
-
-# Members read from the node service per page.
-_PAGE = 1000
 
 
 class ServerGroups:
@@ -58,23 +58,28 @@ class ServerGroups:
         await self._store.add_group_members(name, policy.value, instance_uuids)
 
     async def _built(self, name: str) -> list[node_pb2.Instance]:
-        found: list[node_pb2.Instance] = []
         if self._node is None:
-            return found
-        request = node_pb2.ListNodeInstancesRequest(server_group=name, page_size=_PAGE)
+            return []
+        return await paging.every_item(
+            functools.partial(self._ask_node, self._node, name),
+            node_pb2.ListNodeInstancesRequest(server_group=name, page_size=paging.MAX_PAGE_SIZE),
+            lambda page: page.instances,
+        )
+
+    async def _ask_node(
+        self,
+        node: node_pb2_grpc.NodeServiceStub,
+        name: str,
+        request: node_pb2.ListNodeInstancesRequest,
+    ) -> node_pb2.ListNodeInstancesResponse:
         url = self._settings.node_url
-        while True:
-            try:
-                page = await self._node.ListNodeInstances(
-                    request, metadata=call_metadata(self._settings, url), timeout=10
-                )
-            except aio.AioRpcError as exc:
-                raise Unavailable(
-                    f"cannot read the members of server group {name!r} from the node service "
-                    f"at {url} ({exc.code().name}: {exc.details()}); retry when it is back",
-                    reason="NODE_SERVICE_UNAVAILABLE",
-                ) from None
-            found.extend(page.instances)
-            if not page.next_page_token:
-                return found
-            request.page_token = page.next_page_token
+        try:
+            return await node.ListNodeInstances(
+                request, metadata=call_metadata(self._settings, url), timeout=10
+            )
+        except aio.AioRpcError as exc:
+            raise Unavailable(
+                f"cannot read the members of server group {name!r} from the node service "
+                f"at {url} ({exc.code().name}: {exc.details()}); retry when it is back",
+                reason="NODE_SERVICE_UNAVAILABLE",
+            ) from None
