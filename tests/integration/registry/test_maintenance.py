@@ -227,6 +227,19 @@ async def three_hosts(stack: Stack, *, in_rack: tuple[str, ...] = ("kvm-1", "kvm
         await stack.aggregate("rack", *in_rack)
 
 
+async def copy_on(stack: Stack, host: str, instance_uuid: str) -> None:
+    """What a move cut short after its build leaves: a copy of the instance on `host`."""
+    copy = compute_pb2.BuildInstanceRequest(
+        instance=node_pb2.Instance(
+            uuid=instance_uuid,
+            project_id="demo",
+            user_id="alice",
+            resources=common_pb2.Resources(vcpus=1, memory_mb=1024, disk_gb=10),
+        )
+    )
+    await stack.agent(host).BuildInstance(copy)
+
+
 def final(messages: list[host_pb2.UpdateHostResponse]) -> host_pb2.UpdateHostResponse:
     assert messages and messages[-1].done, messages
     assert not any(m.done for m in messages[:-1]), messages
@@ -363,15 +376,7 @@ async def test_a_move_left_selected_or_built_is_finished_by_the_next_request(sta
     )
     claim = response.selections[0].primary
     assert claim.host == "kvm-2"
-    copy = compute_pb2.BuildInstanceRequest(
-        instance=node_pb2.Instance(
-            uuid=built,
-            project_id="demo",
-            user_id="alice",
-            resources=common_pb2.Resources(vcpus=1, memory_mb=1024, disk_gb=10),
-        )
-    )
-    await stack.agent("kvm-2").BuildInstance(copy)
+    await copy_on(stack, "kvm-2", built)
     now = stack.registry.liveness.clock()
     sessions = stack.sessions()
     async with sessions() as session, session.begin():
@@ -405,15 +410,7 @@ async def test_leaving_finishes_a_move_under_way_and_waits_for_its_source_to_do_
     (moving,) = await stack.build("kvm-1")
     await stack.ready(3, 1)
     # A move cut short after the build on kvm-2: the instance is on both hosts.
-    copy = compute_pb2.BuildInstanceRequest(
-        instance=node_pb2.Instance(
-            uuid=moving,
-            project_id="demo",
-            user_id="alice",
-            resources=common_pb2.Resources(vcpus=1, memory_mb=1024, disk_gb=10),
-        )
-    )
-    await stack.agent("kvm-2").BuildInstance(copy)
+    await copy_on(stack, "kvm-2", moving)
     now = stack.registry.liveness.clock()
     sessions = stack.sessions()
     async with sessions() as session, session.begin():
