@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import logging
 import time
 import uuid
@@ -70,10 +71,9 @@ def wrap_handler(handler: grpc.RpcMethodHandler, scope: Scope) -> grpc.RpcMethod
 
     inner_stream = handler.unary_stream or handler.stream_stream
 
-    async def streaming(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+    async def streaming(request: Any, context: aio.ServicerContext) -> None:
         async with scope(context):
-            async for response in inner_stream(request, context):
-                yield response
+            await _write_all(inner_stream(request, context), context)
 
     factory = (
         grpc.unary_stream_rpc_method_handler
@@ -81,6 +81,22 @@ def wrap_handler(handler: grpc.RpcMethodHandler, scope: Scope) -> grpc.RpcMethod
         else grpc.stream_stream_rpc_method_handler
     )
     return factory(streaming, handler.request_deserializer, handler.response_serializer)
+
+
+async def _write_all(responses: Any, context: aio.ServicerContext) -> None:
+    """Send a servicer's responses with context.write(), in the call's own task.
+
+    A generator handler left to grpc is abandoned at its `yield` when the client cancels,
+    and the loop's finalizer closes it later, after the call is freed: any touch of the
+    context then (peer(), abort()) reads freed memory, a SIGSEGV in cygrpc. Written from
+    this coroutine, the scopes and the servicer's generator end before the call does.
+    """
+    if not inspect.isasyncgen(responses):
+        await responses  # already a writer (an inner interceptor's wrapper)
+        return
+    async with contextlib.aclosing(responses) as stream:
+        async for response in stream:
+            await context.write(response)
 
 
 class ScopedInterceptor(aio.ServerInterceptor):
@@ -109,13 +125,6 @@ class ScopedInterceptor(aio.ServerInterceptor):
         return wrapped
 
 
-def _reset(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
-    """Undo a set; a cancelled stream is closed by the loop's async-generator finalizer in
-    another context, where the call's values are gone with its task anyway."""
-    with contextlib.suppress(ValueError):
-        var.reset(token)
-
-
 def _metadata(context: aio.ServicerContext, key: str) -> str | None:
     for k, v in context.invocation_metadata() or ():
         if k == key:
@@ -135,8 +144,8 @@ class RequestIdInterceptor(ScopedInterceptor):
             try:
                 yield
             finally:
-                _reset(logs.request_id, rid_token)
-                _reset(current_call, info_token)
+                logs.request_id.reset(rid_token)
+                current_call.reset(info_token)
 
         return scope
 
@@ -155,6 +164,7 @@ class ObserveInterceptor(ScopedInterceptor):
         async def scope(context: aio.ServicerContext) -> AsyncIterator[None]:
             info = current_call.get()
             assert info is not None, "RequestIdInterceptor must run first"
+            peer = context.peer()  # read while the call is certainly alive
             try:
                 yield
             except BaseException:
@@ -175,7 +185,7 @@ class ObserveInterceptor(ScopedInterceptor):
                             "code": info.code.name,
                             "ms": round(elapsed * 1000, 2),
                             "principal": info.principal,
-                            "peer": context.peer(),
+                            "peer": peer,
                         },
                     )
 
@@ -214,6 +224,13 @@ class ErrorInterceptor(ScopedInterceptor):
             except aio.AbortError:
                 raise
             except Exception as exc:
+                if context.done():
+                    # The client is gone (cancelled, deadline passed): nobody to answer,
+                    # and a status cannot be sent on an ended call.
+                    if info is not None and info.code is grpc.StatusCode.OK:
+                        info.code = grpc.StatusCode.CANCELLED
+                    log.debug("%s ended by its client; dropped: %r", method, exc)
+                    return
                 error = self._translate(exc)
                 if isinstance(error, Internal) and not isinstance(exc, BerthError):
                     log.error("unexpected error in %s", method, exc_info=exc)
@@ -269,6 +286,6 @@ class AuthInterceptor(ScopedInterceptor):
             try:
                 yield
             finally:
-                _reset(auth.current_principal, token)
+                auth.current_principal.reset(token)
 
         return scope
