@@ -18,6 +18,10 @@ def _uses_tls(target: str, settings: CommonSettings) -> bool:
     return tls if tls is not None else settings.tls_ca_file is not None
 
 
+def _reconnect_cap_ms(settings: CommonSettings) -> int:
+    return int(min(10.0, max(1.0, 2 * settings.report_interval)) * 1000)
+
+
 def aio_channel(target: str, settings: CommonSettings) -> aio.Channel:
     """A channel to `target` (the client library's target syntax), TLS verified by BERTH_TLS_CA_FILE."""
     address, _ = parse_target(target)
@@ -25,8 +29,9 @@ def aio_channel(target: str, settings: CommonSettings) -> aio.Channel:
         ("grpc.keepalive_time_ms", 30000),
         ("grpc.keepalive_permit_without_calls", 0),
         # gRPC backs reconnects off up to 120 s by default: a peer back from an outage would
-        # stay unreached that long. Ten seconds keeps recovery prompt and still gentle.
-        ("grpc.max_reconnect_backoff_ms", 10000),
+        # stay unreached that long. Two report intervals (at most ten seconds) keep recovery
+        # inside the registry's grace after its restart, and still gentle.
+        ("grpc.max_reconnect_backoff_ms", _reconnect_cap_ms(settings)),
     ]
     if _uses_tls(target, settings):
         ca = settings.tls_ca_file.read_bytes() if settings.tls_ca_file else None

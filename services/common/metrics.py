@@ -31,6 +31,15 @@ MAINTENANCE_MOVES = Counter(
 )
 
 
+# Background loops (reporter, watches, pushers, flushers) restarted after an unexpected
+# error, by task kind: anything above zero is a bug worth a look, and the log says which.
+TASK_RESTARTS = Counter(
+    "berth_task_restarts_total",
+    "Background tasks that died of an unexpected error and were started again, by task.",
+    ["task"],
+)
+
+
 def serve_metrics(listen: str) -> None:
     """Start the /metrics HTTP endpoint in a daemon thread."""
     host, port = split_host_port(listen)

@@ -20,6 +20,7 @@ from grpc import aio
 from services.common.backoff import Backoff, stopping
 from services.common.channels import aio_channel, call_metadata
 from services.common.settings import CommonSettings
+from services.common.supervise import supervised
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class ServiceReporter:
         self._call: Any = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"reporter:{self._binary}")
+        self._task = supervised(f"reporter:{self._binary}", self._run)
 
     async def stop(self) -> None:
         # End the heartbeat stream first: a task cancelled while waiting in
@@ -69,7 +70,10 @@ class ServiceReporter:
     async def _run(self) -> None:
         target = self._settings.registry_url
         metadata = call_metadata(self._settings, target)
-        backoff = Backoff()
+        # Retries never wait longer than a report interval: once the registry is back, every
+        # process beats again within one interval, well inside its service_down_time.
+        interval = self._settings.report_interval
+        backoff = Backoff(min(0.5, interval), interval)
         async with aio_channel(target, self._settings) as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             while True:
@@ -77,22 +81,27 @@ class ServiceReporter:
                     interval = await self._register(stub, metadata)
                     backoff.reset()
                     await self._beat(stub, metadata, interval)
-                except aio.AioRpcError as exc:
+                except Exception as exc:
+                    # Whatever ended the stream — an RPC error, a write to a call that had
+                    # already finished (InvalidStateError, after a registry restart), a
+                    # reset connection — a new stream starts after the backoff.
                     if stopping():
                         raise
                     delay = backoff.next_delay()
-                    level = logging.WARNING if exc.code() in _RETRYABLE else logging.ERROR
-                    log.log(
-                        level,
-                        "cannot report to the registry; retrying",
-                        extra={
-                            "registry": target,
-                            "code": exc.code().name,
-                            "error": exc.details(),
-                            "retry_in_s": round(delay, 1),
-                        },
-                    )
+                    self._retry_later(exc, target, delay)
                     await asyncio.sleep(delay)
+
+    def _retry_later(self, exc: Exception, target: str, delay: float) -> None:
+        if isinstance(exc, aio.AioRpcError):
+            code, error = exc.code().name, exc.details()
+            retryable = exc.code() in _RETRYABLE
+        else:
+            code, error, retryable = type(exc).__name__, str(exc) or repr(exc), True
+        log.log(
+            logging.WARNING if retryable else logging.ERROR,
+            "cannot report to the registry; retrying",
+            extra={"registry": target, "code": code, "error": error, "retry_in_s": round(delay, 1)},
+        )
 
     async def _register(
         self, stub: registry_pb2_grpc.RegistryServiceStub, metadata: tuple[tuple[str, str], ...]

@@ -82,6 +82,8 @@ class Fleet:
     def __init__(self, root: Path, *, redis_url: str = "", redis_prefix: str = "") -> None:
         self.root = root
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # How each process was started (module, environment), so it can be started again.
+        self.launches: dict[str, tuple[str, dict[str, str]]] = {}
         self.addresses: dict[str, str] = {}
         self.registry = f"127.0.0.1:{free_port()}"
         self.node = f"127.0.0.1:{free_port()}"
@@ -112,6 +114,7 @@ class Fleet:
             [sys.executable, "-m", module], env=values | env, stdout=log, stderr=log
         )
         self.addresses[name] = address
+        self.launches[name] = (module, env)
         log.close()
         if wait:
             self.wait_serving(name)
@@ -143,12 +146,21 @@ class Fleet:
                     time.sleep(0.1)
 
     def services(
-        self, *, down_time: float = DOWN_TIME, wait: bool = True, **registry_env: str
+        self,
+        *,
+        down_time: float = DOWN_TIME,
+        wait: bool = True,
+        databases: tuple[str, str] | None = None,
+        **registry_env: str,
     ) -> None:
         """The registry (a host is down after `down_time` s without a heartbeat, published
-        within 0.2 s) and the node service, each on its own SQLite file. The registry asks
-        the scheduler named `scheduler-1` where maintenance moves go."""
-        database = f"sqlite:///{self.root}/registry.sqlite3"
+        within 0.2 s) and the node service, each on its own SQLite file unless `databases`
+        gives their URLs. The registry asks the scheduler named `scheduler-1` where
+        maintenance moves go."""
+        registry_db, node_db = databases or (
+            f"sqlite:///{self.root}/registry.sqlite3",
+            f"sqlite:///{self.root}/node.sqlite3",
+        )
         scheduler = self.reserved.setdefault("scheduler-1", f"127.0.0.1:{free_port()}")
         self.start(
             "registry",
@@ -157,7 +169,7 @@ class Fleet:
             wait=False,
             **(
                 {
-                    "BERTH_DATABASE_URL": database,
+                    "BERTH_DATABASE_URL": registry_db,
                     "BERTH_SERVICE_DOWN_TIME": f"{down_time:g}",
                     "BERTH_SWEEP_INTERVAL": "0.2",
                     "BERTH_SCHEDULER_URL": scheduler,
@@ -165,8 +177,7 @@ class Fleet:
                 | registry_env
             ),
         )
-        database = f"sqlite:///{self.root}/node.sqlite3"
-        self.start("node", "services.node", self.node, wait=False, BERTH_DATABASE_URL=database)
+        self.start("node", "services.node", self.node, wait=False, BERTH_DATABASE_URL=node_db)
         if wait:
             self.wait_serving("registry", "node")
 
@@ -208,6 +219,12 @@ class Fleet:
             ),
         )
         return address
+
+    def restart(self, name: str, *, wait: bool = True) -> None:
+        """Start `name` again as it was started before (same address, data and database)."""
+        assert name not in self.procs, f"{name} is still running"
+        module, env = self.launches[name]
+        self.start(name, module, self.addresses[name], wait=wait, **env)
 
     def stop(self, name: str) -> int:
         proc = self.procs.pop(name)
