@@ -256,7 +256,8 @@ class Selector:
     async def _recheck(self, walk: _Walk) -> None:
         """Re-read the suspects' claims from Redis and walk them once more."""
         suspects = list(walk.suspects)
-        for node_uuid, claims in (await self.store.claims_of(suspects)).items():
+        found = await self.store.claims_of(suspects)
+        for node_uuid, claims in (found or {}).items():  # None: Redis lost them, keep ours
             self.mirror.replace_claims(node_uuid, claims)
         walk.rejected.subtract(walk.suspects.values())
         walk.rejected += Counter()  # drop the zero counts

@@ -224,25 +224,37 @@ class PlacementStore:
             )
         return sum(int(n) for n in await pipe.execute())
 
-    async def claims_of(self, node_uuids: Sequence[str]) -> dict[str, list[PendingClaim]]:
+    async def claims_of(self, node_uuids: Sequence[str]) -> dict[str, list[PendingClaim]] | None:
+        """The nodes' claims as Redis holds them, or None when Redis holds no cache (its
+        marker is gone: flushed, or a new server): its missing claims then say nothing
+        about claims released, only about a Redis that lost them, and a mirror that took
+        them for the truth would have nothing left to write back. The marker is read last,
+        on the same connection: a Redis lost while the claims were read is noticed."""
         pipe = self.redis.pipeline(transaction=False)
         for node_uuid in node_uuids:
             pipe.hgetall(self.keys.claims(node_uuid))
-        raw = await pipe.execute()
+        pipe.exists(self.keys.meta)
+        *raw, built = await pipe.execute()
+        if not built:
+            return None
         return {
             node_uuid: [parse_claim(node_uuid, k, v) for k, v in claims.items()]
             for node_uuid, claims in zip(node_uuids, raw, strict=True)
         }
 
     async def all_claims(self) -> dict[str, list[PendingClaim]]:
-        """Every node's claims (a scheduler starting up learns what others hold)."""
+        """Every node's claims (a scheduler starting up learns what others hold); none
+        from a Redis that holds no cache."""
         node_uuids = [
             self.keys.node_of_claims_key(key.decode())
             async for key in self.redis.scan_iter(match=self.keys.claims_pattern, count=1000)
         ]
         claims: dict[str, list[PendingClaim]] = {}
         for start in range(0, len(node_uuids), WRITE_BATCH):
-            claims.update(await self.claims_of(node_uuids[start : start + WRITE_BATCH]))
+            found = await self.claims_of(node_uuids[start : start + WRITE_BATCH])
+            if found is None:
+                return {}
+            claims.update(found)
         return claims
 
     async def restore_claims(self, claims: Iterable[PendingClaim], now_ms: int) -> int:
