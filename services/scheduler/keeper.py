@@ -245,8 +245,16 @@ class CacheKeeper:
         old = self.mirror.nodes.get(node.uuid)
         if old is not None and (old.host, old.nodename) != (node.host, node.nodename):
             self._node_drops[node.uuid] = old  # moved host (rebalance): old index entry goes
-        if self.mirror.put_node(state, node.claim_ids):
-            self._node_writes[node.uuid] = (state, list(node.claim_ids))
+        # Claims the report confirms (its instances name them) and claims the node ended
+        # (instances built and deleted before any report named them): neither counts on.
+        ended = [*node.claim_ids, *node.released_claim_ids]
+        if self.mirror.put_node(state, ended):
+            # A newer report of the node replaces the write still queued, but the claims
+            # the older one ended stay ended.
+            queued = self._node_writes.get(node.uuid)
+            if queued is not None:
+                ended = list(dict.fromkeys([*queued[1], *ended]))
+            self._node_writes[node.uuid] = (state, ended)
             self._wake()
 
     def node_deleted(self, node: node_pb2.ComputeNode) -> None:

@@ -355,3 +355,30 @@ def test_deleting_an_instance_frees_its_room(fleet):
     again = eventually(boots, 10)
     assert again.ok and again.host == "kvm-1"
     eventually(lambda: list(fleet.instances()) == [again.instance_uuid], 10)
+
+
+def test_instances_deleted_before_any_report_named_them_release_their_claims(fleet):
+    # The node service is frozen while five instances are built and deleted: the agent's
+    # snapshots that named their claims are replaced by newer ones before any is sent.
+    launch(fleet, {"kvm-1": ("fake", room_for_small(5))}, nodes=1)
+    fleet.send("node", signal.SIGSTOP)
+    try:
+        booted = built(fleet.boot(spec("m1.small", count=5)))
+        with ComputeClient.connect(fleet.agents["kvm-1"]) as agent:
+            for result in booted:
+                agent.delete_instance(result.instance_uuid)
+            assert list(agent.list_instances()) == []
+    finally:
+        fleet.send("node", signal.SIGCONT)
+
+    # The agent's next report says which claims ended: the room is free again at once,
+    # not after BERTH_CLAIM_TTL (5 minutes).
+    def released() -> bool:
+        (state,) = states_of(fleet, "kvm-1")
+        assert not state.pending_claims, [c.instance_uuid for c in state.pending_claims]
+        assert state.num_instances == 0
+        return True
+
+    eventually(released, 15)
+    again = built(fleet.boot(spec("m1.small", count=5)))
+    assert {r.host for r in again} == {"kvm-1"}
