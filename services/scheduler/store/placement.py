@@ -277,11 +277,27 @@ class PlacementStore:
 
     # -- server groups -----------------------------------------------------------------------
 
-    async def group(self, name: str) -> tuple[str, list[str]]:
-        """(policy, member instance uuids) of a server group; ("", []) when it is new."""
+    async def group(self, name: str) -> tuple[str, list[str], str]:
+        """(policy, member instance uuids, the affinity group's host or "") of a server
+        group; ("", [], "") when it is new."""
         raw = await self.redis.hgetall(self.keys.group(name))
         policy = raw.pop(b"policy", b"").decode()
-        return policy, [k.decode() for k in raw]
+        host = raw.pop(b"host", b"").decode()
+        return policy, [k.decode() for k in raw], host
+
+    async def hold_group_host(self, name: str, policy: str, host: str) -> str:
+        """The host of an affinity group: `host` if the group has none yet (this member
+        fixes it), else the one an earlier member fixed. One MULTI on one key, so of two
+        replicas placing first members at once exactly one fixes the host; kept as long as
+        the group's pending members (a built group's host is where its members are)."""
+        key = self.keys.group(name)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "host", host)
+            pipe.hset(key, "policy", policy)
+            pipe.hget(key, "host")
+            pipe.pexpire(key, self.claim_ttl_ms)
+            _, _, held, _ = await pipe.execute()
+        return held.decode()
 
     async def add_group_members(
         self, name: str, policy: str, instance_uuids: Sequence[str]
