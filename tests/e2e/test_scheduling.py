@@ -382,3 +382,23 @@ def test_instances_deleted_before_any_report_named_them_release_their_claims(fle
     eventually(released, 15)
     again = built(fleet.boot(spec("m1.small", count=5)))
     assert {r.host for r in again} == {"kvm-1"}
+
+
+def test_simultaneous_group_boots_over_two_replicas_keep_the_group_policies(fleet):
+    agents = {f"kvm-{i}": ("fake", room_for_small(5)) for i in range(1, 5)}
+    launch(fleet, agents, nodes=4, schedulers=2, BERTH_HOST_SUBSET_SIZE="4")
+    schedulers = list(fleet.schedulers)
+
+    def boots(hints: Hints, count: int) -> list[BootResult]:
+        def one(index: int) -> BootResult:
+            (result,) = fleet.boot(spec("m1.small", hints=hints), schedulers[index % 2])
+            return result
+
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(one, range(count)))
+
+    together = built(boots(Hints(group="db", group_policy=common_pb2.GROUP_POLICY_AFFINITY), 5))
+    assert len({r.host for r in together}) == 1, Counter(r.host for r in together)
+    apart = boots(Hints(group="web", group_policy=common_pb2.GROUP_POLICY_ANTI_AFFINITY), 3)
+    hosts = [r.host for r in apart if r.ok]
+    assert hosts and len(hosts) == len(set(hosts)), [(r.host, r.error) for r in apart]
