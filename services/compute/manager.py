@@ -6,7 +6,7 @@ driver.nodes() --(start, every update_resources_interval)--> one tracker per nod
     vanished node -> tracker stopped; DeleteComputeNode; forgotten (unless it has instances)
 BuildInstance  -> claim on the tracker + persist (under its lock) -> spawn -> ACTIVE, snapshot
                   (already here, same node and resources: answered as it is; see _rebuild)
-DeleteInstance -> destroy -> forget + persist -> snapshot
+DeleteInstance -> destroy -> forget + persist -> snapshot (its claim reported as released)
 SetMaintenance -> persist the flag; while set, BuildInstance refuses (HOST_IN_MAINTENANCE)
 """
 
@@ -257,6 +257,7 @@ class ComputeManager:
             async with tracker.lock:
                 self.state.remove(record.uuid)
                 await self.state.persist()
+            tracker.claim_ended(record.claim_id)
             tracker.queue_snapshot()
             log.warning(
                 "instance build failed; claim released",
@@ -387,6 +388,7 @@ class ComputeManager:
             self.state.remove(instance_uuid)
             await self.state.persist()
         if tracker is not None:
+            tracker.claim_ended(record.claim_id)
             tracker.queue_snapshot()
         log.info(
             "instance deleted",

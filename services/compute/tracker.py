@@ -12,7 +12,7 @@ import asyncio
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from berth.client.errors import ResourceExhausted
 from berth.v1 import node_pb2
@@ -31,6 +31,12 @@ _WORKLOAD_STATES = {InstanceState.BUILDING, InstanceState.MIGRATING, InstanceSta
 _IO_STATES = {InstanceState.BUILDING, InstanceState.MIGRATING}
 
 Clock = Callable[[], datetime]
+# How long, and how many, ended claims a node keeps reporting (see ResourceTracker.
+# claim_ended): longer than the scheduler's claim TTL (5 min by default), so a snapshot
+# the pusher replaced by a newer one, or a watch event a scheduler missed, is made good by
+# the next changed snapshot while the claim could still count.
+RELEASED_KEEP = timedelta(minutes=15)
+RELEASED_MAX = 1000
 
 
 def utcnow() -> datetime:
@@ -139,6 +145,9 @@ class ResourceTracker:
         self.boot_epoch = clock()
         self.sequence = 0
         self.last_snapshot: node_pb2.ResourceSnapshot | None = None
+        self._clock = clock
+        # Claim id -> when its instance ended here, oldest first.
+        self._released: dict[str, datetime] = {}
 
     @property
     def nodename(self) -> str:
@@ -224,6 +233,30 @@ class ResourceTracker:
             },
         )
 
+    def claim_ended(self, claim_id: str) -> None:
+        """The instance built here under `claim_id` is gone (deleted, or its build failed):
+        the next snapshots report the claim as released.
+
+        Why the node says so: the scheduler drops a claim when a snapshot names it among
+        the node's instances. An instance deleted before any snapshot named it (the pusher
+        sends only the newest snapshot; the node service or the scheduler may have been
+        away) is never named, and its claim would hold the room until it expires. Only
+        the node can tell "built and deleted" from "still on its way here": a build in
+        flight is not yet in `released_claim_ids`, so no snapshot releases its claim."""
+        if not claim_id:
+            return
+        self._released.pop(claim_id, None)
+        self._released[claim_id] = self._clock()
+
+    def released_claim_ids(self) -> list[str]:
+        """The claims ended within RELEASED_KEEP (at most RELEASED_MAX), oldest first."""
+        cutoff = self._clock() - RELEASED_KEEP
+        for claim_id, ended in list(self._released.items()):
+            if ended >= cutoff and len(self._released) <= RELEASED_MAX:
+                break
+            del self._released[claim_id]
+        return list(self._released)
+
     # -- snapshots ---------------------------------------------------------------------
 
     def update_available_resource(self, inventory: NodeInventory) -> int:
@@ -299,6 +332,7 @@ class ResourceTracker:
             ),
             supported_instances=inventory.supported_instances,
             instances=[r.to_proto(self.host, self.node_uuid) for r in instances],
+            released_claim_ids=self.released_claim_ids(),
         )
         self.last_snapshot = snapshot
         return snapshot

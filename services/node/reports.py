@@ -333,8 +333,11 @@ def _judge(row: dict[str, Any], report: Report) -> bool:
 
 
 def _payload(row: dict[str, Any], report: Report) -> bytes:
-    """The event's node as the snapshot left it, with its instances' uuids and claims."""
+    """The event's node as the snapshot left it, with its instances' uuids and claims, and
+    the claims the node ended (only events carry those: the scheduler acts on them once)."""
     instances = report.snapshot.instances
-    return convert.node(
+    node = convert.node(
         row, claim_ids=[i.claim_id for i in instances], instance_uuids=[i.uuid for i in instances]
-    ).SerializeToString()
+    )
+    node.released_claim_ids.extend(report.snapshot.released_claim_ids)
+    return node.SerializeToString()

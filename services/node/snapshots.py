@@ -182,6 +182,10 @@ def _lists(s: node_pb2.ResourceSnapshot) -> None:
             raise InvalidArgument.field(
                 f"snapshot.pci_device_pools[{i}].count", "must not be negative"
             )
+    if len(s.released_claim_ids) > MAX_LIST:
+        raise InvalidArgument.field("snapshot.released_claim_ids", f"at most {MAX_LIST} ids")
+    for i, claim_id in enumerate(s.released_claim_ids):
+        validation.text(f"snapshot.released_claim_ids[{i}]", claim_id, max_length=64)
     for i, cell in enumerate(s.numa_topology.cells):
         if cell.memory_mb < 0 or cell.cpu_usage < 0 or cell.memory_usage_mb < 0:
             raise InvalidArgument.field(

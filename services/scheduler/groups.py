@@ -5,6 +5,13 @@ Redis (written with its claims, kept as long as a claim lives); once built, the 
 carries its group and policy to the node service, which is the durable record. The members
 are the union of both, so membership survives a flushed or lost Redis and a pending member
 counts before its node reports it.
+
+Members are read, filtered and claimed for without a lock, so two replicas placing members
+of one group at once do not see each other's choice. Anti-affinity's last guard is the
+agent (it refuses a second member; the client takes an alternate). Affinity cannot be
+guarded by one agent, since the member it should refuse goes elsewhere: the group's host is
+held in Redis instead (`hold_host`, atomic on the group's key), fixed by the first member
+claimed, and a member claimed on any other host is released and placed again there.
 """
 
 from __future__ import annotations
@@ -34,11 +41,12 @@ class ServerGroups:
         self._store = store
         self._node = node_pb2_grpc.NodeServiceStub(node_channel) if node_channel else None
 
-    async def members(self, name: str, policy: GroupPolicy) -> set[str]:
-        """The group's instance uuids; INVALID_ARGUMENT when the group exists with another
-        policy, UNAVAILABLE when the node service cannot say (a group rule is never
-        checked against half the members)."""
-        stored, pending = await self._store.group(name)
+    async def members(self, name: str, policy: GroupPolicy) -> tuple[set[str], str]:
+        """The group's instance uuids, and the host an affinity group's first member fixed
+        ("" if none is held); INVALID_ARGUMENT when the group exists with another policy,
+        UNAVAILABLE when the node service cannot say (a group rule is never checked
+        against half the members)."""
+        stored, pending, host = await self._store.group(name)
         policies = {GroupPolicy(stored)} if stored else set()
         members = set(pending)
         for instance in await self._built(name):
@@ -52,7 +60,12 @@ class ServerGroups:
                 f"server group {name!r} has policy {other.pop().value}; "
                 f"its members cannot be placed with {policy.value}",
             )
-        return members
+        return members, host
+
+    async def hold_host(self, name: str, policy: GroupPolicy, host: str) -> str:
+        """Where an affinity group lives: `host` when this member is the first to say, else
+        the host an earlier member (of any replica) fixed."""
+        return await self._store.hold_group_host(name, policy.value, host)
 
     async def add(self, name: str, policy: GroupPolicy, instance_uuids: list[str]) -> None:
         await self._store.add_group_members(name, policy.value, instance_uuids)

@@ -7,6 +7,10 @@
 
 Redis is a cache: when its cache marker is gone (flushed, or a new Redis) the keeper
 lists both services again and writes everything back, with the claims this replica holds.
+Until then the mirror keeps its claims: a Redis without the marker is never read as "these
+claims were released" (`PlacementStore.claims_of`), or the claims to write back would be
+gone from the mirror before the rebuild (a restarted server resubscribes to claim events
+and re-reads every node's claims at once).
 """
 
 from __future__ import annotations
@@ -210,6 +214,9 @@ class CacheKeeper:
         )
         if restored:
             log.info("restored %d pending claims into Redis", restored)
+        # Claim events missed while Redis was away, and claims other replicas restored.
+        self._claims_dirty.update(self.mirror.nodes)
+        self._claims_event.set()
 
     # -- watch streams ----------------------------------------------------------------------
 
@@ -238,8 +245,16 @@ class CacheKeeper:
         old = self.mirror.nodes.get(node.uuid)
         if old is not None and (old.host, old.nodename) != (node.host, node.nodename):
             self._node_drops[node.uuid] = old  # moved host (rebalance): old index entry goes
-        if self.mirror.put_node(state, node.claim_ids):
-            self._node_writes[node.uuid] = (state, list(node.claim_ids))
+        # Claims the report confirms (its instances name them) and claims the node ended
+        # (instances built and deleted before any report named them): neither counts on.
+        ended = [*node.claim_ids, *node.released_claim_ids]
+        if self.mirror.put_node(state, ended):
+            # A newer report of the node replaces the write still queued, but the claims
+            # the older one ended stay ended.
+            queued = self._node_writes.get(node.uuid)
+            if queued is not None:
+                ended = list(dict.fromkeys([*queued[1], *ended]))
+            self._node_writes[node.uuid] = (state, ended)
             self._wake()
 
     def node_deleted(self, node: node_pb2.ComputeNode) -> None:
@@ -392,7 +407,13 @@ class CacheKeeper:
             try:
                 for start in range(0, len(node_uuids), 1000):
                     batch = node_uuids[start : start + 1000]
-                    for node_uuid, claims in (await self.store.claims_of(batch)).items():
+                    found = await self.store.claims_of(batch)
+                    if found is None:
+                        # Redis lost the cache: keep what the mirror holds, to write it
+                        # back; the rebuild re-reads every node's claims afterwards.
+                        log.info("claims not re-read: Redis holds no cache until the rebuild")
+                        break
+                    for node_uuid, claims in found.items():
                         self.mirror.replace_claims(node_uuid, claims)
                 self.mirror.expire(_now_ms())
             except redis_errors.RedisError as exc:

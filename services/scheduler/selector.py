@@ -30,7 +30,7 @@ from services.scheduler.filters.base import HostFilter
 from services.scheduler.groups import ServerGroups
 from services.scheduler.hoststate import HostState, Resources
 from services.scheduler.mirror import Mirror
-from services.scheduler.request import Request
+from services.scheduler.request import GroupPolicy, Request
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.store.placement import ClaimRefused, PendingClaim, PlacementStore
 from services.scheduler.weighers import weigh_all
@@ -105,9 +105,21 @@ class Selector:
         placements: list[Placement] = []
         try:
             for index, instance_uuid in enumerate(request.instance_uuids):
-                walk = _Walk(order, rng.randrange(len(order)) if order else 0)
-                placement = await self._place(instance_uuid, request, context, filters, walk, rng)
-                if placement is None:
+                for _attempt in range(3):
+                    walk = _Walk(order, rng.randrange(len(order)) if order else 0)
+                    placement = await self._place(
+                        instance_uuid, request, context, filters, walk, rng
+                    )
+                    if placement is None:
+                        raise self._no_valid_host(request, walk, excluded, placed=index)
+                    group_host = await self._group_host(request, placement.primary[0])
+                    if group_host is None:
+                        break
+                    # Another replica's member fixed the group's host meanwhile: follow it.
+                    await self._release([placement.primary[1]])
+                    context.group_hosts = {group_host}
+                else:
+                    walk.rejected[LOST_RACE] += 1
                     raise self._no_valid_host(request, walk, excluded, placed=index)
                 placements.append(placement)
                 context.group_hosts.add(placement.primary[0].host)
@@ -154,7 +166,25 @@ class Selector:
                 reason=CLAIM_REFUSED,
                 metadata={"filter": LOST_RACE, "node_uuid": node_uuid},
             )
+        group_host = await self._group_host(request, state)
+        if group_host is not None:
+            await self._release([claim])
+            raise ResourceExhausted(
+                f"alternate {where} is not on host {group_host}, where affinity server group "
+                f"{request.hints.group!r} lives; try the next alternate",
+                reason=CLAIM_REFUSED,
+                metadata={"filter": "ServerGroupAffinityFilter", "node_uuid": node_uuid},
+            )
         return state, claim
+
+    async def _group_host(self, request: Request, chosen: HostState) -> str | None:
+        """None when `chosen` may hold a member of the request's group; for an affinity
+        group placed elsewhere, the group's host (the caller releases its claim)."""
+        hints = request.hints
+        if not hints.group or hints.group_policy is not GroupPolicy.AFFINITY:
+            return None
+        held = await self.groups.hold_host(hints.group, hints.group_policy, chosen.host)
+        return None if held == chosen.host else held
 
     async def _context(self, request: Request) -> PlacementContext:
         hints = request.hints
@@ -164,8 +194,10 @@ class Selector:
         if hints.different_host:
             context.different_hosts = self.mirror.hosts_of(hints.different_host)
         if hints.group:
-            members = await self.groups.members(hints.group, hints.group_policy)
+            members, group_host = await self.groups.members(hints.group, hints.group_policy)
             context.group_hosts = set(self.mirror.hosts_of(members))
+            if group_host and hints.group_policy is GroupPolicy.AFFINITY:
+                context.group_hosts.add(group_host)
         return context
 
     def _pool(self, request: Request) -> tuple[Sequence[str], int]:
@@ -256,7 +288,8 @@ class Selector:
     async def _recheck(self, walk: _Walk) -> None:
         """Re-read the suspects' claims from Redis and walk them once more."""
         suspects = list(walk.suspects)
-        for node_uuid, claims in (await self.store.claims_of(suspects)).items():
+        found = await self.store.claims_of(suspects)
+        for node_uuid, claims in (found or {}).items():  # None: Redis lost them, keep ours
             self.mirror.replace_claims(node_uuid, claims)
         walk.rejected.subtract(walk.suspects.values())
         walk.rejected += Counter()  # drop the zero counts
@@ -300,6 +333,8 @@ class Selector:
         than the primary's, best first; nothing is claimed."""
         wanted = request.resources
         hosts = {placement.primary[0].host}
+        if request.hints.group_policy is GroupPolicy.AFFINITY and request.hints.group:
+            placement.runners_up = []  # alternates are on other hosts: never for affinity
         for state in placement.runners_up:
             if len(placement.alternates) >= self.settings.max_attempts - 1:
                 break

@@ -355,3 +355,50 @@ def test_deleting_an_instance_frees_its_room(fleet):
     again = eventually(boots, 10)
     assert again.ok and again.host == "kvm-1"
     eventually(lambda: list(fleet.instances()) == [again.instance_uuid], 10)
+
+
+def test_instances_deleted_before_any_report_named_them_release_their_claims(fleet):
+    # The node service is frozen while five instances are built and deleted: the agent's
+    # snapshots that named their claims are replaced by newer ones before any is sent.
+    launch(fleet, {"kvm-1": ("fake", room_for_small(5))}, nodes=1)
+    fleet.send("node", signal.SIGSTOP)
+    try:
+        booted = built(fleet.boot(spec("m1.small", count=5)))
+        with ComputeClient.connect(fleet.agents["kvm-1"]) as agent:
+            for result in booted:
+                agent.delete_instance(result.instance_uuid)
+            assert list(agent.list_instances()) == []
+    finally:
+        fleet.send("node", signal.SIGCONT)
+
+    # The agent's next report says which claims ended: the room is free again at once,
+    # not after BERTH_CLAIM_TTL (5 minutes).
+    def released() -> bool:
+        (state,) = states_of(fleet, "kvm-1")
+        assert not state.pending_claims, [c.instance_uuid for c in state.pending_claims]
+        assert state.num_instances == 0
+        return True
+
+    eventually(released, 15)
+    again = built(fleet.boot(spec("m1.small", count=5)))
+    assert {r.host for r in again} == {"kvm-1"}
+
+
+def test_simultaneous_group_boots_over_two_replicas_keep_the_group_policies(fleet):
+    agents = {f"kvm-{i}": ("fake", room_for_small(5)) for i in range(1, 5)}
+    launch(fleet, agents, nodes=4, schedulers=2, BERTH_HOST_SUBSET_SIZE="4")
+    schedulers = list(fleet.schedulers)
+
+    def boots(hints: Hints, count: int) -> list[BootResult]:
+        def one(index: int) -> BootResult:
+            (result,) = fleet.boot(spec("m1.small", hints=hints), schedulers[index % 2])
+            return result
+
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(one, range(count)))
+
+    together = built(boots(Hints(group="db", group_policy=common_pb2.GROUP_POLICY_AFFINITY), 5))
+    assert len({r.host for r in together}) == 1, Counter(r.host for r in together)
+    apart = boots(Hints(group="web", group_policy=common_pb2.GROUP_POLICY_ANTI_AFFINITY), 3)
+    hosts = [r.host for r in apart if r.ok]
+    assert hosts and len(hosts) == len(set(hosts)), [(r.host, r.error) for r in apart]

@@ -224,25 +224,37 @@ class PlacementStore:
             )
         return sum(int(n) for n in await pipe.execute())
 
-    async def claims_of(self, node_uuids: Sequence[str]) -> dict[str, list[PendingClaim]]:
+    async def claims_of(self, node_uuids: Sequence[str]) -> dict[str, list[PendingClaim]] | None:
+        """The nodes' claims as Redis holds them, or None when Redis holds no cache (its
+        marker is gone: flushed, or a new server): its missing claims then say nothing
+        about claims released, only about a Redis that lost them, and a mirror that took
+        them for the truth would have nothing left to write back. The marker is read last,
+        on the same connection: a Redis lost while the claims were read is noticed."""
         pipe = self.redis.pipeline(transaction=False)
         for node_uuid in node_uuids:
             pipe.hgetall(self.keys.claims(node_uuid))
-        raw = await pipe.execute()
+        pipe.exists(self.keys.meta)
+        *raw, built = await pipe.execute()
+        if not built:
+            return None
         return {
             node_uuid: [parse_claim(node_uuid, k, v) for k, v in claims.items()]
             for node_uuid, claims in zip(node_uuids, raw, strict=True)
         }
 
     async def all_claims(self) -> dict[str, list[PendingClaim]]:
-        """Every node's claims (a scheduler starting up learns what others hold)."""
+        """Every node's claims (a scheduler starting up learns what others hold); none
+        from a Redis that holds no cache."""
         node_uuids = [
             self.keys.node_of_claims_key(key.decode())
             async for key in self.redis.scan_iter(match=self.keys.claims_pattern, count=1000)
         ]
         claims: dict[str, list[PendingClaim]] = {}
         for start in range(0, len(node_uuids), WRITE_BATCH):
-            claims.update(await self.claims_of(node_uuids[start : start + WRITE_BATCH]))
+            found = await self.claims_of(node_uuids[start : start + WRITE_BATCH])
+            if found is None:
+                return {}
+            claims.update(found)
         return claims
 
     async def restore_claims(self, claims: Iterable[PendingClaim], now_ms: int) -> int:
@@ -265,11 +277,27 @@ class PlacementStore:
 
     # -- server groups -----------------------------------------------------------------------
 
-    async def group(self, name: str) -> tuple[str, list[str]]:
-        """(policy, member instance uuids) of a server group; ("", []) when it is new."""
+    async def group(self, name: str) -> tuple[str, list[str], str]:
+        """(policy, member instance uuids, the affinity group's host or "") of a server
+        group; ("", [], "") when it is new."""
         raw = await self.redis.hgetall(self.keys.group(name))
         policy = raw.pop(b"policy", b"").decode()
-        return policy, [k.decode() for k in raw]
+        host = raw.pop(b"host", b"").decode()
+        return policy, [k.decode() for k in raw], host
+
+    async def hold_group_host(self, name: str, policy: str, host: str) -> str:
+        """The host of an affinity group: `host` if the group has none yet (this member
+        fixes it), else the one an earlier member fixed. One MULTI on one key, so of two
+        replicas placing first members at once exactly one fixes the host; kept as long as
+        the group's pending members (a built group's host is where its members are)."""
+        key = self.keys.group(name)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "host", host)
+            pipe.hset(key, "policy", policy)
+            pipe.hget(key, "host")
+            pipe.pexpire(key, self.claim_ttl_ms)
+            _, _, held, _ = await pipe.execute()
+        return held.decode()
 
     async def add_group_members(
         self, name: str, policy: str, instance_uuids: Sequence[str]

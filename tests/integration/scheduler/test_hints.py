@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import grpc
@@ -139,3 +140,23 @@ async def test_force_hosts_and_ignore_hosts_narrow_the_candidates(cloud):
     with pytest.raises(aio.AioRpcError) as err:
         await stub.SelectDestinations(spec("m1.tiny", hints=nothing))
     assert "SchedulerHints removed 3" in err.value.details()
+
+
+async def test_concurrent_affinity_members_over_two_replicas_all_land_on_one_host(cloud):
+    # Each replica sees the others' members only once their claims' events arrive: without
+    # one point of truth per group, simultaneous first members each pick their own host.
+    for host in ("c1", "c2", "c3", "c4", "c5"):
+        await cloud.add_host(host, memory_mb=65536)
+    replicas = [
+        (await cloud.start_scheduler(max_attempts=3, host_subset_size=5))[1] for _ in range(2)
+    ]
+    hints = scheduler_pb2.SchedulerHints(group="db", group_policy=AFFINITY)
+    calls = [
+        replicas[i % 2].SelectDestinations(spec("m1.tiny", hints=hints, seed=None))
+        for i in range(12)
+    ]
+    responses = await asyncio.gather(*calls)
+    hosts = {r.selections[0].primary.host for r in responses}
+    assert len(hosts) == 1, hosts
+    # An alternate elsewhere would place a member apart: none is offered.
+    assert not [a for r in responses for a in r.selections[0].alternates], responses[0]

@@ -6,7 +6,9 @@
                refused -> release that claim, ClaimAlternate the next alternate, build there
             -> release every claim of an instance not built
     delete  ListNodeInstances(instance_uuids) says where each instance is
-            -> DeleteInstance on that host's agent
+            -> DeleteInstance on that host's agent, whose next snapshot reports the
+               instance's claim as released (a claim no report confirmed yet stops
+               counting then, not when it expires)
 
 Every claim a boot receives is consumed by a build or released, on every path; claims that
 cannot be released (the scheduler gone) expire on their own.

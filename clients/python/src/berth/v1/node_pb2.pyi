@@ -83,6 +83,7 @@ class ComputeNode(_message.Message):
     IO_OPS_FIELD_NUMBER: _builtins.int
     CLAIM_IDS_FIELD_NUMBER: _builtins.int
     INSTANCE_UUIDS_FIELD_NUMBER: _builtins.int
+    RELEASED_CLAIM_IDS_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     """Stable identity; never changes once created."""
     host: _builtins.str
@@ -144,6 +145,14 @@ class ComputeNode(_message.Message):
         and server-group view).
         """
 
+    @_builtins.property
+    def released_claim_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Scheduler claims the node has ended: their instances were built here and deleted (or
+        their builds failed) since, so no instance will ever report them. Carried by the
+        change event of the snapshot that reported them (not stored; a listing leaves it
+        empty): the scheduler drops these claims with that report.
+        """
+
     def __init__(
         self,
         *,
@@ -177,10 +186,11 @@ class ComputeNode(_message.Message):
         io_ops: _builtins.int = ...,
         claim_ids: _abc.Iterable[_builtins.str] | None = ...,
         instance_uuids: _abc.Iterable[_builtins.str] | None = ...,
+        released_claim_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deleted_at", b"deleted_at", "numa_topology", b"numa_topology", "total", b"total", "updated_at", b"updated_at", "used", b"used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_ids", b"claim_ids", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "created_at", b"created_at", "current_workload", b"current_workload", "deleted_at", b"deleted_at", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "free_disk_gb", b"free_disk_gb", "free_ram_mb", b"free_ram_mb", "generation", b"generation", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "instance_uuids", b"instance_uuids", "io_ops", b"io_ops", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "running_vms", b"running_vms", "supported_instances", b"supported_instances", "total", b"total", "updated_at", b"updated_at", "used", b"used", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_ids", b"claim_ids", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "created_at", b"created_at", "current_workload", b"current_workload", "deleted_at", b"deleted_at", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "free_disk_gb", b"free_disk_gb", "free_ram_mb", b"free_ram_mb", "generation", b"generation", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "instance_uuids", b"instance_uuids", "io_ops", b"io_ops", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "released_claim_ids", b"released_claim_ids", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "running_vms", b"running_vms", "supported_instances", b"supported_instances", "total", b"total", "updated_at", b"updated_at", "used", b"used", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -383,6 +393,7 @@ class ResourceSnapshot(_message.Message):
     SUPPORTED_INSTANCES_FIELD_NUMBER: _builtins.int
     INSTANCES_FIELD_NUMBER: _builtins.int
     IO_OPS_FIELD_NUMBER: _builtins.int
+    RELEASED_CLAIM_IDS_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     nodename: _builtins.str
     node_uuid: _builtins.str
@@ -420,6 +431,13 @@ class ResourceSnapshot(_message.Message):
     def instances(self) -> _containers.RepeatedCompositeFieldContainer[Global___Instance]:
         """Every instance on the node."""
 
+    @_builtins.property
+    def released_claim_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Claim ids of instances built on this node and ended since (deleted, or the build
+        failed), newest last, kept for a while (at most 1000): a claim whose instance was
+        deleted before any snapshot named it is released by these, not left to expire.
+        """
+
     def __init__(
         self,
         *,
@@ -447,10 +465,11 @@ class ResourceSnapshot(_message.Message):
         supported_instances: _abc.Iterable[_builtins.str] | None = ...,
         instances: _abc.Iterable[Global___Instance] | None = ...,
         io_ops: _builtins.int = ...,
+        released_claim_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["boot_epoch", b"boot_epoch", "numa_topology", b"numa_topology", "total", b"total", "used", b"used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["boot_epoch", b"boot_epoch", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "current_workload", b"current_workload", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "instances", b"instances", "io_ops", b"io_ops", "node_uuid", b"node_uuid", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "sequence", b"sequence", "supported_instances", b"supported_instances", "total", b"total", "used", b"used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["boot_epoch", b"boot_epoch", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "current_workload", b"current_workload", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "instances", b"instances", "io_ops", b"io_ops", "node_uuid", b"node_uuid", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "released_claim_ids", b"released_claim_ids", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "sequence", b"sequence", "supported_instances", b"supported_instances", "total", b"total", "used", b"used"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,79 @@
+"""A Redis server that restarts empty (a new process, no data): pending claims survive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from berth.cli.embedded_redis import EmbeddedRedis, find_redis_server
+from berth.v1 import scheduler_pb2
+from grpc import aio
+
+from tests.integration.scheduler.cloud import Cloud, eventually, spec
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path):
+    """A redis-server of this test's own, on a free port, with nothing on disk."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server to start")
+    server = EmbeddedRedis(tmp_path / "redis-1", binary=binary, appendonly=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def _claim_counts(stub) -> list[int]:
+    states = await stub.ListHostStates(scheduler_pb2.ListHostStatesRequest())
+    return [len(s.pending_claims) for s in states.host_states]
+
+
+async def test_claims_survive_a_redis_that_restarts_empty(
+    start, start_node, redis_server, tmp_path: Path
+):
+    node_service = await start_node()
+    registry = await start(node_url=node_service.address)
+    cloud = Cloud(registry, node_service.address, redis_server.url, tmp_path)
+    try:
+        await cloud.add_host("c1", memory_mb=4 * 2048 + 512, ram_allocation_ratio=1.0)
+        _, first = await cloud.start_scheduler(max_attempts=1)
+        _, second = await cloud.start_scheduler(max_attempts=1)
+        await first.SelectDestinations(spec("m1.small", count=2))
+        await second.SelectDestinations(spec("m1.small"))
+
+        async def holds(stub, count: int) -> bool:
+            try:
+                return await _claim_counts(stub) == [count]
+            except aio.AioRpcError:
+                return False  # Redis is away: ListHostStates reads it
+
+        for stub in (first, second):
+            await eventually(lambda stub=stub: holds(stub, 3), what="3 claims held")
+
+        # The server dies and a new one starts on the same port with no data at all.
+        port = redis_server.port
+        redis_server.stop()
+        restarted = EmbeddedRedis(
+            tmp_path / "redis-2", port, binary=redis_server.binary, appendonly=False
+        )
+        restarted.start()
+        try:
+            for stub in (first, second):
+                await eventually(
+                    lambda stub=stub: holds(stub, 3),
+                    within_s=20,
+                    what="the 3 pending claims written back into the new Redis",
+                )
+            # They still hold the room: one m1.small fits, a second one does not.
+            await first.SelectDestinations(spec("m1.small"))
+            with pytest.raises(aio.AioRpcError) as err:
+                await second.SelectDestinations(spec("m1.small"))
+            assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            restarted.stop()
+    finally:
+        await cloud.close()
