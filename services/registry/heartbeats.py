@@ -129,10 +129,10 @@ class HeartbeatBatcher:
                     await repo.apply_heartbeats(conn, rows[start : start + self._max_batch])
         except Exception as exc:
             self._liveness.deaf()
-            log.warning("cannot store %d heartbeats: %s", len(rows), exc)
+            log.warning("cannot store %d heartbeats: %s", len(rows), exc or type(exc).__name__)
             done.set_exception(
                 Unavailable(
-                    "the registry cannot store heartbeats now; retry shortly",
+                    "the registry's database cannot store heartbeats now; retry shortly",
                     reason="DATABASE_UNAVAILABLE",
                 )
             )
