@@ -22,4 +22,3 @@ def test_infrastructure_failures_become_unavailable(exc):
 
 def test_a_bug_is_left_for_internal():
     assert db.unavailable_database(ValueError("bug")) is None
-
