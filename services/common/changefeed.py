@@ -195,7 +195,7 @@ class EventFeed(Generic[E]):
             try:
                 await self.catch_up()
             except Exception as exc:  # the database went away: keep following
-                log.warning("cannot read the event log: %s", exc)
+                log.warning("cannot read the event log: %s", exc or type(exc).__name__)
                 if not await self._pause(self._poll_interval_s, self._closing):
                     return
 

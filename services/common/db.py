@@ -41,25 +41,52 @@ def async_url(url: str | URL) -> URL:
     return parsed
 
 
-def create_engine(url: str | URL, **kwargs: object) -> AsyncEngine:
-    """An async engine with sane defaults for each backend."""
+# Seconds any one database operation may take (BERTH_DATABASE_TIMEOUT): connecting, waiting
+# for a pooled connection, one statement. Past it the call answers UNAVAILABLE (see
+# unavailable_database) instead of hanging on a database that stopped answering.
+DEFAULT_TIMEOUT_S = 5.0
+
+
+def create_engine(
+    url: str | URL, *, timeout_s: float | None = DEFAULT_TIMEOUT_S, **kwargs: object
+) -> AsyncEngine:
+    """An async engine with sane defaults for each backend.
+
+    `timeout_s` bounds each connect, pool checkout and statement, by the driver's own
+    timeouts so that a timed-out connection is closed, never reused half-read. None keeps
+    the drivers' defaults (migrations, which may run one long statement).
+    """
     parsed = async_url(url)
     backend = parsed.get_backend_name()
+    connect_args: dict[str, object] = {}
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        # A locked SQLite file is its one way to hang: wait this long for the lock.
+        busy_s = timeout_s if timeout_s is not None else 30.0
+        connect_args["timeout"] = busy_s
     else:
         if backend == "mysql":
             # REPEATABLE READ's gap locks make racing get-or-create inserts deadlock.
             kwargs.setdefault("isolation_level", "READ COMMITTED")
+            if timeout_s is not None:
+                # asyncmy closes a connection whose read timed out (OperationalError 2013).
+                connect_args |= {"connect_timeout": timeout_s, "read_timeout": timeout_s}
+        elif backend == "postgresql" and timeout_s is not None:
+            # asyncpg: `timeout` bounds connecting, `command_timeout` every statement.
+            connect_args |= {"timeout": timeout_s, "command_timeout": timeout_s}
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 10)
         kwargs.setdefault("pool_pre_ping", True)
-        kwargs.setdefault("pool_timeout", 10)
+        kwargs.setdefault("pool_timeout", timeout_s if timeout_s is not None else 10)
+    if connect_args:
+        kwargs["connect_args"] = connect_args | dict(kwargs.get("connect_args") or {})  # type: ignore[call-overload]
     engine = create_async_engine(parsed, **kwargs)  # type: ignore[arg-type]
     if backend == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        busy_ms = int(busy_s * 1000)
+        event.listen(
+            engine.sync_engine, "connect", lambda conn, record: _sqlite_pragmas(conn, busy_ms)
+        )
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
     return engine
 
@@ -71,7 +98,7 @@ def _sqlite_begin_immediate(connection: object) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+def _sqlite_pragmas(dbapi_connection: object, busy_ms: int) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (the driver's own BEGIN is deferred).
     dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
@@ -79,7 +106,7 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.close()
 
 
@@ -111,9 +138,14 @@ def is_retryable(exc: BaseException) -> bool:
 
 def unavailable_database(exc: BaseException) -> BerthError | None:
     """Error translator: a database that cannot be reached is UNAVAILABLE, not INTERNAL."""
-    if isinstance(
-        exc, OperationalError | InterfaceError | PoolTimeout | ConnectionError | TimeoutError
-    ) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+    if isinstance(exc, TimeoutError | PoolTimeout):
+        return Unavailable(
+            "the database did not answer in time (BERTH_DATABASE_TIMEOUT); try again shortly",
+            reason="DATABASE_UNAVAILABLE",
+        )
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
         return Unavailable(
             "the database is unavailable; try again shortly", reason="DATABASE_UNAVAILABLE"
         )

@@ -235,7 +235,9 @@ class ErrorInterceptor(ScopedInterceptor):
                 if isinstance(error, Internal) and not isinstance(exc, BerthError):
                     log.error("unexpected error in %s", method, exc_info=exc)
                 elif isinstance(error, Unavailable):
-                    log.warning("dependency unavailable in %s: %s", method, exc)
+                    log.warning(
+                        "dependency unavailable in %s: %s", method, exc or type(exc).__name__
+                    )
                 if info is not None:
                     info.code = error.code
                 status = error.to_status()

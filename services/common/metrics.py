@@ -6,6 +6,7 @@ import logging
 
 from prometheus_client import Counter, Histogram, start_http_server
 
+from services.common.listeners import StartupError, require_credentials, require_free
 from services.common.settings import split_host_port
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,18 @@ TASK_RESTARTS = Counter(
 )
 
 
-def serve_metrics(listen: str) -> None:
-    """Start the /metrics HTTP endpoint in a daemon thread."""
+def serve_metrics(listen: str, has_credentials: bool) -> None:
+    """Start the /metrics HTTP endpoint in a daemon thread; StartupError says why it cannot.
+
+    Beyond loopback it needs credentials configured, as the gRPC port does (the endpoint
+    itself answers anyone who reaches it: scrapers carry no Berth token)."""
+    require_credentials(listen, has_credentials, "Prometheus metrics", "BERTH_METRICS_LISTEN")
+    require_free(listen, "BERTH_METRICS_LISTEN")
     host, port = split_host_port(listen)
-    start_http_server(port, addr=host)
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:  # another process took it since the check
+        raise StartupError(
+            f"cannot listen on {listen} (BERTH_METRICS_LISTEN): {exc.strerror or exc}"
+        ) from None
     log.info("metrics served", extra={"address": f"http://{listen}/metrics"})

@@ -38,7 +38,7 @@ def run_migrations(target_metadata: MetaData, version_table: str) -> None:
         return
 
     async def online() -> None:
-        engine = create_engine(url)
+        engine = create_engine(url, timeout_s=None)  # a migration may run one long statement
         async with engine.begin() as conn:
             await conn.run_sync(migrate)
         await engine.dispose()

@@ -54,7 +54,7 @@ def run(
         settings = load_settings(settings_class)
         setup_logging(settings.log_level, settings.log_format)
         if settings.metrics_listen:
-            serve_metrics(settings.metrics_listen)
+            serve_metrics(settings.metrics_listen, has_credentials=settings.auth_file is not None)
         process = await start(settings)
         if after_start is not None:
             after_start()

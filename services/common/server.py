@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 from collections.abc import Callable, Iterable
@@ -16,15 +15,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import auth, interceptors
-from services.common.settings import CommonSettings, split_host_port
+from services.common.listeners import StartupError, is_loopback, require_credentials, require_free
+from services.common.settings import CommonSettings
+
+__all__ = ["ServiceSpec", "StartupError", "build_server", "is_loopback", "set_serving"]
 
 log = logging.getLogger(__name__)
 
 Registrar = Callable[[aio.Server], None]
-
-
-class StartupError(Exception):
-    """The process cannot start as configured; the message says why and what to change."""
 
 
 @dataclass
@@ -36,15 +34,6 @@ class ServiceSpec:
     policy: auth.MethodPolicy = field(default_factory=auth.MethodPolicy)
     quiet_methods: frozenset[str] = frozenset()
     translators: tuple[interceptors.Translator, ...] = ()
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _load_tokens(settings: CommonSettings) -> auth.TokenTable | None:
@@ -81,14 +70,10 @@ def build_server(
     settings: CommonSettings, spec: ServiceSpec
 ) -> tuple[aio.Server, int, health.aio.HealthServicer]:
     """A ready-to-start server bound to `settings.listen_address` -> (server, port, health)."""
-    host, _ = split_host_port(settings.listen_address)
+    address = settings.listen_address
     tokens = _load_tokens(settings)
-    if tokens is None and not is_loopback(host):
-        raise StartupError(
-            f"refusing to listen on {settings.listen_address} without credentials: anyone who can "
-            "reach it could change the registry. Set BERTH_AUTH_FILE to a tokens file, or listen "
-            "on 127.0.0.1."
-        )
+    require_credentials(address, tokens is not None, "gRPC", "BERTH_LISTEN")
+    require_free(address, "BERTH_LISTEN")
     if tokens is None:
         log.warning("no credentials configured: serving loopback only, every caller is admin")
     server = aio.server(
@@ -114,12 +99,17 @@ def build_server(
     names = [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
     credentials = _credentials(settings)
-    if credentials is None:
-        port = server.add_insecure_port(settings.listen_address)
-    else:
-        port = server.add_secure_port(settings.listen_address, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # gRPC says only "Failed to bind"; another process won the race
+        port = 0
     if port == 0:
-        raise StartupError(f"cannot bind {settings.listen_address}: address in use or not local")
+        raise StartupError(
+            f"cannot listen on {address} (BERTH_LISTEN): the address is in use or not local"
+        )
     return server, port, health_servicer
 
 

@@ -89,7 +89,7 @@ async def start_node_service(
     """Migrate, wire and start the node service; tests use BERTH_LISTEN=127.0.0.1:0."""
     if settings.auto_migrate if migrate is None else migrate:
         await asyncio.to_thread(db.upgrade, MIGRATIONS, settings.database_url)
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(settings.database_url, timeout_s=settings.database_timeout)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     feed = node_feed(
         sessions, poll_interval_s=settings.watch_poll_interval, retention=settings.event_retention

@@ -13,6 +13,9 @@ class NodeSettings(CommonSettings):
     binary: ClassVar[str] = "berth-node"
     default_port: ClassVar[int] = 50052
 
+    database_timeout: float = Field(
+        5.0, gt=0, description="seconds one database operation may take; then UNAVAILABLE"
+    )
     database_url: str = Field("sqlite:///data/node.sqlite3", min_length=1)
     watch_poll_interval: float = Field(
         0.25, gt=0, description="how fast other replicas' changes arrive"

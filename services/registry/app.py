@@ -108,7 +108,7 @@ async def _sweep_forever(services: ServicesTable, interval_s: float) -> None:
         try:
             await services.sweep()
         except Exception as exc:
-            log.warning("liveness sweep failed: %s", exc)
+            log.warning("liveness sweep failed: %s", exc or type(exc).__name__)
 
 
 async def start_registry(
@@ -121,7 +121,7 @@ async def start_registry(
     """Migrate, wire and start a registry; tests call this with BERTH_LISTEN=127.0.0.1:0."""
     if settings.auto_migrate if migrate is None else migrate:
         await asyncio.to_thread(db.upgrade, MIGRATIONS, settings.database_url)
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(settings.database_url, timeout_s=settings.database_timeout)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     liveness = Liveness(settings.service_down_time, clock)
     feed = service_feed(

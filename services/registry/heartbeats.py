@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from berth.client.errors import NotFound, Unavailable
 from berth.v1 import common_pb2, registry_pb2
@@ -53,6 +54,9 @@ class HeartbeatBatcher:
         self._max_batch = max_batch
         self._known: dict[str, Known] = {}
         self._pending: dict[int, list] = {}
+        # Arrival of the first beat of the pending batch and of the batch being written.
+        self._pending_since: datetime | None = None
+        self._writing_since: datetime | None = None
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -72,6 +76,9 @@ class HeartbeatBatcher:
         known = self._known.get(service_uuid) or await self._load(service_uuid)
         auth.require_host(known.host)
         now = self._liveness.clock()
+        if self._pending_since is None:
+            self._pending_since = now
+            self._unstored_changed()
         entry = self._pending.setdefault(known.id, [0, now])
         entry[0] += 1
         entry[1] = now
@@ -118,25 +125,36 @@ class HeartbeatBatcher:
             self._wake.clear()
             await self._flush()
 
+    def _unstored_changed(self) -> None:
+        """Tell liveness since when a received heartbeat waits to be stored (if one does)."""
+        waiting = [t for t in (self._writing_since, self._pending_since) if t is not None]
+        self._liveness.unstored_since = min(waiting, default=None)
+
     async def _flush(self) -> None:
         """Write everything pending in one transaction, then answer its callers."""
         batch, done = self._pending, self._done
         self._pending, self._done = {}, asyncio.get_running_loop().create_future()
+        self._writing_since, self._pending_since = self._pending_since, None
         rows = [(service_id, n, seen) for service_id, (n, seen) in batch.items()]
         try:
             for start in range(0, len(rows), self._max_batch):
                 async with self._engine.begin() as conn:
                     await repo.apply_heartbeats(conn, rows[start : start + self._max_batch])
         except Exception as exc:
+            # Deaf first: the lost beats must never count as silence once forgotten.
             self._liveness.deaf()
-            log.warning("cannot store %d heartbeats: %s", len(rows), exc)
+            self._writing_since = None
+            self._unstored_changed()
+            log.warning("cannot store %d heartbeats: %s", len(rows), exc or type(exc).__name__)
             done.set_exception(
                 Unavailable(
-                    "the registry cannot store heartbeats now; retry shortly",
+                    "the registry's database cannot store heartbeats now; retry shortly",
                     reason="DATABASE_UNAVAILABLE",
                 )
             )
             done.exception()  # retrieved here so an unanswered batch logs nothing more
             return
         self._liveness.listening()
+        self._writing_since = None
+        self._unstored_changed()
         done.set_result(None)

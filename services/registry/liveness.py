@@ -1,9 +1,13 @@
 """When a service counts as up, by the registry's clock only.
 
-Up means: not forced down, and heard within `service_down_time`. One more rule keeps a
-registry that could not listen (just started, or its database was away) from calling
-live services dead: until it has listened for a whole `service_down_time`, a service that
-was up when last published stays up. Admin changes never touch `last_seen_up`, so
+Up means: not forced down, and heard within `service_down_time`. Two more rules keep the
+registry from calling live services dead for a silence that was its own:
+
+* until it has listened for a whole `service_down_time` (it just started, or heartbeats
+  could not be stored), a service that was up when last published stays up;
+* silence is measured up to the arrival of the oldest heartbeat this registry received
+  but has not stored yet (`judged_at`): a database that answers slowly delays what the
+  table says, never who counts as heard. Admin changes never touch `last_seen_up`, so
 enabling a dead service cannot make it look alive (Nova bug 1420848).
 """
 
@@ -34,12 +38,22 @@ class Liveness:
         self.down_time = timedelta(seconds=down_time_s)
         self.clock = clock
         self.listening_since: datetime | None = clock()
+        # Arrival of the oldest heartbeat received but not yet stored (set by the batcher).
+        self.unstored_since: datetime | None = None
 
     def in_grace(self, now: datetime) -> bool:
         """True while this registry has not yet listened for a full down time."""
         return self.listening_since is None or now - self.listening_since < self.down_time
 
+    def judged_at(self, now: datetime) -> datetime:
+        """The moment up to which the table knows every heartbeat: take it before reading
+        rows, and judge them with it."""
+        if self.unstored_since is None:
+            return now
+        return min(now, self.unstored_since)
+
     def is_up(self, service: LivenessFacts, now: datetime) -> bool:
+        """Up as of `now`, a `judged_at` moment taken before the row was read."""
         if service.forced_down:
             return False
         if service.last_seen_up is not None and now - service.last_seen_up <= self.down_time:

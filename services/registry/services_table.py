@@ -47,7 +47,7 @@ class ServicesTable:
         self, session: AsyncSession, rows: Sequence[Service]
     ) -> list[registry_pb2.Service]:
         zones = await repo.zones_of_hosts(session, sorted({r.host for r in rows}))
-        now = self._liveness.clock()
+        now = self._liveness.judged_at(self._liveness.clock())
         return [
             convert.service(
                 row,
@@ -149,7 +149,7 @@ class ServicesTable:
                 row.forced_down = request.forced_down
             now = self._liveness.clock()
             row.updated_at = now  # never last_seen_up: an admin change is no sign of life
-            row.reported_up = self._liveness.is_up(row, now)
+            row.reported_up = self._liveness.is_up(row, self._liveness.judged_at(now))
             (proto,) = await self.publish(session, [row], common_pb2.EVENT_TYPE_MODIFIED)
         self._feed.poke()
         log.info(
@@ -216,7 +216,9 @@ class ServicesTable:
 
     async def sweep(self) -> int:
         """Publish liveness transitions (up -> down, down -> up); returns how many."""
-        now = self._liveness.clock()
+        # Judged as of the moment the table knew every heartbeat received, taken before the
+        # read: a beat stored while we read must not make an older moment look like silence.
+        now = self._liveness.judged_at(self._liveness.clock())
         async with self._sessions() as session:
             candidates = await repo.liveness_candidates(session, self._liveness.cutoff(now))
         flipped = 0

@@ -13,6 +13,9 @@ class RegistrySettings(CommonSettings):
     binary: ClassVar[str] = "berth-registry"
     default_port: ClassVar[int] = 50051
 
+    database_timeout: float = Field(
+        5.0, gt=0, description="seconds one database operation may take; then UNAVAILABLE"
+    )
     database_url: str = Field("sqlite:///data/registry.sqlite3", min_length=1)
     service_down_time: float = Field(
         60.0, gt=0, description="seconds without a heartbeat before down"

@@ -112,6 +112,56 @@ def test_sigterm_stops_the_registry_promptly_and_cleanly(registry_process):
         )
 
 
+def _refused_start(tmp_path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Start `python -m services.registry` with `env`; it must stop by itself."""
+    env = (
+        os.environ
+        | {
+            "BERTH_LISTEN": "127.0.0.1:0",
+            "BERTH_DATABASE_URL": f"sqlite:///{tmp_path}/registry.sqlite3",
+            "BERTH_DATA_DIR": str(tmp_path),
+        }
+        | env
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "services.registry"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,  # a start that is not refused serves until killed
+    )
+
+
+def test_a_grpc_port_in_use_stops_the_start_with_one_line(tmp_path):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        done = _refused_start(tmp_path, BERTH_LISTEN=address)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if "WARNING" not in line]
+    assert len(lines) == 1, done.stderr
+    assert address in lines[0] and "already in use" in lines[0]
+
+
+def test_a_metrics_port_in_use_stops_the_start_with_one_line(tmp_path):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        done = _refused_start(tmp_path, BERTH_METRICS_LISTEN=address)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
+    assert address in done.stderr and "already in use" in done.stderr
+
+
+def test_metrics_beyond_loopback_without_credentials_refuse_to_start(tmp_path):
+    done = _refused_start(tmp_path, BERTH_METRICS_LISTEN=f"0.0.0.0:{_free_port()}")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
+    assert "BERTH_METRICS_LISTEN" in done.stderr and "without credentials" in done.stderr
+
+
 def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_path):
     port, node_port, scheduler_port = _free_port(), _free_port(), _free_port()
     proc = subprocess.Popen(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -56,3 +58,12 @@ async def take(watch, n: int, within_s: float = 10) -> list:
 
     await asyncio.wait_for(collect(), within_s)
     return events
+
+
+async def until(condition: Callable[[], bool], within_s: float, what: str) -> None:
+    """Wait until `condition()` holds, failing the test after `within_s` seconds."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {within_s} s for {what}")
+        await asyncio.sleep(0.01)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from berth.v1 import common_pb2, registry_pb2
+import asyncio
 
-from tests.integration.registry.support import key, register
+import pytest
+from berth.v1 import common_pb2, registry_pb2
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.common import db
+from tests.integration.registry.support import key, register, until
 
 
 async def _next_service_event(watch):
@@ -47,3 +53,38 @@ async def test_while_heartbeats_cannot_be_stored_nobody_is_declared_down(stub, r
     assert await registry.services.sweep() == 0
     got = (await stub.GetService(registry_pb2.GetServiceRequest(service=key("compute-1")))).service
     assert got.up
+
+
+async def test_a_heartbeat_received_but_not_yet_stored_counts_as_heard(
+    stub, registry, clock, database
+):
+    if database.backend == "sqlite":
+        pytest.skip("SQLite readers wait for a held write lock, so nothing could be judged")
+    service = await register(stub)
+    clock.advance(50)
+    # Another transaction holds the service's row: the heartbeat's batch waits to be stored.
+    engine = create_async_engine(db.async_url(database.url))
+    try:
+        async with engine.connect() as holder:
+            await holder.execute(
+                text("UPDATE services SET report_count = report_count WHERE uuid = :u"),
+                {"u": service.uuid},
+            )
+            beat = asyncio.ensure_future(
+                stub.Heartbeat(registry_pb2.HeartbeatRequest(service_uuid=service.uuid))
+            )
+            known = registry.heartbeats._known  # received: counted in the registry's cache
+            await until(
+                lambda: service.uuid in known and known[service.uuid].report_count >= 1,
+                5,
+                "the heartbeat to arrive",
+            )
+            clock.advance(30)  # 80 s since the stored beat, 30 s since the received one
+            assert await registry.services.sweep() == 0
+            got = await stub.GetService(registry_pb2.GetServiceRequest(service=key("compute-1")))
+            assert got.service.up
+            await holder.rollback()
+        await beat
+    finally:
+        await engine.dispose()
+    assert await registry.services.sweep() == 0

@@ -59,3 +59,14 @@ def test_deaf_suspends_judgement_until_a_full_down_time_after_listening_again():
     assert live.is_up(Row(stale), clock.now)
     clock.now += timedelta(seconds=2)
     assert not live.is_up(Row(stale), clock.now)
+
+
+def test_silence_is_measured_only_up_to_the_oldest_heartbeat_not_yet_stored():
+    live, clock = _liveness()
+    clock.now = T0 + timedelta(seconds=500)  # grace over
+    stored = clock.now - timedelta(seconds=90)  # the table says: silent for 90 s
+    live.unstored_since = clock.now - timedelta(seconds=40)  # but a beat waits to be stored
+    assert live.judged_at(clock.now) == live.unstored_since
+    assert live.is_up(Row(stored), live.judged_at(clock.now))
+    live.unstored_since = None  # stored: the table is the whole truth again
+    assert not live.is_up(Row(stored), live.judged_at(clock.now))
