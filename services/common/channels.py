@@ -1,4 +1,5 @@
-"""Async channels from one process to another, with the process's own token and TLS."""
+"""Async channels from one process to another, with the process's own token, TLS and
+client certificate."""
 
 from __future__ import annotations
 
@@ -22,8 +23,21 @@ def _reconnect_cap_ms(settings: CommonSettings) -> int:
     return int(min(10.0, max(1.0, 2 * settings.report_interval)) * 1000)
 
 
+def _credentials(settings: CommonSettings) -> grpc.ChannelCredentials:
+    """Verify the server by BERTH_TLS_CA_FILE (else the system roots); present the client
+    certificate when one is configured, for servers that require one (mutual TLS)."""
+    key, cert = settings.tls_client_key_file, settings.tls_client_cert_file
+    return grpc.ssl_channel_credentials(
+        root_certificates=settings.tls_ca_file.read_bytes() if settings.tls_ca_file else None,
+        private_key=key.read_bytes() if key else None,
+        certificate_chain=cert.read_bytes() if cert else None,
+    )
+
+
 def aio_channel(target: str, settings: CommonSettings) -> aio.Channel:
-    """A channel to `target` (the client library's target syntax), TLS verified by BERTH_TLS_CA_FILE."""
+    """A channel to `target` (the client library's target syntax). Every call from one Berth
+    process to another goes through one of these: the client certificate rides on TLS
+    channels only, a plaintext target (`grpc://`) is reached without it."""
     address, _ = parse_target(target)
     options = [
         ("grpc.keepalive_time_ms", 30000),
@@ -34,8 +48,7 @@ def aio_channel(target: str, settings: CommonSettings) -> aio.Channel:
         ("grpc.max_reconnect_backoff_ms", _reconnect_cap_ms(settings)),
     ]
     if _uses_tls(target, settings):
-        ca = settings.tls_ca_file.read_bytes() if settings.tls_ca_file else None
-        creds = grpc.ssl_channel_credentials(root_certificates=ca)
+        creds = _credentials(settings)
         if settings.token:
             creds = grpc.composite_channel_credentials(
                 creds, grpc.access_token_call_credentials(settings.token)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, FilePath, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,6 +41,12 @@ class CommonSettings(BaseSettings):
     registry_url: str = "127.0.0.1:50051"
     token: str | None = Field(None, description="bearer token this process presents")
     tls_ca_file: Path | None = Field(None, description="CA bundle to verify servers")
+    # The certificate this process presents on its own calls to servers that require one
+    # (BERTH_TLS_CLIENT_CA_FILE there); only TLS channels carry it.
+    tls_client_cert_file: FilePath | None = Field(None, description="client certificate (mTLS)")
+    tls_client_key_file: FilePath | None = Field(
+        None, description="key of that certificate", validate_default=True
+    )
     report_interval: float = Field(10.0, gt=0, description="seconds between heartbeats")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -78,6 +84,18 @@ class CommonSettings(BaseSettings):
     def _key_needs_cert(cls, value: Path | None, info: Any) -> Path | None:
         if value is not None and info.data.get("tls_cert_file") is None:
             raise ValueError("needs BERTH_TLS_CERT_FILE too")
+        return value
+
+    @field_validator("tls_client_key_file")
+    @classmethod
+    def _client_key_and_cert_go_together(cls, value: Path | None, info: Any) -> Path | None:
+        if "tls_client_cert_file" not in info.data:
+            return value  # the certificate's own error says what is wrong with it
+        cert = info.data["tls_client_cert_file"]
+        if value is None and cert is not None:
+            raise ValueError("BERTH_TLS_CLIENT_CERT_FILE is set: give its key too")
+        if value is not None and cert is None:
+            raise ValueError("needs BERTH_TLS_CLIENT_CERT_FILE too")
         return value
 
     @property

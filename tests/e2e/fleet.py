@@ -79,8 +79,14 @@ def free_port() -> int:
 class Fleet:
     """Berth processes under one temporary directory, each with its own log."""
 
-    def __init__(self, root: Path, *, redis_url: str = "", redis_prefix: str = "") -> None:
+    def __init__(
+        self, root: Path, *, redis_url: str = "", redis_prefix: str = "", pki: Path | None = None
+    ) -> None:
         self.root = root
+        # With a pki (tests.pki.make_pki: ca, server and client certificates) every process
+        # serves mutual TLS and presents the client certificate on its own calls, and so do
+        # the fleet's clients.
+        self.pki = pki
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         # How each process was started (module, environment), so it can be started again.
         self.launches: dict[str, tuple[str, dict[str, str]]] = {}
@@ -98,6 +104,43 @@ class Fleet:
 
     # -- processes -----------------------------------------------------------------------
 
+    def tls_env(self) -> dict[str, str]:
+        """The settings of a process under mutual TLS (none without a pki)."""
+        if self.pki is None:
+            return {}
+        return {
+            "BERTH_TLS_CERT_FILE": str(self.pki / "server.pem"),
+            "BERTH_TLS_KEY_FILE": str(self.pki / "server.key"),
+            "BERTH_TLS_CLIENT_CA_FILE": str(self.pki / "ca.pem"),
+            "BERTH_TLS_CA_FILE": str(self.pki / "ca.pem"),
+            "BERTH_TLS_CLIENT_CERT_FILE": str(self.pki / "client.pem"),
+            "BERTH_TLS_CLIENT_KEY_FILE": str(self.pki / "client.key"),
+        }
+
+    def client_tls(self) -> dict[str, str]:
+        """The client library's TLS keywords for the fleet's clients (none without a pki)."""
+        if self.pki is None:
+            return {}
+        return {
+            "tls_ca_file": str(self.pki / "ca.pem"),
+            "tls_cert_file": str(self.pki / "client.pem"),
+            "tls_key_file": str(self.pki / "client.key"),
+        }
+
+    def cli_tls(self) -> list[str]:
+        """The same as `berth` options."""
+        return [f"--{key.replace('_', '-')}={value}" for key, value in self.client_tls().items()]
+
+    def _channel(self, address: str) -> grpc.Channel:
+        if self.pki is None:
+            return grpc.insecure_channel(address)
+        credentials = grpc.ssl_channel_credentials(
+            (self.pki / "ca.pem").read_bytes(),
+            (self.pki / "client.key").read_bytes(),
+            (self.pki / "client.pem").read_bytes(),
+        )
+        return grpc.secure_channel(address, credentials)
+
     def start(self, name: str, module: str, address: str, *, wait: bool = True, **env: str) -> None:
         """Run `python -m module` as `name` (its BERTH_HOST too); wait until it is SERVING
         unless `wait` is false (then call wait_serving())."""
@@ -111,7 +154,10 @@ class Fleet:
             "BERTH_HOST": name,
         }
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", module], env=values | env, stdout=log, stderr=log
+            [sys.executable, "-m", module],
+            env=values | self.tls_env() | env,
+            stdout=log,
+            stderr=log,
         )
         self.addresses[name] = address
         self.launches[name] = (module, env)
@@ -125,7 +171,7 @@ class Fleet:
         deadline = time.monotonic() + within_s
         for name in names or list(self.procs):
             proc, address = self.procs[name], self.addresses[name]
-            with grpc.insecure_channel(address) as channel:
+            with self._channel(address) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
                 while True:
                     code = proc.poll()
@@ -255,6 +301,7 @@ class Fleet:
 
     def berth(self, *args: str) -> Any:
         command = [BERTH, "--registry", self.registry, "--node", self.node]
+        command += self.cli_tls()
         if self.schedulers:
             command += ["--scheduler", next(iter(self.schedulers.values()))]
         done = subprocess.run(
@@ -268,7 +315,9 @@ class Fleet:
 
     @contextmanager
     def scheduler_client(self, scheduler: str | None = None) -> Iterator[SchedulerClient]:
-        with SchedulerClient.connect(self.scheduler_address(scheduler)) as client:
+        with SchedulerClient.connect(
+            self.scheduler_address(scheduler), **self.client_tls()
+        ) as client:
             yield client
 
     def boot(
@@ -276,8 +325,10 @@ class Fleet:
     ) -> list[BootResult]:
         """berth.client.servers.boot() through one of the fleet's schedulers."""
         with (
-            SchedulerClient.connect(self.scheduler_address(scheduler)) as scheduler_client,
-            RegistryClient.connect(self.registry) as registry,
+            SchedulerClient.connect(
+                self.scheduler_address(scheduler), **self.client_tls()
+            ) as scheduler_client,
+            RegistryClient.connect(self.registry, **self.client_tls()) as registry,
         ):
             return boot(spec, scheduler=scheduler_client, registry=registry)
 
@@ -287,7 +338,7 @@ class Fleet:
 
     def instances(self) -> dict[str, str]:
         """instance uuid -> host, as the node service reports them."""
-        with NodeClient.connect(self.node) as nodes:
+        with NodeClient.connect(self.node, **self.client_tls()) as nodes:
             return {i.uuid: i.host for i in nodes.node_instances()}
 
     def ready(self, nodes: int, *, within_s: float = 30) -> None:

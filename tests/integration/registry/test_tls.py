@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -11,26 +9,17 @@ import pytest
 from berth.v1 import registry_pb2, registry_pb2_grpc
 from grpc import aio
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+from services.common.channels import aio_channel
+from services.common.settings import CommonSettings
+from tests.pki import make_pki, needs_openssl
 
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
+pytestmark = needs_openssl
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
     """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=berth-test-ca",
-             "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))  # fmt: skip
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                 "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))  # fmt: skip
-        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
-                 "-CAcreateserial", "-days", "1", "-extfile", str(d / "ext.cnf"), "-out", str(d / f"{name}.pem"))  # fmt: skip  # noqa: E501
-    return d
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 async def _list(address: str, credentials: grpc.ChannelCredentials | None) -> None:
@@ -69,3 +58,43 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate(start, pki, dat
     with pytest.raises(aio.AioRpcError) as err:
         await _list(registry.address, grpc.ssl_channel_credentials(ca))
     assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+def _process_settings(pki: Path, *, client_cert: bool) -> CommonSettings:
+    """A process's outgoing settings: the CA, and the client certificate when asked."""
+    cert = {"tls_client_cert_file": pki / "client.pem", "tls_client_key_file": pki / "client.key"}
+    return CommonSettings(tls_ca_file=pki / "ca.pem", **(cert if client_cert else {}))
+
+
+async def _list_from_process(target: str, settings: CommonSettings) -> None:
+    async with aio_channel(target, settings) as channel:
+        await registry_pb2_grpc.RegistryServiceStub(channel).ListServices(
+            registry_pb2.ListServicesRequest(), timeout=5
+        )
+
+
+async def test_a_process_presents_its_client_certificate_to_a_mutual_tls_server(
+    start, pki, database
+):
+    if database.backend != "sqlite":
+        pytest.skip("transport security does not depend on the database")
+    registry = await start(
+        tls_cert_file=pki / "server.pem",
+        tls_key_file=pki / "server.key",
+        tls_client_ca_file=pki / "ca.pem",
+    )
+    await _list_from_process(registry.address, _process_settings(pki, client_cert=True))
+    with pytest.raises(aio.AioRpcError) as err:
+        await _list_from_process(registry.address, _process_settings(pki, client_cert=False))
+    assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_process_with_a_client_certificate_reaches_a_plaintext_target_without_it(
+    start, pki, database
+):
+    if database.backend != "sqlite":
+        pytest.skip("transport security does not depend on the database")
+    registry = await start()
+    # One process may talk to TLS and plaintext peers: grpc:// goes without TLS, so without
+    # the certificate, rather than failing.
+    await _list_from_process(f"grpc://{registry.address}", _process_settings(pki, client_cert=True))

@@ -72,6 +72,10 @@ def test_every_option_given_becomes_its_berth_variable():
         "agent-token",
         "--tls-ca-file",
         "/ca.pem",
+        "--tls-cert-file",
+        "/agent.pem",
+        "--tls-key-file",
+        "/agent.key",
         port=6100,
     )
 
@@ -91,6 +95,8 @@ def test_every_option_given_becomes_its_berth_variable():
         "BERTH_UPDATE_RESOURCES_INTERVAL": "2.5",
         "BERTH_TOKEN": "agent-token",
         "BERTH_TLS_CA_FILE": "/ca.pem",
+        "BERTH_TLS_CLIENT_CERT_FILE": "/agent.pem",
+        "BERTH_TLS_CLIENT_KEY_FILE": "/agent.key",
     }
 
 

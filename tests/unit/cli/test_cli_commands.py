@@ -118,6 +118,7 @@ def test_the_global_options_default_to_the_local_registry_in_plaintext():
 
     assert args.registry == DEFAULT_REGISTRY
     assert args.token is None and args.tls_ca_file is None
+    assert args.tls_cert_file is None and args.tls_key_file is None
     assert args.json is False
     assert args.timeout == 10.0
 
@@ -127,6 +128,8 @@ def test_the_global_options_default_to_the_berth_environment_variables():
         "BERTH_REGISTRY_URL": "grpcs://registry.example:443",
         "BERTH_TOKEN": "s3cret",
         "BERTH_TLS_CA_FILE": "/etc/berth/ca.pem",
+        "BERTH_TLS_CLIENT_CERT_FILE": "/etc/berth/me.pem",
+        "BERTH_TLS_CLIENT_KEY_FILE": "/etc/berth/me.key",
     }
 
     args = build_parser(env).parse_args(["host-list"])
@@ -134,6 +137,7 @@ def test_the_global_options_default_to_the_berth_environment_variables():
     assert args.registry == "grpcs://registry.example:443"
     assert args.token == "s3cret"
     assert args.tls_ca_file == "/etc/berth/ca.pem"
+    assert (args.tls_cert_file, args.tls_key_file) == ("/etc/berth/me.pem", "/etc/berth/me.key")
 
 
 def test_a_flag_wins_over_the_environment():

@@ -146,6 +146,8 @@ def build_command(
         base=base_env,
         token=args.token,
         tls_ca_file=args.tls_ca_file,
+        tls_client_cert_file=args.tls_cert_file,
+        tls_client_key_file=args.tls_key_file,
     )
     return AgentCommand([python, "-m", COMPUTE_MODULE], env, address, data_dir, agent)
 

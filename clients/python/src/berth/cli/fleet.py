@@ -49,6 +49,8 @@ def agent_env(
     base: Mapping[str, str],
     token: str | None = None,
     tls_ca_file: str | None = None,
+    tls_client_cert_file: str | None = None,
+    tls_client_key_file: str | None = None,
     scheduler_url: str | None = None,
 ) -> dict[str, str]:
     """The environment of one compute agent: the caller's, plus who it is, where it listens
@@ -72,6 +74,8 @@ def agent_env(
         "BERTH_UPDATE_RESOURCES_INTERVAL": agent.update_interval,
         "BERTH_TOKEN": token,
         "BERTH_TLS_CA_FILE": tls_ca_file,
+        "BERTH_TLS_CLIENT_CERT_FILE": tls_client_cert_file,
+        "BERTH_TLS_CLIENT_KEY_FILE": tls_client_key_file,
         "BERTH_SCHEDULER_URL": scheduler_url,
     }
     for name, value in optional.items():

@@ -129,11 +129,15 @@ def _add_global_options(
     group.add_argument(
         "--tls-cert-file",
         metavar="PATH",
-        default=default(None),
-        help="Client certificate for mutual TLS.",
+        default=default(env.get("BERTH_TLS_CLIENT_CERT_FILE") or None),
+        help="Client certificate, for servers that require one (mutual TLS); implies TLS "
+        "(default: $BERTH_TLS_CLIENT_CERT_FILE).",
     )
     group.add_argument(
-        "--tls-key-file", metavar="PATH", default=default(None), help="Key of that certificate."
+        "--tls-key-file",
+        metavar="PATH",
+        default=default(env.get("BERTH_TLS_CLIENT_KEY_FILE") or None),
+        help="Key of that certificate (default: $BERTH_TLS_CLIENT_KEY_FILE).",
     )
     group.add_argument(
         "--timeout",

@@ -160,7 +160,10 @@ _CONNECT_FAILURES = (
     ("connection reset", "connection reset"),
     ("ssl", "TLS handshake failed (wrong CA, or the server speaks plaintext?)"),
     ("handshake", "TLS handshake failed (wrong CA, or the server speaks plaintext?)"),
-    ("socket closed", "the connection closed (does the server expect TLS?)"),
+    (
+        "socket closed",
+        "the connection closed (does the server expect TLS, or a client certificate?)",
+    ),
     ("timed out", "connection timed out"),
     ("timeout", "connection timed out"),
     ("network is unreachable", "network is unreachable"),
