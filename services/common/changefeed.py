@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.store import EventColumns
 from services.common.streams import until_stopped
+from services.common.supervise import supervised
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,8 @@ class EventFeed(Generic[E]):
         async with self._sessions() as session:
             self.position, _ = await self.changelog.state(session)
         self._tasks = [
-            asyncio.create_task(self._follow(), name="event-feed"),
-            asyncio.create_task(self._compact_forever(), name="event-compactor"),
+            supervised("event-feed", self._follow),
+            supervised("event-compactor", self._compact_forever),
         ]
 
     async def stop(self, timeout_s: float = 10.0) -> None:

@@ -23,6 +23,7 @@ from datetime import datetime
 from berth.client.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from berth.v1 import common_pb2, node_pb2_grpc
 
+from services.common.supervise import supervised
 from services.compute.drivers.base import Driver, NodeInventory
 from services.compute.pusher import SnapshotPusher, delete_node
 from services.compute.settings import ComputeSettings
@@ -68,7 +69,7 @@ class ComputeManager:
         if self._node_stub is None:
             log.warning("BERTH_NODE_URL is empty: this agent's snapshots go nowhere")
         await self.refresh_nodes()
-        self._periodic = asyncio.create_task(self._refresh_forever(), name="refresh-nodes")
+        self._periodic = supervised("refresh-nodes", self._refresh_forever)
 
     async def stop(self) -> None:
         tasks = [t for t in [self._periodic, *self._deletions.values()] if t is not None]

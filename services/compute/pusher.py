@@ -17,6 +17,7 @@ from berth.v1 import node_pb2, node_pb2_grpc
 from grpc import aio
 
 from services.common.backoff import Backoff, stopping
+from services.common.supervise import supervised
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class SnapshotPusher:
         self._wake.set()
 
     def start(self, name: str) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"snapshot-pusher:{name}")
+        self._task = supervised(f"snapshot-pusher:{name}", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:

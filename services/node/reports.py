@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import db
+from services.common.supervise import supervised
 from services.node import convert
 from services.node.events import NodeFeed
 from services.node.ownership import ComputeLiveness
@@ -73,7 +74,7 @@ class SnapshotWriter:
         self._slow: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="snapshot-writer")
+        self._task = supervised("snapshot-writer", self._run)
 
     async def stop(self) -> None:
         tasks = [t for t in [self._task, *self._slow] if t is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from services.common import auth, db
 from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, build_server
+from services.common.supervise import supervised
 from services.registry.agent_link import AgentLink
 from services.registry.aggregates import Aggregates
 from services.registry.events import ServiceFeed, service_feed
@@ -190,13 +192,11 @@ async def start_registry(
         scheduler_link=scheduler_link,
     )
     registry.tasks.append(
-        asyncio.create_task(
-            _sweep_forever(services, settings.sweep_interval), name="liveness-sweeper"
+        supervised(
+            "liveness-sweeper", functools.partial(_sweep_forever, services, settings.sweep_interval)
         )
     )
-    registry.tasks.append(
-        asyncio.create_task(maintenance.resume_forever(), name="maintenance-resumer")
-    )
+    registry.tasks.append(supervised("maintenance-resumer", maintenance.resume_forever))
     if report_self:
         # The registry registers itself like any process, through its own front door.
         self_settings = settings.model_copy(update={"registry_url": f"127.0.0.1:{port}"})

@@ -20,6 +20,7 @@ from google.protobuf.duration_pb2 import Duration
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common import auth
+from services.common.supervise import supervised
 from services.registry.liveness import Liveness
 from services.registry.store import repository as repo
 
@@ -62,7 +63,7 @@ class HeartbeatBatcher:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_forever(), name="heartbeat-flusher")
+        self._task = supervised("heartbeat-flusher", self._flush_forever)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -13,6 +13,7 @@ from berth.v1 import common_pb2
 from grpc import aio
 
 from services.common.backoff import Backoff, stopping
+from services.common.supervise import supervised
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class Follower:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"follow-{self.name}")
+        self._task = supervised(f"follow-{self.name}", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -87,6 +88,14 @@ class Follower:
                     exc.code().name,
                     exc.details(),
                     self.revision,
+                )
+            except Exception:
+                # A stream that broke another way (a read after the call ended, a reset
+                # channel) or an event this scheduler could not apply: follow again.
+                if stopping():
+                    raise
+                log.exception(
+                    "%s watch failed; retrying from revision %d", self.name, self.revision
                 )
             await asyncio.sleep(backoff.next_delay())
 

@@ -28,6 +28,7 @@ from redis import exceptions as redis_errors
 from services.common.backoff import Backoff
 from services.common.channels import aio_channel, call_metadata
 from services.common.settings import COMPUTE_BINARY
+from services.common.supervise import supervised
 from services.scheduler import convert
 from services.scheduler.followers import Follower, stop_tasks
 from services.scheduler.hoststate import HostState
@@ -162,10 +163,10 @@ class CacheKeeper:
         except redis_errors.RedisError as exc:
             log.warning("cannot read claims from Redis yet (%s); they arrive with events", exc)
         self._tasks = [
-            asyncio.create_task(self._write_forever(), name="redis-writer"),
-            asyncio.create_task(self._listen_claims(), name="claim-events"),
-            asyncio.create_task(self._refresh_claims_forever(), name="claim-refresh"),
-            asyncio.create_task(self._check_forever(), name="cache-check"),
+            supervised("redis-writer", self._write_forever),
+            supervised("claim-events", self._listen_claims),
+            supervised("claim-refresh", self._refresh_claims_forever),
+            supervised("cache-check", self._check_forever),
         ]
         self.registry_follower.start()
         self.node_follower.start()
@@ -312,7 +313,7 @@ class CacheKeeper:
             try:
                 await self._write(writes, drops, hosts)
                 backoff.reset()
-            except redis_errors.RedisError as exc:
+            except Exception as exc:  # Redis away, or anything else: nothing may be lost
                 # Put back what was not written (unless something newer arrived meanwhile).
                 for key, value in writes.items():
                     self._node_writes.setdefault(key, value)
