@@ -26,6 +26,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import grpc
+from berth.cli.embedded_redis import EmbeddedRedis
 from berth.v1 import (
     common_pb2,
     node_pb2,
@@ -318,7 +319,12 @@ async def main() -> None:
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--redis-url",
+        default="",
+        help="a Redis of your own (keys under a fresh prefix); default: a redis-server the "
+        "bench starts for itself, so no shared Redis is ever written",
+    )
     parser.add_argument("--quality-requests", type=int, default=100)
     parser.add_argument(
         "--sample-percentage", type=float, default=None, help="the scheduler's; default its own"
@@ -328,8 +334,16 @@ async def main() -> None:
     sizes = [int(n) for n in args.nodes.split(",")]
     results = {"load": [], "sampling": []}
     with TemporaryDirectory(prefix="berth-bench-") as tmp:
-        for count in sizes:
-            results["load"].append(await run_size(args, count, Path(tmp)))
+        own_redis = None
+        if not args.redis_url:
+            own_redis = EmbeddedRedis(Path(tmp), appendonly=False).start()
+            args.redis_url = own_redis.url
+        try:
+            for count in sizes:
+                results["load"].append(await run_size(args, count, Path(tmp)))
+        finally:
+            if own_redis is not None:
+                own_redis.stop()
     for count in sizes:
         results["sampling"].append(
             await asyncio.to_thread(

@@ -4,8 +4,9 @@ Redis database.
 PostgreSQL and MariaDB are found at BERTH_TEST_POSTGRES_URL / BERTH_TEST_MARIADB_URL
 (defaults: the local servers). When one is not reachable its cases are skipped with the
 reason, unless BERTH_TEST_REQUIRE lists it (CI sets `postgresql,mariadb,redis`): then they
-fail. Redis is BERTH_TEST_REDIS_URL if set, else database 15 of a local server on port 6379
-if one answers, else one embedded redis-server for the whole run (see berth.cli.embedded_redis).
+fail. Redis is BERTH_TEST_REDIS_URL if set (its database is emptied before each test), else
+one redis-server the run starts for itself (see berth.cli.embedded_redis): a Redis already
+running on the machine holds somebody else's data and is never written.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ MARIADB_URL = os.environ.get("BERTH_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3
 REQUIRED = {b.strip() for b in os.environ.get("BERTH_TEST_REQUIRE", "").split(",") if b.strip()}
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
 REDIS_URL = os.environ.get("BERTH_TEST_REDIS_URL", "")
-LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"  # a database of its own on a developer's Redis
 
 _unreachable: dict[str, str] = {}
 _used: dict[str, str] = {}  # backend -> which server the tests used (for the summary)
@@ -151,12 +151,11 @@ def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         why = _redis_answers(REDIS_URL, timeout=3.0)
         yield (REDIS_URL, "") if why is None else ("", why)
         return
-    if _redis_answers(LOCAL_REDIS_URL) is None:
-        yield LOCAL_REDIS_URL, ""
-        return
+    # A server of the run's own: the tests empty their database before each test, and a
+    # Redis already running on this machine (6379) holds somebody else's data.
     binary = find_redis_server()
     if binary is None:
-        yield "", f"nothing answers at {LOCAL_REDIS_URL} and no redis-server was found"
+        yield "", "no redis-server was found (set BERTH_TEST_REDIS_URL to a Redis of your own)"
         return
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), binary=binary, appendonly=False)
     try:
