@@ -44,6 +44,9 @@ proto-check: $(STAMP) ## Fail when the committed stubs differ from what protos/ 
 	  if diff -r -q $$tmp/berth/v1 clients/python/src/berth/v1 -x __pycache__; then echo "stubs are fresh"; rm -rf $$tmp; \
 	  else echo "stubs are stale: run make protos"; rm -rf $$tmp; exit 1; fi
 
+chaos: $(STAMP) ## Only the fault-injection tests (kill -9, frozen databases, lost Redis, fuzz); make test runs them too
+	$(PY) -m pytest -m chaos $(PYTEST_ARGS)
+
 migrations-check: $(STAMP) ## Models equal migrations (alembic check on a scratch SQLite)
 	$(PY) -m pytest -q tests/integration/test_migrations.py -k sqlite
 
@@ -57,4 +60,4 @@ bench: $(STAMP) ## Benchmarks (not tests): heartbeats/s, snapshots/s, placements
 clean: ## Remove the virtualenv, caches and the local data directory
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache
 
-.PHONY: help install run test lint typecheck protos proto-check migrations-check check bench clean
+.PHONY: help install run test chaos lint typecheck protos proto-check migrations-check check bench clean

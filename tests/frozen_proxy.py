@@ -27,7 +27,7 @@ async def pipe(reader, writer):
     finally:
         writer.close()
 
-async def main(host, port):
+async def main(host, port, listen_port):
     async def handle(client_r, client_w):
         try:
             server_r, server_w = await asyncio.open_connection(host, port)
@@ -36,18 +36,19 @@ async def main(host, port):
             return
         await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(handle, "127.0.0.1", listen_port, reuse_address=True)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
 
 
 class FrozenProxy:
-    """Forwards 127.0.0.1:<port> to the database of `url`; `freeze()` / `thaw()` it."""
+    """Forwards 127.0.0.1:<port> to the database of `url`; `freeze()` / `thaw()` it, or
+    `close()` it (a database that is down) and start another on the same `port`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, port: int = 0) -> None:
         self._target = make_url(url)
         default_port = 3306 if self._target.get_backend_name() == "mysql" else 5432
         self._proc = subprocess.Popen(
@@ -57,6 +58,7 @@ class FrozenProxy:
                 _PROXY,
                 self._target.host or "127.0.0.1",
                 str(self._target.port or default_port),
+                str(port),
             ],
             stdout=subprocess.PIPE,
             text=True,
