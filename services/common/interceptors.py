@@ -1,8 +1,9 @@
-"""Server interceptors: request id, access log + metrics, error translation, authentication.
+"""Server interceptors: request id, access log + metrics, error translation, authentication,
+request decoding.
 
 Each interceptor opens a scope around the whole call (a unary call or a whole stream);
 `wrap_handler` applies a scope to any of the four handler kinds, so each interceptor is
-only its scope. Order, outermost first: request id, observe, errors, auth.
+only its scope. Order, outermost first: request id, observe, errors, auth, decode.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from berth.client.errors import BerthError, Internal, PermissionDenied, Unavailable
+from berth.client.errors import (
+    BerthError,
+    FieldViolation,
+    Internal,
+    InvalidArgument,
+    PermissionDenied,
+    Unavailable,
+)
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from services.common import auth, logs, metrics
@@ -108,6 +117,9 @@ class ScopedInterceptor(aio.ServerInterceptor):
     def scope(self, method: str) -> Scope:
         raise NotImplementedError
 
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        return wrap_handler(handler, self.scope(method))
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -121,7 +133,7 @@ class ScopedInterceptor(aio.ServerInterceptor):
             handler = await continuation(handler_call_details)
             if handler is None:
                 return handler  # unknown method: not cached, so callers cannot grow the map
-            wrapped = self._wrapped[method] = wrap_handler(handler, self.scope(method))
+            wrapped = self._wrapped[method] = self.wrap(handler, method)
         return wrapped
 
 
@@ -291,3 +303,109 @@ class AuthInterceptor(ScopedInterceptor):
                 auth.current_principal.reset(token)
 
         return scope
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """What a lenient deserializer hands on instead of raising: the bytes did not parse."""
+
+    message_type: str
+    size: int
+    why: str
+
+    def error(self) -> InvalidArgument:
+        description = (
+            f"the request is not a valid {self.message_type} message ({self.why}; "
+            f"{self.size} bytes): send a message of that type built from the berth.v1 protos"
+        )
+        return InvalidArgument(
+            description,
+            reason="MALFORMED_REQUEST",
+            metadata={"message": self.message_type, "bytes": str(self.size)},
+            violations=[FieldViolation("", description)],  # "": the whole request body
+        )
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserializer`, but bytes that do not parse give an `_Undecodable`, never an error.
+
+    grpc runs the deserializer outside every handler: for a unary request before the
+    handler (a DecodeError there is answered UNKNOWN, with a traceback in grpc's log), for
+    a streamed one inside the servicer's read (INTERNAL from ErrorInterceptor).
+    """
+    if deserializer is None:
+        return None
+    message_class = getattr(deserializer, "__self__", None)
+    descriptor = getattr(message_class, "DESCRIPTOR", None)
+    message_type = getattr(descriptor, "full_name", "request")
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except DecodeError as exc:
+            # upb says "Error parsing message with type 'x': <why>"; keep the why.
+            why = str(exc).rpartition(": ")[2] or "the bytes do not parse"
+            return _Undecodable(message_type, len(raw), why[:1].lower() + why[1:])
+
+    return deserialize
+
+
+def _checked(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise request.error()
+    return request
+
+
+class _CheckedStream:
+    """A client stream's messages; an undecodable one raises InvalidArgument where the
+    servicer reads it, inside the call's scopes. A class, not an async generator: nothing
+    is left for the loop to finalize after the call."""
+
+    def __init__(self, source: AsyncIterator[Any]) -> None:
+        self._source = source
+
+    def __aiter__(self) -> _CheckedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        return _checked(await anext(self._source))
+
+
+class DecodeInterceptor(ScopedInterceptor):
+    """Request bytes that do not parse as the method's message become INVALID_ARGUMENT
+    (reason MALFORMED_REQUEST) raised inside the call's scopes, for a unary request and for
+    every message of a client stream: logged as any refused call, never a traceback.
+
+    Innermost, so a caller who may not call the method hears that first.
+    """
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        deserializer = _lenient(handler.request_deserializer)
+        if handler.unary_unary or handler.stream_unary:
+            inner = handler.unary_unary or handler.stream_unary
+            client_streams = handler.stream_unary is not None
+
+            async def unary(request: Any, context: aio.ServicerContext) -> Any:
+                request = _CheckedStream(request) if client_streams else _checked(request)
+                return await inner(request, context)
+
+            factory = (
+                grpc.unary_unary_rpc_method_handler
+                if handler.unary_unary
+                else grpc.stream_unary_rpc_method_handler
+            )
+            return factory(unary, deserializer, handler.response_serializer)
+
+        inner_stream = handler.unary_stream or handler.stream_stream
+        client_streams = handler.stream_stream is not None
+
+        async def streaming(request: Any, context: aio.ServicerContext) -> None:
+            request = _CheckedStream(request) if client_streams else _checked(request)
+            await _write_all(inner_stream(request, context), context)
+
+        factory = (
+            grpc.unary_stream_rpc_method_handler
+            if handler.unary_stream
+            else grpc.stream_stream_rpc_method_handler
+        )
+        return factory(streaming, deserializer, handler.response_serializer)

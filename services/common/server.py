@@ -82,6 +82,7 @@ def build_server(
             interceptors.ObserveInterceptor(spec.quiet_methods),
             interceptors.ErrorInterceptor(spec.translators),
             interceptors.AuthInterceptor(tokens, spec.policy),
+            interceptors.DecodeInterceptor(),
         ],
         options=[
             ("grpc.so_reuseport", 0),

@@ -135,3 +135,56 @@ async def test_a_malformed_uuid_and_a_missing_reference_are_refused(stub):
 )
 async def test_a_host_action_names_its_bad_field(hosts, request_, field):
     assert (await _invalid(hosts.HostAction(request_)))[0] == field
+
+
+# Bytes that are no protobuf message: a field 1 string of 5 bytes cut after 2, and a
+# string field that is not UTF-8.
+UNDECODABLE = [
+    pytest.param(b"\x0a\x05ab", "corrupt", id="truncated"),
+    pytest.param(b"\x0a\x02\xff\xfe", "UTF-8", id="bad-utf8"),
+]
+
+
+def _raw(channel, method: str, kind: str = "unary_unary"):
+    return getattr(channel, kind)(
+        f"/berth.v1.RegistryService/{method}",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+
+
+def _refused_as_undecodable(error: aio.AioRpcError, message: str, says: str) -> None:
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error
+    assert f"not a valid berth.v1.{message} message" in error.details()
+    assert says in error.details()
+    typed = from_rpc_error(error)
+    assert typed.reason == "MALFORMED_REQUEST"
+    assert typed.metadata["message"] == f"berth.v1.{message}"
+    assert typed.violations and says in typed.violations[0].description
+
+
+@pytest.mark.parametrize(("body", "says"), UNDECODABLE)
+async def test_undecodable_request_bytes_are_invalid_argument_not_a_traceback(
+    stub, channel, caplog, body, says
+):
+    with pytest.raises(aio.AioRpcError) as err:
+        await _raw(channel, "RegisterService")(body)
+    _refused_as_undecodable(err.value, "RegisterServiceRequest", says)
+    assert await _count(stub) == 0
+
+    with pytest.raises(aio.AioRpcError) as err:  # server streaming: the request first
+        async for _ in _raw(channel, "WatchServices", "unary_stream")(b"\x08\x80"):
+            pass
+    _refused_as_undecodable(err.value, "WatchServicesRequest", "corrupt")
+
+    # A client stream: a good message answered, then the bad one ends the stream.
+    uuid = (await register(stub)).uuid
+    good = registry_pb2.HeartbeatStreamRequest(service_uuid=uuid).SerializeToString()
+    call = _raw(channel, "HeartbeatStream", "stream_stream")(iter([good, body]))
+    answers = []
+    with pytest.raises(aio.AioRpcError) as err:
+        async for answer in call:
+            answers.append(registry_pb2.HeartbeatStreamResponse.FromString(answer))
+    _refused_as_undecodable(err.value, "HeartbeatStreamRequest", says)
+    assert len(answers) == 1
+    assert "Traceback" not in caplog.text and "ERROR" not in {r.levelname for r in caplog.records}
