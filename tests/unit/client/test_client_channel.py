@@ -137,6 +137,32 @@ def test_a_refused_connection_becomes_a_sentence_naming_the_server_and_address()
     assert error.reason == "UNREACHABLE"
 
 
+def test_a_connection_lost_during_a_call_says_the_call_may_have_been_carried_out():
+    reset = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "recvmsg:Connection reset by peer")
+
+    error = translate_error(reset, server="compute agent", target="127.0.0.1:50054")
+
+    assert isinstance(error, errors.Unavailable)
+    assert error.reason == "CONNECTION_LOST"
+    assert str(error) == (
+        "lost the connection to the compute agent at 127.0.0.1:50054 during the call "
+        "(connection reset); it may have been carried out"
+    )
+
+
+def test_a_reset_while_connecting_never_reached_the_server():
+    raw = FakeRpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:50054: "
+        "recvmsg:Connection reset by peer",
+    )
+
+    error = translate_error(raw, server="compute agent", target="127.0.0.1:50054")
+
+    assert error.reason == "UNREACHABLE"
+    assert str(error) == "cannot reach the compute agent at 127.0.0.1:50054: connection reset"
+
+
 def test_an_unknown_host_name_is_said_plainly():
     raw = FakeRpcError(
         grpc.StatusCode.UNAVAILABLE,

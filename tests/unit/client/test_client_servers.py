@@ -17,6 +17,7 @@ from berth.client import (
     SchedulerClient,
     errors,
 )
+from berth.client.channel import translate_error
 from berth.client.flavors import flavor
 from berth.client.servers import boot, delete
 from berth.v1 import (
@@ -30,6 +31,7 @@ from berth.v1 import (
     scheduler_pb2,
     scheduler_pb2_grpc,
 )
+from client_fakes import FakeRpcError
 from grpc_status import rpc_status
 
 UUIDS = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 10)]
@@ -427,6 +429,35 @@ def test_a_request_the_agent_rejects_as_invalid_is_not_tried_elsewhere(cloud):
     assert not result.ok and result.reason == "INVALID_ARGUMENT"
     assert not h2.builds and not cloud.scheduler.alternates_claimed
     assert sorted(cloud.scheduler.released) == ["claim-1-h1"]
+
+
+class CutAfterBuilding(Recording):
+    """An agent that builds, then dies before it answers: grpc-core reports the reset."""
+
+    def build_instance(self, *args, **kwargs):
+        super().build_instance(*args, **kwargs)
+        reset = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "recvmsg:Connection reset by peer")
+        raise translate_error(reset, server="compute agent", target=self.target)
+
+
+def test_a_build_whose_connection_broke_is_not_tried_elsewhere_as_it_may_exist(cloud):
+    h1, h2 = cloud.add_agent("h1"), cloud.add_agent("h2")
+    cloud.scheduler.selections = [selection(UUIDS[0], "h1", "h2")]
+
+    def connect(endpoint: str) -> Recording:
+        client = CutAfterBuilding.connect(endpoint, timeout=5.0)
+        cloud.opened.append(client)
+        return client
+
+    cloud.connect_agent = connect
+    (result,) = cloud.boot()
+
+    # Built on h1 (which answers nothing): an alternate would run it on two hosts.
+    assert list(h1.instances) == [UUIDS[0]] and not h2.builds
+    assert not result.ok and result.reason == "CONNECTION_LOST", result
+    assert "may have been carried out" in result.error
+    assert not cloud.scheduler.alternates_claimed
+    assert cloud.scheduler.released == ["claim-1-h1"]  # h1's report counts the room
 
 
 def test_nothing_placeable_raises_the_schedulers_error_and_builds_nothing(cloud):

@@ -150,7 +150,26 @@ class _DefaultsInterceptor(
         return continuation(self._details(details, single_response=False), requests)
 
 
-# What grpc-core says when it never reached the server, and how to say it to a person.
+# The reasons of an UNAVAILABLE that no server sent: the call never left (no connection
+# could be made), or the connection broke once it was made, so the call may have reached
+# the server and been carried out (a server killed mid-call, a reset connection).
+UNREACHABLE = "UNREACHABLE"
+CONNECTION_LOST = "CONNECTION_LOST"
+
+# What grpc-core says when it could not connect: its load balancer failed the call before
+# any transport carried it.
+_NEVER_CONNECTED = (
+    "failed to connect",
+    "connection refused",
+    "domain name not found",
+    "dns resolution failed",
+    "name or service not known",
+    "errors resolving",
+    "network is unreachable",
+    "no route to host",
+)
+
+# What grpc-core says when a call failed in the network, and how to say it to a person.
 _CONNECT_FAILURES = (
     ("connection refused", "connection refused"),
     ("domain name not found", "unknown host name"),
@@ -183,7 +202,13 @@ def translate_error(
     if isinstance(exc, Unavailable):
         lowered = details.lower()
         why = next((say for key, say in _CONNECT_FAILURES if key in lowered), details or "unknown")
-        return Unavailable(f"cannot reach the {server} at {target}: {why}", reason="UNREACHABLE")
+        if any(key in lowered for key in _NEVER_CONNECTED):
+            return Unavailable(f"cannot reach the {server} at {target}: {why}", reason=UNREACHABLE)
+        return Unavailable(
+            f"lost the connection to the {server} at {target} during the call ({why}); it "
+            "may have been carried out",
+            reason=CONNECTION_LOST,
+        )
     if isinstance(exc, DeadlineExceeded):
         within = f"within {timeout:g} s" if timeout else "in time"
         return DeadlineExceeded(f"the {server} at {target} did not answer {within}")

@@ -4,6 +4,7 @@
             alternates)
             -> per instance: BuildInstance on the primary's agent with its claim
                refused -> release that claim, ClaimAlternate the next alternate, build there
+               connection lost mid-call -> not tried elsewhere: it may exist there
             -> release every claim of an instance not built
     delete  ListNodeInstances(instance_uuids) says where each instance is
             -> DeleteInstance on that host's agent, whose next snapshot reports the
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from berth.client.channel import CONNECTION_LOST
 from berth.client.compute import ComputeClient
 from berth.client.errors import (
     Aborted,
@@ -296,6 +298,7 @@ def _build(
     try:
         for attempt, candidate in enumerate(candidates, 1):
             where = f"{candidate.host}/{candidate.nodename}"
+            sent = False
             try:
                 claim = claims.claim_alternate(spec, candidate) if attempt > 1 else candidate
                 resources = (
@@ -303,7 +306,9 @@ def _build(
                     if claim.HasField("resources")
                     else flavor_resources(spec.flavor)
                 )
-                built = agents.agent(claim.host).build_instance(
+                agent = agents.agent(claim.host)
+                sent = True
+                built = agent.build_instance(
                     uuid,
                     project_id=spec.project_id,
                     user_id=spec.user_id,
@@ -319,6 +324,13 @@ def _build(
                 last = exc
                 refusals.append(f"{where}: {exc.message}")
                 claims.release([claim.claim_id])
+                if sent and exc.reason == CONNECTION_LOST:
+                    # The agent may have built it before the connection broke (killed
+                    # mid-call): built elsewhere too, it would run on two hosts. It is
+                    # reported where it is once that agent is back (ERROR if the build was
+                    # cut short), and delete() finds it there; its room is counted by that
+                    # report, and the agent's own tracker refuses builds meanwhile.
+                    break
                 if isinstance(exc, _TRY_NEXT):
                     log.info("%s refused instance %s, next destination: %s", where, uuid, exc)
                     continue
