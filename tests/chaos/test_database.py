@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from berth.v1 import node_pb2, node_pb2_grpc, registry_pb2, registry_pb2_grpc
+from berth.v1 import node_pb2, registry_pb2, registry_pb2_grpc
 
 from tests.chaos.conftest import DOWN_TIME
 from tests.e2e.fleet import Fleet
@@ -115,12 +115,7 @@ def _unavailable_in_time(call) -> None:
 
 
 def _calls_during_outage(fleet: Fleet) -> None:
-    with (
-        grpc.insecure_channel(fleet.registry) as registry_channel,
-        grpc.insecure_channel(fleet.node) as node_channel,
-    ):
-        registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)
-        nodes = node_pb2_grpc.NodeServiceStub(node_channel)
+    with fleet.stubs() as (registry, nodes):
         _unavailable_in_time(lambda: registry.ListServices(registry_pb2.ListServicesRequest()))
         _unavailable_in_time(
             lambda: registry.CreateAggregate(registry_pb2.CreateAggregateRequest(name="rack-9"))

@@ -19,9 +19,7 @@ from berth.v1 import (
     compute_pb2,
     host_pb2,
     node_pb2,
-    node_pb2_grpc,
     registry_pb2,
-    registry_pb2_grpc,
     scheduler_pb2,
 )
 from google.protobuf import descriptor as pbd
@@ -426,12 +424,7 @@ def _pages(call: Callable[..., Any], request_class: type[Message], field: str) -
 def rows(fleet: Fleet) -> dict[str, dict[str, tuple]]:
     """Each kind of row, by its identity, with the facts a refused request must not change
     (not those the fleet's own reports and heartbeats change)."""
-    with (
-        grpc.insecure_channel(fleet.registry) as registry_channel,
-        grpc.insecure_channel(fleet.node) as node_channel,
-    ):
-        registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)
-        nodes = node_pb2_grpc.NodeServiceStub(node_channel)
+    with fleet.stubs() as (registry, nodes):
         services = _pages(registry.ListServices, registry_pb2.ListServicesRequest, "services")
         aggregates = _pages(
             registry.ListAggregates, registry_pb2.ListAggregatesRequest, "aggregates"

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from berth.v1 import common_pb2, node_pb2, node_pb2_grpc, registry_pb2, registry_pb2_grpc
+from berth.v1 import common_pb2, node_pb2, registry_pb2, registry_pb2_grpc
 from berth.v1.node_pb2 import WatchComputeNodesRequest
 from berth.v1.registry_pb2 import WatchServicesRequest
 
@@ -24,12 +24,7 @@ WATCHES = 300  # per service, from 4 readers at once
 
 
 def _populate(fleet: Fleet) -> None:
-    with (
-        grpc.insecure_channel(fleet.registry) as registry_channel,
-        grpc.insecure_channel(fleet.node) as node_channel,
-    ):
-        registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)
-        nodes = node_pb2_grpc.NodeServiceStub(node_channel)
+    with fleet.stubs() as (registry, nodes):
         for i in range(HOSTS):
             host = f"storm-{i}"
             registry.RegisterService(
@@ -42,12 +37,7 @@ def _populate(fleet: Fleet) -> None:
 
 def _churn(fleet: Fleet, stop: threading.Event) -> None:
     """Changes for the live phase: services disabled and enabled, snapshots reported."""
-    with (
-        grpc.insecure_channel(fleet.registry) as registry_channel,
-        grpc.insecure_channel(fleet.node) as node_channel,
-    ):
-        registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)
-        nodes = node_pb2_grpc.NodeServiceStub(node_channel)
+    with fleet.stubs() as (registry, nodes):
         sequence = 1
         while not stop.is_set():
             sequence += 1

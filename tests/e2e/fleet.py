@@ -22,7 +22,7 @@ import grpc
 from berth.client import NodeClient, RegistryClient, ResourceExhausted, SchedulerClient, Unavailable
 from berth.client.flavors import flavor
 from berth.client.servers import BootResult, boot
-from berth.v1 import scheduler_pb2
+from berth.v1 import node_pb2_grpc, registry_pb2_grpc, scheduler_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.test_processes import BERTH
@@ -140,6 +140,18 @@ class Fleet:
             (self.pki / "client.pem").read_bytes(),
         )
         return grpc.secure_channel(address, credentials)
+
+    @contextmanager
+    def stubs(
+        self,
+    ) -> Iterator[tuple[registry_pb2_grpc.RegistryServiceStub, node_pb2_grpc.NodeServiceStub]]:
+        """Raw stubs of the registry and the node service, for calls the client library
+        would refuse to make or would retry."""
+        with self._channel(self.registry) as registry, self._channel(self.node) as nodes:
+            yield (
+                registry_pb2_grpc.RegistryServiceStub(registry),
+                node_pb2_grpc.NodeServiceStub(nodes),
+            )
 
     def start(self, name: str, module: str, address: str, *, wait: bool = True, **env: str) -> None:
         """Run `python -m module` as `name` (its BERTH_HOST too); wait until it is SERVING

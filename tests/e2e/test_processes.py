@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -132,11 +134,17 @@ def _refused_start(tmp_path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_grpc_port_in_use_stops_the_start_with_one_line(tmp_path):
+@contextlib.contextmanager
+def _held_port() -> Iterator[str]:
+    """An address another process (this test) already listens on."""
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
-        address = f"127.0.0.1:{held.getsockname()[1]}"
+        yield f"127.0.0.1:{held.getsockname()[1]}"
+
+
+def test_a_grpc_port_in_use_stops_the_start_with_one_line(tmp_path):
+    with _held_port() as address:
         done = _refused_start(tmp_path, BERTH_LISTEN=address)
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if "WARNING" not in line]
@@ -145,10 +153,7 @@ def test_a_grpc_port_in_use_stops_the_start_with_one_line(tmp_path):
 
 
 def test_a_metrics_port_in_use_stops_the_start_with_one_line(tmp_path):
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        address = f"127.0.0.1:{held.getsockname()[1]}"
+    with _held_port() as address:
         done = _refused_start(tmp_path, BERTH_METRICS_LISTEN=address)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr

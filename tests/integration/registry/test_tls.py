@@ -42,14 +42,19 @@ async def test_tls_serves_verified_clients_and_refuses_plaintext(start, pki, dat
     assert err.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
-async def test_mutual_tls_refuses_a_client_without_a_certificate(start, pki, database):
-    if database.backend != "sqlite":
-        pytest.skip("transport security does not depend on the database")
-    registry = await start(
+async def _start_mutual_tls(start, pki: Path):  # type: ignore[no-untyped-def]
+    """A registry serving TLS that requires a client certificate signed by the test CA."""
+    return await start(
         tls_cert_file=pki / "server.pem",
         tls_key_file=pki / "server.key",
         tls_client_ca_file=pki / "ca.pem",
     )
+
+
+async def test_mutual_tls_refuses_a_client_without_a_certificate(start, pki, database):
+    if database.backend != "sqlite":
+        pytest.skip("transport security does not depend on the database")
+    registry = await _start_mutual_tls(start, pki)
     ca = (pki / "ca.pem").read_bytes()
     with_cert = grpc.ssl_channel_credentials(
         ca, (pki / "client.key").read_bytes(), (pki / "client.pem").read_bytes()
@@ -78,11 +83,7 @@ async def test_a_process_presents_its_client_certificate_to_a_mutual_tls_server(
 ):
     if database.backend != "sqlite":
         pytest.skip("transport security does not depend on the database")
-    registry = await start(
-        tls_cert_file=pki / "server.pem",
-        tls_key_file=pki / "server.key",
-        tls_client_ca_file=pki / "ca.pem",
-    )
+    registry = await _start_mutual_tls(start, pki)
     await _list_from_process(registry.address, _process_settings(pki, client_cert=True))
     with pytest.raises(aio.AioRpcError) as err:
         await _list_from_process(registry.address, _process_settings(pki, client_cert=False))

@@ -63,11 +63,15 @@ async def test_claims_survive_a_redis_that_restarts_empty(
         restarted.start()
         try:
             for stub in (first, second):
-                await eventually(
-                    lambda stub=stub: holds(stub, 3),
-                    within_s=20,
-                    what="the 3 pending claims written back into the new Redis",
-                )
+                try:
+                    await eventually(lambda stub=stub: holds(stub, 3), within_s=20)
+                except AssertionError:
+                    log = restarted.log_path.read_text(errors="replace")[-1500:]
+                    raise AssertionError(
+                        f"the 3 pending claims were not written back into the new Redis "
+                        f"(running: {restarted.running()}; claims seen: "
+                        f"{await _claim_counts(stub)}); its log ends:\n{log}"
+                    ) from None
             # They still hold the room: one m1.small fits, a second one does not.
             await first.SelectDestinations(spec("m1.small"))
             with pytest.raises(aio.AioRpcError) as err:
