@@ -21,6 +21,7 @@ from berth.client.errors import Aborted, FailedPrecondition, InvalidArgument
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common import db
 from services.common.store import EventColumns
 from services.common.streams import until_stopped
 from services.common.supervise import supervised
@@ -239,8 +240,7 @@ class EventFeed(Generic[E]):
     async def replay(self, after: int, up_to: int) -> AsyncIterator[E]:
         """Stored events in (after, up_to], oldest first."""
         while after < up_to:
-            async with self._sessions() as session:
-                rows = await self.changelog.after(session, after, BATCH)
+            rows = await db.uncancelled(self._rows_after(after))
             if not rows:
                 return
             for row in rows:
@@ -293,9 +293,16 @@ class EventFeed(Generic[E]):
         finally:
             self.unsubscribe(sub)
 
-    async def _check_resumable(self, after: int) -> None:
+    async def _rows_after(self, revision: int) -> Sequence[Any]:
         async with self._sessions() as session:
-            current, compacted = await self.changelog.state(session)
+            return await self.changelog.after(session, revision, BATCH)
+
+    async def _state(self) -> tuple[int, int]:
+        async with self._sessions() as session:
+            return await self.changelog.state(session)
+
+    async def _check_resumable(self, after: int) -> None:
+        current, compacted = await db.uncancelled(self._state())
         if after < compacted:
             raise FailedPrecondition(
                 f"revision {after} is older than the retained history (from {compacted + 1}); "

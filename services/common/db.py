@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -15,6 +18,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Plain scheme -> the async driver Berth uses for it.
 _ASYNC_DRIVERS = {
@@ -150,3 +155,21 @@ def unavailable_database(exc: BaseException) -> BerthError | None:
             "the database is unavailable; try again shortly", reason="DATABASE_UNAVAILABLE"
         )
     return None
+
+
+async def uncancelled(work: Awaitable[T]) -> T:
+    """Run database `work` to its end even when the caller is cancelled meanwhile (a client
+    that cancels its call, a deadline that passes), then let the cancellation through.
+
+    Cut short mid-query, the driver drops its connection instead of returning it to the
+    pool (asyncpg then logs "unexpected connection_lost()" as a never-retrieved error), and
+    the next call pays for a new one. The work is bounded by BERTH_DATABASE_TIMEOUT.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        if not task.cancelled():
+            task.exception()  # retrieved: its failure belongs to nobody now
+        raise

@@ -8,6 +8,7 @@ only its scope. Order, outermost first: request id, observe, errors, auth, decod
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import inspect
@@ -105,7 +106,18 @@ async def _write_all(responses: Any, context: aio.ServicerContext) -> None:
         return
     async with contextlib.aclosing(responses) as stream:
         async for response in stream:
-            await context.write(response)
+            try:
+                await context.write(response)
+            except (aio.InternalError, aio.UsageError) as exc:
+                raise _ended("a response", exc) from exc
+
+
+def _ended(what: str, exc: BaseException) -> asyncio.CancelledError:
+    """The call ended under a send (its deadline passed, its client left) before grpc told
+    the handler. The handler ends as grpc ends a cancelled call: quietly, by CancelledError.
+    Left as an error, it would be answered or logged as the servicer's fault, and an abort
+    on the ended call fails again (TOO_MANY_OPERATIONS)."""
+    return asyncio.CancelledError(f"the call ended before {what} could be sent: {exc}")
 
 
 class ScopedInterceptor(aio.ServerInterceptor):
@@ -239,10 +251,9 @@ class ErrorInterceptor(ScopedInterceptor):
                 if context.done():
                     # The client is gone (cancelled, deadline passed): nobody to answer,
                     # and a status cannot be sent on an ended call.
-                    if info is not None and info.code is grpc.StatusCode.OK:
+                    if info is not None:
                         info.code = grpc.StatusCode.CANCELLED
-                    log.debug("%s ended by its client; dropped: %r", method, exc)
-                    return
+                    raise _ended("the error status", exc) from exc
                 error = self._translate(exc)
                 if isinstance(error, Internal) and not isinstance(exc, BerthError):
                     log.error("unexpected error in %s", method, exc_info=exc)
@@ -254,16 +265,21 @@ class ErrorInterceptor(ScopedInterceptor):
                     info.code = error.code
                 status = error.to_status()
                 rid = info.request_id if info else "-"
-                await context.abort(
-                    error.code,
-                    error.message
-                    if error.code is not grpc.StatusCode.INTERNAL
-                    else f"{error.message} ({rid})",
-                    trailing_metadata=(
-                        ("grpc-status-details-bin", status.SerializeToString()),
-                        (REQUEST_ID_KEY, rid),
-                    ),
-                )
+                try:
+                    await context.abort(
+                        error.code,
+                        error.message
+                        if error.code is not grpc.StatusCode.INTERNAL
+                        else f"{error.message} ({rid})",
+                        trailing_metadata=(
+                            ("grpc-status-details-bin", status.SerializeToString()),
+                            (REQUEST_ID_KEY, rid),
+                        ),
+                    )
+                except (aio.InternalError, aio.UsageError) as ended:
+                    if info is not None:
+                        info.code = grpc.StatusCode.CANCELLED
+                    raise _ended("the error status", ended) from exc
 
         return scope
 

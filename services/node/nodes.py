@@ -12,7 +12,7 @@ from berth.v1 import common_pb2, node_pb2
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common import auth, paging, validation
+from services.common import auth, db, paging, validation
 from services.node import convert
 from services.node.events import NodeFeed
 from services.node.store import repository as repo
@@ -220,11 +220,14 @@ class Nodes:
         if events:
             await repo.CHANGES.add_many(session, events, now)
 
-    async def listing(self) -> AsyncIterator[node_pb2.WatchComputeNodesResponse]:
-        """Every live node at one revision as ADDED, then SYNCED at that revision."""
+    async def _read_listing(self) -> tuple[int, list[node_pb2.ComputeNode]]:
         async with self._sessions() as session, session.begin():
             revision, _ = await repo.CHANGES.state(session, lock=True)
-            protos = await self.protos(session, await repo.list_nodes(session, limit=None))
+            return revision, await self.protos(session, await repo.list_nodes(session, limit=None))
+
+    async def listing(self) -> AsyncIterator[node_pb2.WatchComputeNodesResponse]:
+        """Every live node at one revision as ADDED, then SYNCED at that revision."""
+        revision, protos = await db.uncancelled(self._read_listing())
         for proto in protos:
             yield node_pb2.WatchComputeNodesResponse(
                 type=common_pb2.EVENT_TYPE_ADDED, revision=revision, node=proto

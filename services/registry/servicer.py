@@ -10,7 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common import paging, validation
+from services.common import db, paging, validation
 from services.common.streams import until_stopped
 from services.registry.aggregates import Aggregates
 from services.registry.events import ServiceFeed
@@ -98,12 +98,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     async def _listing(self) -> AsyncIterator[registry_pb2.WatchServicesResponse]:
         """Every live service and aggregate at one revision, then SYNCED at that revision."""
-        async with self._sessions() as session, session.begin():
-            revision, _ = await repo.CHANGES.state(session, lock=True)
-            services = await self._services.protos(
-                session, await repo.list_services(session, limit=10**9)
-            )
-            aggregates = await self._aggregates.every(session)
+        revision, services, aggregates = await db.uncancelled(self._read_listing())
         added = common_pb2.EVENT_TYPE_ADDED
         for service in services:
             yield registry_pb2.WatchServicesResponse(type=added, revision=revision, service=service)
@@ -114,6 +109,16 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         yield registry_pb2.WatchServicesResponse(
             type=common_pb2.EVENT_TYPE_SYNCED, revision=revision
         )
+
+    async def _read_listing(
+        self,
+    ) -> tuple[int, list[registry_pb2.Service], list[registry_pb2.Aggregate]]:
+        async with self._sessions() as session, session.begin():
+            revision, _ = await repo.CHANGES.state(session, lock=True)
+            services = await self._services.protos(
+                session, await repo.list_services(session, limit=10**9)
+            )
+            return revision, services, await self._aggregates.every(session)
 
     async def CreateAggregate(self, request, context):
         return registry_pb2.CreateAggregateResponse(
