@@ -29,7 +29,7 @@ from berth.client.servers import delete
 from berth.v1 import node_pb2
 
 from tests.chaos.conftest import DOWN_TIME
-from tests.e2e.fleet import Fleet, built, eventually, room_for_small, spec
+from tests.e2e.fleet import Fleet, built, eventually, free_port, room_for_small, spec
 
 pytestmark = pytest.mark.chaos
 
@@ -68,7 +68,8 @@ class OwnRedis:
 
     def __init__(self, root: Path, binary: str) -> None:
         self.root, self.binary = root, binary
-        self.server = EmbeddedRedis(root, binary=binary, appendonly=True).start()
+        # Below the ephemeral range, so no reconnecting client takes it while it is down.
+        self.server = EmbeddedRedis(root, free_port(), binary=binary, appendonly=True).start()
         self.port = self.server.port
         self.url = self.server.url
 

@@ -10,6 +10,7 @@ from berth.cli.embedded_redis import EmbeddedRedis, find_redis_server
 from berth.v1 import scheduler_pb2
 from grpc import aio
 
+from tests.e2e.fleet import free_port
 from tests.integration.scheduler.cloud import Cloud, eventually, spec
 
 
@@ -19,7 +20,9 @@ def redis_server(tmp_path: Path):
     binary = find_redis_server()
     if binary is None:
         pytest.skip("no redis-server to start")
-    server = EmbeddedRedis(tmp_path / "redis-1", binary=binary, appendonly=False)
+    # Below the ephemeral range: while the server is down, the schedulers' reconnects take
+    # ephemeral ports, and one could take its port (or connect to itself on it).
+    server = EmbeddedRedis(tmp_path / "redis-1", free_port(), binary=binary, appendonly=False)
     server.start()
     try:
         yield server
