@@ -110,6 +110,8 @@ def fleet(tmp_path, own_redis, pg_databases) -> Iterator[Fleet]:
             fleet.scheduler(name, wait=False, BERTH_CLAIM_TTL=f"{CLAIM_TTL:g}")
         fleet.wait_serving()
         fleet.ready(len(AGENTS))
+        # Serving is not yet registered: each process registers from a task of its own.
+        eventually(lambda: services(fleet), 30)
         yield fleet
     finally:
         fleet.close()
