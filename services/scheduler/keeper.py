@@ -7,8 +7,9 @@
 
 Redis is a cache: when its cache marker is gone (flushed, or a new Redis) the keeper
 lists both services again and writes everything back, with the claims this replica holds.
-Until then the mirror keeps its claims: a Redis without the marker is never read as "these
-claims were released" (`PlacementStore.claims_of`), or the claims to write back would be
+Until then the mirror keeps its claims: a Redis without the marker, or rebuilt by another
+replica before this one wrote its claims back, is never read as "these claims were
+released" (`PlacementStore.claims_of`), or the claims to write back would be
 gone from the mirror before the rebuild (a restarted server resubscribes to claim events
 and re-reads every node's claims at once).
 """
@@ -206,16 +207,24 @@ class CacheKeeper:
     async def _mark_built(self) -> None:
         """Write what is pending, the claims this replica holds, then the cache marker."""
         await self.flush()
-        restored = await self.store.restore_claims(self.mirror.all_claims(), _now_ms())
+        await self._restore_claims()
+        self.store.trusted_build = _now_ms()
         await self.store.mark_built(
             nodes=len(self.mirror.nodes),
-            built_at_ms=_now_ms(),
+            built_at_ms=self.store.trusted_build,
             registry_revision=self.registry_follower.revision,
             node_revision=self.node_follower.revision,
         )
+        self._reread_claims()
+
+    async def _restore_claims(self) -> None:
+        restored = await self.store.restore_claims(self.mirror.all_claims(), _now_ms())
         if restored:
             log.info("restored %d pending claims into Redis", restored)
-        # Claim events missed while Redis was away, and claims other replicas restored.
+
+    def _reread_claims(self) -> None:
+        """Re-read every node's claims: events missed while Redis was away, and the claims
+        other replicas put back."""
         self._claims_dirty.update(self.mirror.nodes)
         self._claims_event.set()
 
@@ -360,12 +369,18 @@ class CacheKeeper:
                         len(self.mirror.nodes),
                         len(self.mirror.facts),
                     )
-                elif not await self.store.is_built():
+                elif (build := await self.store.cache_build()) is None:
                     log.warning(
                         "the placement store lost the HostState cache (Redis flushed or "
                         "replaced); rebuilding it from the registry and the node service"
                     )
                     await self.resync("Redis lost the cache")
+                elif build != self.store.trusted_build:
+                    # Another replica rebuilt it first (or resynced): the claims only this
+                    # replica knew of yet, made just before Redis was lost, go back too.
+                    await self._restore_claims()
+                    self.store.trusted_build = build
+                    self._reread_claims()
                 self.mirror.expire(_now_ms())
                 backoff.reset()
                 await asyncio.sleep(self.settings.cache_check_interval)
@@ -382,9 +397,7 @@ class CacheKeeper:
             pubsub = self.store.redis.pubsub()
             try:
                 await pubsub.subscribe(self.store.keys.channel)
-                # Whatever happened while not subscribed: re-read every node's claims.
-                self._claims_dirty.update(self.mirror.nodes)
-                self._claims_event.set()
+                self._reread_claims()  # whatever happened while not subscribed
                 backoff.reset()
                 async for message in pubsub.listen():
                     if message["type"] != "message":

@@ -83,6 +83,9 @@ class PlacementStore:
         self.redis = redis
         self.keys = Keys(prefix)
         self.claim_ttl_ms = int(claim_ttl_s * 1000)
+        # The cache build (the marker's built_at_ms) this replica has put its claims into;
+        # None until it has (then any build is read as the truth).
+        self.trusted_build: int | None = None
         self._put_node = redis.register_script((_SCRIPTS / "put_node.lua").read_text())
         self._drop_node = redis.register_script((_SCRIPTS / "drop_node.lua").read_text())
         self._claim = redis.register_script((_SCRIPTS / "claim.lua").read_text())
@@ -140,8 +143,10 @@ class PlacementStore:
     async def mark_built(self, **fields: str | int) -> None:
         await self.redis.hset(self.keys.meta, mapping=fields)  # type: ignore[arg-type]
 
-    async def is_built(self) -> bool:
-        return bool(await self.redis.exists(self.keys.meta))
+    async def cache_build(self) -> int | None:
+        """When the cache was last (re)built, by whichever replica; None: not built."""
+        built_at = await self.redis.hget(self.keys.meta, "built_at_ms")
+        return None if built_at is None else int(built_at)
 
     async def read_states(
         self, node_uuids: Sequence[str]
@@ -225,17 +230,19 @@ class PlacementStore:
         return sum(int(n) for n in await pipe.execute())
 
     async def claims_of(self, node_uuids: Sequence[str]) -> dict[str, list[PendingClaim]] | None:
-        """The nodes' claims as Redis holds them, or None when Redis holds no cache (its
-        marker is gone: flushed, or a new server): its missing claims then say nothing
-        about claims released, only about a Redis that lost them, and a mirror that took
-        them for the truth would have nothing left to write back. The marker is read last,
-        on the same connection: a Redis lost while the claims were read is noticed."""
+        """The nodes' claims as Redis holds them, or None when Redis holds no cache this
+        replica has put its claims into: the marker is gone (flushed, or a new server), or
+        another replica rebuilt it and this one has not yet written its own claims back.
+        Missing claims then say nothing about claims released, only about a Redis that lost
+        them, and a mirror that took them for the truth would have nothing left to write
+        back. The marker is read last, on the same connection: a Redis lost while the
+        claims were read is noticed."""
         pipe = self.redis.pipeline(transaction=False)
         for node_uuid in node_uuids:
             pipe.hgetall(self.keys.claims(node_uuid))
-        pipe.exists(self.keys.meta)
-        *raw, built = await pipe.execute()
-        if not built:
+        pipe.hget(self.keys.meta, "built_at_ms")
+        *raw, built_at = await pipe.execute()
+        if built_at is None or self.trusted_build not in (None, int(built_at)):
             return None
         return {
             node_uuid: [parse_claim(node_uuid, k, v) for k, v in claims.items()]

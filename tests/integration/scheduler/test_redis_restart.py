@@ -48,14 +48,8 @@ async def test_claims_survive_a_redis_that_restarts_empty(
         await first.SelectDestinations(spec("m1.small", count=2))
         await second.SelectDestinations(spec("m1.small"))
 
-        async def holds(stub, count: int) -> bool:
-            try:
-                return await _claim_counts(stub) == [count]
-            except aio.AioRpcError:
-                return False  # Redis is away: ListHostStates reads it
-
         for stub in (first, second):
-            await eventually(lambda stub=stub: holds(stub, 3), what="3 claims held")
+            await eventually(lambda stub=stub: _holds(stub, 3), what="3 claims held")
 
         # The server dies and a new one starts on the same port with no data at all.
         port = redis_server.port
@@ -67,7 +61,7 @@ async def test_claims_survive_a_redis_that_restarts_empty(
         try:
             for stub in (first, second):
                 try:
-                    await eventually(lambda stub=stub: holds(stub, 3), within_s=20)
+                    await eventually(lambda stub=stub: _holds(stub, 3), within_s=20)
                 except AssertionError:
                     log = restarted.log_path.read_text(errors="replace")[-1500:]
                     raise AssertionError(
@@ -84,3 +78,50 @@ async def test_claims_survive_a_redis_that_restarts_empty(
             restarted.stop()
     finally:
         await cloud.close()
+
+
+async def test_claims_survive_when_another_replica_rebuilds_the_empty_redis_first(
+    start, start_node, redis_server, tmp_path: Path
+):
+    """A replica that knows none of the claims (it started after Redis came back empty)
+    builds the cache first: the replicas that hold the claims still put them back."""
+    node_service = await start_node()
+    registry = await start(node_url=node_service.address)
+    cloud = Cloud(registry, node_service.address, redis_server.url, tmp_path)
+    try:
+        await cloud.add_host("c1", memory_mb=4 * 2048 + 512, ram_allocation_ratio=1.0)
+        # They notice a lost cache late: the newcomer rebuilds it first.
+        _, first = await cloud.start_scheduler(max_attempts=1, cache_check_interval=2.0)
+        _, second = await cloud.start_scheduler(max_attempts=1, cache_check_interval=2.0)
+        await first.SelectDestinations(spec("m1.small", count=2))
+        await second.SelectDestinations(spec("m1.small"))
+        await eventually(lambda: _holds(first, 3), what="3 claims held")
+
+        port = redis_server.port
+        redis_server.stop()
+        restarted = EmbeddedRedis(
+            tmp_path / "redis-2", port, binary=redis_server.binary, appendonly=False
+        )
+        restarted.start()
+        try:
+            _, newcomer = await cloud.start_scheduler(max_attempts=1)
+            for stub in (first, second, newcomer):
+                await eventually(
+                    lambda stub=stub: _holds(stub, 3),
+                    within_s=20,
+                    what="the 3 pending claims written back by the replicas that hold them",
+                )
+            with pytest.raises(aio.AioRpcError) as err:  # one room is left, not four
+                await newcomer.SelectDestinations(spec("m1.small", count=2))
+            assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            restarted.stop()
+    finally:
+        await cloud.close()
+
+
+async def _holds(stub, count: int) -> bool:
+    try:
+        return await _claim_counts(stub) == [count]
+    except aio.AioRpcError:
+        return False  # Redis is away: ListHostStates reads it
