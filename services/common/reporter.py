@@ -72,8 +72,8 @@ class ServiceReporter:
         metadata = call_metadata(self._settings, target)
         # Retries never wait longer than a report interval: once the registry is back, every
         # process beats again within one interval, well inside its service_down_time.
-        interval = self._settings.report_interval
-        backoff = Backoff(min(0.5, interval), interval)
+        longest = self._settings.report_interval
+        backoff = Backoff(min(0.5, longest), longest)
         async with aio_channel(target, self._settings) as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             while True:
