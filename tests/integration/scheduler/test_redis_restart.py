@@ -30,6 +30,15 @@ def redis_server(tmp_path: Path):
         server.stop()
 
 
+def _restarted_empty(server: EmbeddedRedis, tmp_path: Path) -> EmbeddedRedis:
+    """`server` dies and a new one starts on its port with no data at all."""
+    server.stop()
+    restarted = EmbeddedRedis(
+        tmp_path / "redis-2", server.port, binary=server.binary, appendonly=False
+    )
+    return restarted.start()
+
+
 async def _claim_counts(stub) -> list[int]:
     states = await stub.ListHostStates(scheduler_pb2.ListHostStatesRequest())
     return [len(s.pending_claims) for s in states.host_states]
@@ -51,13 +60,7 @@ async def test_claims_survive_a_redis_that_restarts_empty(
         for stub in (first, second):
             await eventually(lambda stub=stub: _holds(stub, 3), what="3 claims held")
 
-        # The server dies and a new one starts on the same port with no data at all.
-        port = redis_server.port
-        redis_server.stop()
-        restarted = EmbeddedRedis(
-            tmp_path / "redis-2", port, binary=redis_server.binary, appendonly=False
-        )
-        restarted.start()
+        restarted = _restarted_empty(redis_server, tmp_path)
         try:
             for stub in (first, second):
                 try:
@@ -97,12 +100,7 @@ async def test_claims_survive_when_another_replica_rebuilds_the_empty_redis_firs
         await second.SelectDestinations(spec("m1.small"))
         await eventually(lambda: _holds(first, 3), what="3 claims held")
 
-        port = redis_server.port
-        redis_server.stop()
-        restarted = EmbeddedRedis(
-            tmp_path / "redis-2", port, binary=redis_server.binary, appendonly=False
-        )
-        restarted.start()
+        restarted = _restarted_empty(redis_server, tmp_path)
         try:
             _, newcomer = await cloud.start_scheduler(max_attempts=1)
             for stub in (first, second, newcomer):
