@@ -148,8 +148,7 @@ class EventFeed(Generic[E]):
         self.position = 0
 
     async def start(self) -> None:
-        async with self._sessions() as session:
-            self.position, _ = await self.changelog.state(session)
+        self.position, _ = await self._state()
         self._tasks = [
             supervised("event-feed", self._follow),
             supervised("event-compactor", self._compact_forever),
@@ -205,14 +204,12 @@ class EventFeed(Generic[E]):
         if not self._subscriptions and not self._listeners:
             # Nobody to deliver to: keep the position (where a new watcher's replay ends)
             # without reading and decoding the events just written.
-            async with self._sessions() as session:
-                current, _ = await self.changelog.state(session)
+            current, _ = await self._state()
             if not self._subscriptions and not self._listeners:  # still nobody: jump
                 self.position = current
                 return
         while True:
-            async with self._sessions() as session:
-                rows = await self.changelog.after(session, self.position, BATCH)
+            rows = await self._rows_after(self.position)
             for row in rows:
                 self._deliver(self._decode(row))
                 self.position = row.revision
