@@ -84,6 +84,8 @@ class ComputeNode(_message.Message):
     CLAIM_IDS_FIELD_NUMBER: _builtins.int
     INSTANCE_UUIDS_FIELD_NUMBER: _builtins.int
     RELEASED_CLAIM_IDS_FIELD_NUMBER: _builtins.int
+    RESOURCE_CLASS_FIELD_NUMBER: _builtins.int
+    WHOLE_MACHINE_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     """Stable identity; never changes once created."""
     host: _builtins.str
@@ -113,6 +115,12 @@ class ComputeNode(_message.Message):
     """Grows with every accepted change."""
     io_ops: _builtins.int
     """Instances in I/O-heavy task states (build, resize, snapshot, ...)."""
+    resource_class: _builtins.str
+    """What the node offers, as Placement's resource class: empty for a host of VMs (VCPU,
+    MEMORY_MB, DISK_GB), `CUSTOM_BAREMETAL...` for a bare-metal server.
+    """
+    whole_machine: _builtins.bool
+    """One instance takes the whole node (a bare-metal server): it fits only while empty."""
     @_builtins.property
     def total(self) -> _common_pb2.Resources:
         """Totals the driver reports."""
@@ -187,10 +195,12 @@ class ComputeNode(_message.Message):
         claim_ids: _abc.Iterable[_builtins.str] | None = ...,
         instance_uuids: _abc.Iterable[_builtins.str] | None = ...,
         released_claim_ids: _abc.Iterable[_builtins.str] | None = ...,
+        resource_class: _builtins.str = ...,
+        whole_machine: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deleted_at", b"deleted_at", "numa_topology", b"numa_topology", "total", b"total", "updated_at", b"updated_at", "used", b"used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_ids", b"claim_ids", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "created_at", b"created_at", "current_workload", b"current_workload", "deleted_at", b"deleted_at", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "free_disk_gb", b"free_disk_gb", "free_ram_mb", b"free_ram_mb", "generation", b"generation", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "instance_uuids", b"instance_uuids", "io_ops", b"io_ops", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "released_claim_ids", b"released_claim_ids", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "running_vms", b"running_vms", "supported_instances", b"supported_instances", "total", b"total", "updated_at", b"updated_at", "used", b"used", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_ids", b"claim_ids", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "created_at", b"created_at", "current_workload", b"current_workload", "deleted_at", b"deleted_at", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "free_disk_gb", b"free_disk_gb", "free_ram_mb", b"free_ram_mb", "generation", b"generation", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "instance_uuids", b"instance_uuids", "io_ops", b"io_ops", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "released_claim_ids", b"released_claim_ids", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "resource_class", b"resource_class", "running_vms", b"running_vms", "supported_instances", b"supported_instances", "total", b"total", "updated_at", b"updated_at", "used", b"used", "uuid", b"uuid", "whole_machine", b"whole_machine"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -394,6 +404,8 @@ class ResourceSnapshot(_message.Message):
     INSTANCES_FIELD_NUMBER: _builtins.int
     IO_OPS_FIELD_NUMBER: _builtins.int
     RELEASED_CLAIM_IDS_FIELD_NUMBER: _builtins.int
+    RESOURCE_CLASS_FIELD_NUMBER: _builtins.int
+    WHOLE_MACHINE_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     nodename: _builtins.str
     node_uuid: _builtins.str
@@ -413,6 +425,10 @@ class ResourceSnapshot(_message.Message):
     reserved_host_disk_mb: _builtins.int
     reserved_host_cpus: _builtins.int
     io_ops: _builtins.int
+    resource_class: _builtins.str
+    """What the node offers (see ComputeNode.resource_class); empty for a host of VMs."""
+    whole_machine: _builtins.bool
+    """One instance takes the whole node (a bare-metal server)."""
     @_builtins.property
     def boot_epoch(self) -> _timestamp_pb2.Timestamp:
         """When the tracker started; a new epoch resets `sequence`."""
@@ -466,10 +482,12 @@ class ResourceSnapshot(_message.Message):
         instances: _abc.Iterable[Global___Instance] | None = ...,
         io_ops: _builtins.int = ...,
         released_claim_ids: _abc.Iterable[_builtins.str] | None = ...,
+        resource_class: _builtins.str = ...,
+        whole_machine: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["boot_epoch", b"boot_epoch", "numa_topology", b"numa_topology", "total", b"total", "used", b"used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["boot_epoch", b"boot_epoch", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "current_workload", b"current_workload", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "instances", b"instances", "io_ops", b"io_ops", "node_uuid", b"node_uuid", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "released_claim_ids", b"released_claim_ids", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "sequence", b"sequence", "supported_instances", b"supported_instances", "total", b"total", "used", b"used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["boot_epoch", b"boot_epoch", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "current_workload", b"current_workload", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "instances", b"instances", "io_ops", b"io_ops", "node_uuid", b"node_uuid", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "released_claim_ids", b"released_claim_ids", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "resource_class", b"resource_class", "sequence", b"sequence", "supported_instances", b"supported_instances", "total", b"total", "used", b"used", "whole_machine", b"whole_machine"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

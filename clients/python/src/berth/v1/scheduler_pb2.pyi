@@ -120,7 +120,9 @@ class Flavor(_message.Message):
     swap_mb: _builtins.int
     @_builtins.property
     def extra_specs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Matched against aggregate metadata by AggregateInstanceExtraSpecsFilter."""
+        """Matched against aggregate metadata by AggregateInstanceExtraSpecsFilter;
+        `resources:CUSTOM_<CLASS>=1` (Nova's syntax) asks for a whole node of that class.
+        """
 
     def __init__(
         self,
@@ -452,6 +454,8 @@ class HostState(_message.Message):
     RESERVED_HOST_MEMORY_MB_FIELD_NUMBER: _builtins.int
     RESERVED_HOST_DISK_MB_FIELD_NUMBER: _builtins.int
     RESERVED_HOST_CPUS_FIELD_NUMBER: _builtins.int
+    RESOURCE_CLASS_FIELD_NUMBER: _builtins.int
+    WHOLE_MACHINE_FIELD_NUMBER: _builtins.int
     node_uuid: _builtins.str
     host: _builtins.str
     nodename: _builtins.str
@@ -468,6 +472,10 @@ class HostState(_message.Message):
     reserved_host_memory_mb: _builtins.int
     reserved_host_disk_mb: _builtins.int
     reserved_host_cpus: _builtins.int
+    resource_class: _builtins.str
+    """What the node offers: empty for a host of VMs, a CUSTOM_ class for bare metal."""
+    whole_machine: _builtins.bool
+    """One instance takes the whole node."""
     @_builtins.property
     def total(self) -> _common_pb2.Resources: ...
     @_builtins.property
@@ -507,10 +515,12 @@ class HostState(_message.Message):
         reserved_host_memory_mb: _builtins.int = ...,
         reserved_host_disk_mb: _builtins.int = ...,
         reserved_host_cpus: _builtins.int = ...,
+        resource_class: _builtins.str = ...,
+        whole_machine: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["claimed", b"claimed", "total", b"total", "used", b"used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_metadata", b"aggregate_metadata", "aggregates", b"aggregates", "availability_zone", b"availability_zone", "claimed", b"claimed", "cpu_allocation_ratio", b"cpu_allocation_ratio", "disk_allocation_ratio", b"disk_allocation_ratio", "generation", b"generation", "host", b"host", "hypervisor_type", b"hypervisor_type", "io_ops", b"io_ops", "node_uuid", b"node_uuid", "nodename", b"nodename", "num_instances", b"num_instances", "pending_claims", b"pending_claims", "ram_allocation_ratio", b"ram_allocation_ratio", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "service_disabled", b"service_disabled", "service_up", b"service_up", "total", b"total", "used", b"used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_metadata", b"aggregate_metadata", "aggregates", b"aggregates", "availability_zone", b"availability_zone", "claimed", b"claimed", "cpu_allocation_ratio", b"cpu_allocation_ratio", "disk_allocation_ratio", b"disk_allocation_ratio", "generation", b"generation", "host", b"host", "hypervisor_type", b"hypervisor_type", "io_ops", b"io_ops", "node_uuid", b"node_uuid", "nodename", b"nodename", "num_instances", b"num_instances", "pending_claims", b"pending_claims", "ram_allocation_ratio", b"ram_allocation_ratio", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "resource_class", b"resource_class", "service_disabled", b"service_disabled", "service_up", b"service_up", "total", b"total", "used", b"used", "whole_machine", b"whole_machine"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
