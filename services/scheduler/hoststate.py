@@ -1,8 +1,11 @@
-"""HostState: the scheduler's view of one node, and what a request asks of it.
+"""HostState records: one node's report and one host's registry facts, as the scheduler
+keeps them. The numbers filters and weighers read live in columns (`columns.py`); these
+records are what a row was loaded from and what the scheduler answers with.
 
-A node's free capacity is what a claim could still take: total x allocation ratio - used
-(which includes the host's reserved amounts) - pending claims. A bare-metal node (Ironic
-semantics) is taken whole: it fits a request only while it holds no instance and no claim.
+Capacity is Placement's: what instances may hold is (total - reserved) x allocation ratio,
+and what they hold is `used` minus the reserved amounts (a node's report counts the host's
+reserved amounts as used, as Nova's resource tracker does). A whole-machine node (a
+bare-metal server) is taken whole: ratios and reserved amounts do not apply to it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-# Nodes of this hypervisor type are physical servers that one instance takes whole.
-BARE_METAL_TYPES = frozenset({"ironic"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +58,20 @@ class HostFacts:
 UNKNOWN_HOST = HostFacts(host="")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class HostState:
-    """One node as the scheduler sees it: the node service's report, the registry's facts
-    about its host, and the claims not yet confirmed by a report."""
+    """One node as its latest report describes it (pending claims are counted apart)."""
 
     node_uuid: str
     host: str
     nodename: str
     generation: int
     hypervisor_type: str = ""
+    # Placement's resource class of a whole-machine node ("" for a host of VMs).
+    resource_class: str = ""
+    whole_machine: bool = False
     total: Resources = ZERO
+    # As reported: the instances' resources plus the host's reserved amounts.
     used: Resources = ZERO
     cpu_allocation_ratio: float = 1.0
     ram_allocation_ratio: float = 1.0
@@ -79,72 +82,32 @@ class HostState:
     num_instances: int = 0
     io_ops: int = 0
     instance_uuids: frozenset[str] = frozenset()
-    # Pending (unconfirmed, unexpired) claims on this node: their sum and count.
-    claimed: Resources = ZERO
-    claim_count: int = 0
-    facts: HostFacts = UNKNOWN_HOST
 
     @property
-    def whole_node(self) -> bool:
-        return self.hypervisor_type in BARE_METAL_TYPES
-
-    @property
-    def limit(self) -> Resources:
-        """What the node may hold in all: total x allocation ratio (bare metal: total)."""
-        if self.whole_node:
-            return self.total
-        return Resources(
-            math.floor(self.total.vcpus * self.cpu_allocation_ratio),
-            math.floor(self.total.memory_mb * self.ram_allocation_ratio),
-            math.floor(self.total.disk_gb * self.disk_allocation_ratio),
-        )
-
-    @property
-    def taken(self) -> bool:
-        """A bare-metal node that holds an instance or a claim: nothing more fits."""
-        return self.whole_node and bool(self.num_instances or self.claim_count)
-
-    # Free amounts one field at a time: filters and weighers read them for every node of
-    # every request, so they avoid building Resources objects.
-    @property
-    def free_vcpus(self) -> int:
-        if self.whole_node:
-            return 0 if self.taken else self.total.vcpus - self.used.vcpus
-        limit = math.floor(self.total.vcpus * self.cpu_allocation_ratio)
-        return limit - self.used.vcpus - self.claimed.vcpus
-
-    @property
-    def free_memory_mb(self) -> int:
-        if self.whole_node:
-            return 0 if self.taken else self.total.memory_mb - self.used.memory_mb
-        limit = math.floor(self.total.memory_mb * self.ram_allocation_ratio)
-        return limit - self.used.memory_mb - self.claimed.memory_mb
-
-    @property
-    def free_disk_gb(self) -> int:
-        if self.whole_node:
-            return 0 if self.taken else self.total.disk_gb - self.used.disk_gb
-        limit = math.floor(self.total.disk_gb * self.disk_allocation_ratio)
-        return limit - self.used.disk_gb - self.claimed.disk_gb
-
-    @property
-    def free(self) -> Resources:
-        """What a new claim could still take; a taken bare-metal node has nothing free."""
-        if self.taken:
+    def reserved(self) -> Resources:
+        """Held back for the host (disk in whole GiB, rounded up as the agent counts it)."""
+        if self.whole_machine:
             return ZERO
-        return Resources(self.free_vcpus, self.free_memory_mb, self.free_disk_gb)
+        return Resources(
+            self.reserved_host_cpus,
+            self.reserved_host_memory_mb,
+            math.ceil(self.reserved_host_disk_mb / 1024),
+        )
 
     @property
-    def pending_instances(self) -> int:
-        """Instances on the node plus those claimed for it (Nova's num_instances after
-        consume_from_request)."""
-        return self.num_instances + self.claim_count
-
-    def fits(self, wanted: Resources) -> bool:
-        if self.taken:
-            return False
-        return (
-            wanted.vcpus <= self.free_vcpus
-            and wanted.memory_mb <= self.free_memory_mb
-            and wanted.disk_gb <= self.free_disk_gb
+    def capacity(self) -> Resources:
+        """What instances may hold in all: Placement's (total - reserved) x ratio, floored;
+        a whole machine's total."""
+        if self.whole_machine:
+            return self.total
+        reserved = self.reserved
+        return Resources(
+            math.floor((self.total.vcpus - reserved.vcpus) * self.cpu_allocation_ratio),
+            math.floor((self.total.memory_mb - reserved.memory_mb) * self.ram_allocation_ratio),
+            math.floor((self.total.disk_gb - reserved.disk_gb) * self.disk_allocation_ratio),
         )
+
+    @property
+    def usage(self) -> Resources:
+        """What the node's instances hold (Placement's `used`): reported use less reserved."""
+        return self.used - self.reserved

@@ -1,30 +1,86 @@
 """The in-process mirror of HostState: what filters and weighers read, kept by the watch
-followers and by claim events from Redis. Only a hint: the claim script in Redis decides."""
+followers and by claims. Only a hint: the claim script in Redis decides.
+
+Each node is a row of `Columns`, written in place when its report, its host's facts or its
+claims change; indexes lead from host, nodename, zone, hypervisor type and resource class
+to rows. Claims this replica makes are applied at once and expire in deadline order (a
+heap), so their cost does not grow with the claims outstanding.
+"""
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 
-from services.scheduler.hoststate import HostFacts, HostState
+import numpy as np
+
+from services.scheduler.columns import BoolArray, Columns, RowIndex, View
+from services.scheduler.hoststate import HostFacts, HostState, Resources
 from services.scheduler.store.keys import node_of_claim
 from services.scheduler.store.placement import ClaimRefused, PendingClaim, claimed_by
 
 
-class Mirror:
+class _Names:
+    """Interned strings: name -> small int, id 0 being "" (nothing)."""
+
     def __init__(self) -> None:
-        self.nodes: dict[str, HostState] = {}
-        self.facts: dict[str, HostFacts] = {}
+        self.names: list[str] = [""]
+        self._ids: dict[str, int] = {"": 0}
+
+    def id(self, name: str) -> int:
+        found = self._ids.get(name)
+        if found is None:
+            found = self._ids[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+    def find(self, name: str) -> int | None:
+        return self._ids.get(name)
+
+    def mask(self, names: Iterable[str]) -> BoolArray:
+        """A lookup array: True at the ids of `names` (unknown names match nothing)."""
+        lookup = np.zeros(len(self.names), np.bool_)
+        for name in names:
+            found = self._ids.get(name)
+            if found:
+                lookup[found] = True
+        return lookup
+
+
+class Mirror:
+    def __init__(self, size: int = 1024) -> None:
+        self.columns = Columns(size)
+        self.nodes: dict[str, HostState] = {}  # node uuid -> its latest report
+        self.facts: dict[str, HostFacts] = {}  # host -> the registry's facts
+        # Hosts in an aggregate, and those whose aggregates set metadata (usually few):
+        # what aggregate hints and extra specs look through.
+        self.hosts_with_aggregates: set[str] = set()
+        self.hosts_with_metadata: set[str] = set()
+        self.row_of: dict[str, int] = {}  # node uuid -> row
+        self.node_at: list[str | None] = []  # row -> node uuid
+        self._free_rows: list[int] = []
+        self.hosts = _Names()
+        self.zone_names = _Names()
+        self.hypervisor_types = _Names()
+        self.resource_classes = _Names()
         self._by_host: dict[str, set[str]] = defaultdict(set)
         self._by_nodename: dict[str, set[str]] = defaultdict(set)
         self._instances: dict[str, str] = {}  # instance uuid -> node uuid (reported)
         self._claims: dict[str, dict[str, PendingClaim]] = {}  # node uuid -> claims
+        self._claimed_instances: dict[str, str] = {}  # instance uuid -> node uuid
+        self._deadlines: list[tuple[int, str]] = []  # (expires_ms, claim id), a heap
         self._order: list[str] = []
         self._order_dirty = False
         self._zones: Counter[str] = Counter()  # zone -> hosts in it (read on every request)
+        # Grows with every row written; a row's `stamp` is the version that last wrote it.
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def view(self, rows: RowIndex | None = None) -> View:
+        return View(self.columns, rows)
 
     # -- nodes -----------------------------------------------------------------------------
 
@@ -35,29 +91,72 @@ class Mirror:
         if old is not None and old.generation > state.generation:
             return False
         if old is None:
+            row = self._new_row(state.node_uuid)
             self._order_dirty = True
         else:
+            row = self.row_of[state.node_uuid]
             self._forget_placement(old)
-        state.facts = self.facts.get(state.host) or HostFacts(host=state.host)
         self.nodes[state.node_uuid] = state
         self._by_host[state.host].add(state.node_uuid)
         self._by_nodename[state.nodename].add(state.node_uuid)
         for instance_uuid in state.instance_uuids:
             self._instances[instance_uuid] = state.node_uuid
+        self._write_report(row, state)
         claims = self._claims.get(state.node_uuid)
         if claims:
             for claim_id in claim_ids:
-                claims.pop(claim_id, None)
+                self._forget_claim(claims.pop(claim_id, None))
         self._recount(state.node_uuid)
         return True
 
     def drop_node(self, node_uuid: str) -> HostState | None:
         state = self.nodes.pop(node_uuid, None)
-        if state is not None:
-            self._forget_placement(state)
-            self._claims.pop(node_uuid, None)
-            self._order_dirty = True
+        if state is None:
+            return None
+        self._forget_placement(state)
+        for claim in self._claims.pop(node_uuid, {}).values():
+            self._forget_claim(claim)
+        row = self.row_of.pop(node_uuid)
+        self.columns.clear(row)
+        self.node_at[row] = None
+        self._free_rows.append(row)
+        self._touch(row)
+        self._order_dirty = True
         return state
+
+    def _new_row(self, node_uuid: str) -> int:
+        if self._free_rows:
+            row = self._free_rows.pop()
+            self.node_at[row] = node_uuid
+        else:
+            row = len(self.node_at)
+            self.node_at.append(node_uuid)
+            self.columns.ensure(row + 1)
+        self.row_of[node_uuid] = row
+        return row
+
+    def _write_report(self, row: int, state: HostState) -> None:
+        c = self.columns
+        c.live[row] = True
+        c.total[:, row] = (state.total.vcpus, state.total.memory_mb, state.total.disk_gb)
+        c.used[:, row] = (state.used.vcpus, state.used.memory_mb, state.used.disk_gb)
+        capacity, usage = state.capacity, state.usage
+        c.capacity[:, row] = (capacity.vcpus, capacity.memory_mb, capacity.disk_gb)
+        c.usage[:, row] = (usage.vcpus, usage.memory_mb, usage.disk_gb)
+        c.cpu_allocation_ratio[row] = state.cpu_allocation_ratio
+        c.num_instances[row] = state.num_instances
+        c.io_ops[row] = state.io_ops
+        c.whole_machine[row] = state.whole_machine
+        c.host_id[row] = self.hosts.id(state.host)
+        c.hypervisor_id[row] = self.hypervisor_types.id(state.hypervisor_type.lower())
+        c.resource_class_id[row] = self.resource_classes.id(state.resource_class)
+        self._write_facts(row, self.facts.get(state.host))
+
+    def _write_facts(self, row: int, facts: HostFacts | None) -> None:
+        c = self.columns
+        c.service_up[row] = bool(facts and facts.service_up)
+        c.service_enabled[row] = bool(facts and not facts.service_disabled)
+        c.zone_id[row] = self.zone_names.id(facts.availability_zone) if facts else 0
 
     def _forget_placement(self, state: HostState) -> None:
         self._by_host[state.host].discard(state.node_uuid)
@@ -70,19 +169,36 @@ class Mirror:
             if self._instances.get(instance_uuid) == state.node_uuid:
                 del self._instances[instance_uuid]
 
+    # -- hosts -----------------------------------------------------------------------------
+
     def set_facts(self, facts: HostFacts) -> None:
         old = self.facts.get(facts.host)
         if old is not None:
             self._zones[old.availability_zone] -= 1
         self._zones[facts.availability_zone] += 1
         self.facts[facts.host] = facts
+        for hosts, present in (
+            (self.hosts_with_aggregates, facts.aggregates),
+            (self.hosts_with_metadata, facts.aggregate_metadata),
+        ):
+            if present:
+                hosts.add(facts.host)
+            else:
+                hosts.discard(facts.host)
         for node_uuid in self._by_host.get(facts.host, ()):
-            self.nodes[node_uuid].facts = facts
+            row = self.row_of[node_uuid]
+            self._write_facts(row, facts)
+            self._touch(row)
 
     def drop_facts(self, host: str) -> None:
         self.set_facts(HostFacts(host=host))
         del self.facts[host]
         self._zones[""] -= 1
+        for node_uuid in self._by_host.get(host, ()):
+            self._write_facts(self.row_of[node_uuid], None)
+
+    def host_of(self, row: int) -> str:
+        return self.hosts.names[int(self.columns.host_id[row])]
 
     def node_uuids_of(self, host: str) -> set[str]:
         return set(self._by_host.get(host, ()))
@@ -90,8 +206,18 @@ class Mirror:
     def node_uuids_named(self, nodename: str) -> set[str]:
         return set(self._by_nodename.get(nodename, ()))
 
+    def rows_of_hosts(self, hosts: Iterable[str]) -> BoolArray:
+        """True at every row whose node's host is one of `hosts`."""
+        return self.hosts.mask(hosts)[self.columns.host_id]
+
+    def rows_of_nodes(self, node_uuids: Iterable[str]) -> BoolArray:
+        mask = np.zeros(self.columns.size, np.bool_)
+        rows = [self.row_of[u] for u in node_uuids if u in self.row_of]
+        mask[rows] = True
+        return mask
+
     def order(self) -> list[str]:
-        """Node uuids sorted: a fixed order, so a seeded request replays the same choice."""
+        """Node uuids sorted (ListHostStates pages through them)."""
         if self._order_dirty:
             self._order = sorted(self.nodes)
             self._order_dirty = False
@@ -103,25 +229,20 @@ class Mirror:
     def hosts_of(self, instance_uuids: Iterable[str]) -> frozenset[str]:
         """The hosts holding these instances, reported or claimed."""
         hosts = set()
-        claimed = None
         for instance_uuid in instance_uuids:
-            node_uuid = self._instances.get(instance_uuid)
-            if node_uuid is None:
-                if claimed is None:
-                    claimed = {
-                        c.instance_uuid: c.node_uuid
-                        for claims in self._claims.values()
-                        for c in claims.values()
-                    }
-                node_uuid = claimed.get(instance_uuid)
-            if node_uuid is not None and node_uuid in self.nodes:
-                hosts.add(self.nodes[node_uuid].host)
+            node_uuid = self._instances.get(instance_uuid) or self._claimed_instances.get(
+                instance_uuid
+            )
+            state = self.nodes.get(node_uuid or "")
+            if state is not None:
+                hosts.add(state.host)
         return frozenset(hosts)
 
     # -- claims ----------------------------------------------------------------------------
 
     def add_claim(self, claim: PendingClaim) -> None:
         self._claims.setdefault(claim.node_uuid, {})[claim.claim_id] = claim
+        self._remember_claim(claim)
         self._recount(claim.node_uuid)
 
     def remove_claims(self, claim_ids: Iterable[str]) -> None:
@@ -129,51 +250,108 @@ class Mirror:
         for claim_id in claim_ids:
             node_uuid = node_of_claim(claim_id)
             claims = self._claims.get(node_uuid or "")
-            if claims and claims.pop(claim_id, None) is not None:
-                touched.add(node_uuid)
+            if claims:
+                claim = claims.pop(claim_id, None)
+                if claim is not None:
+                    self._forget_claim(claim)
+                    touched.add(claim.node_uuid)
         for node_uuid in touched:
             self._recount(node_uuid)
 
     def replace_claims(self, node_uuid: str, claims: Iterable[PendingClaim]) -> None:
         """What Redis holds for the node now (after another replica claimed or released)."""
-        self._claims[node_uuid] = {c.claim_id: c for c in claims}
+        old = self._claims.get(node_uuid, {})
+        new = {c.claim_id: c for c in claims}
+        for claim_id, claim in old.items():
+            if claim_id not in new:
+                self._forget_claim(claim)
+        for claim_id, claim in new.items():
+            if claim_id not in old:
+                self._remember_claim(claim)
+        self._claims[node_uuid] = new
         self._recount(node_uuid)
+
+    def _remember_claim(self, claim: PendingClaim) -> None:
+        self._claimed_instances[claim.instance_uuid] = claim.node_uuid
+        heapq.heappush(self._deadlines, (claim.expires_ms, claim.claim_id))
+
+    def _forget_claim(self, claim: PendingClaim | None) -> None:
+        # Its deadline stays in the heap and is skipped when it comes up.
+        if claim is not None and self._claimed_instances.get(claim.instance_uuid) == (
+            claim.node_uuid
+        ):
+            del self._claimed_instances[claim.instance_uuid]
 
     def refused(self, node_uuid: str, refusal: ClaimRefused) -> None:
         """Redis knew better: take its usage and claim totals until the next report."""
-        state = self.nodes.get(node_uuid)
-        if state is None:
+        row = self.row_of.get(node_uuid)
+        if row is None:
             return
-        if refusal.generation >= state.generation:
-            state.used = refusal.used
-            state.num_instances = refusal.num_instances
-        state.claimed = refusal.claimed
-        state.claim_count = refusal.claim_count
+        c = self.columns
+        if refusal.generation >= self.nodes[node_uuid].generation:
+            used = refusal.used
+            c.usage[:, row] = (used.vcpus, used.memory_mb, used.disk_gb)
+            c.num_instances[row] = refusal.num_instances
+        claimed = refusal.claimed
+        c.claimed[:, row] = (claimed.vcpus, claimed.memory_mb, claimed.disk_gb)
+        c.claim_count[row] = refusal.claim_count
+        self._derive(row)
 
     def claims(self, node_uuid: str) -> list[PendingClaim]:
         return list(self._claims.get(node_uuid, {}).values())
+
+    def claim_count(self, node_uuid: str) -> int:
+        return len(self._claims.get(node_uuid, {}))
 
     def all_claims(self) -> Iterator[PendingClaim]:
         for claims in self._claims.values():
             yield from claims.values()
 
     def expire(self, now_ms: int) -> int:
+        """Drop the claims whose deadline has passed, soonest first."""
         expired = 0
-        for node_uuid, claims in list(self._claims.items()):
-            gone = [k for k, c in claims.items() if c.expires_ms <= now_ms]
-            for claim_id in gone:
-                del claims[claim_id]
-            if gone:
-                expired += len(gone)
-                self._recount(node_uuid)
-            if not claims:
-                del self._claims[node_uuid]
+        touched = set()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now_ms:
+            _, claim_id = heapq.heappop(deadlines)
+            node_uuid = node_of_claim(claim_id) or ""
+            claims = self._claims.get(node_uuid)
+            claim = claims.get(claim_id) if claims else None
+            if claim is None or claim.expires_ms > now_ms:
+                continue  # released or confirmed earlier (or renewed: its own entry)
+            del claims[claim_id]  # type: ignore[union-attr]
+            self._forget_claim(claim)
+            touched.add(node_uuid)
+            expired += 1
+        for node_uuid in touched:
+            self._recount(node_uuid)
         return expired
 
     def _recount(self, node_uuid: str) -> None:
-        state = self.nodes.get(node_uuid)
-        if state is None:
+        row = self.row_of.get(node_uuid)
+        claims = self._claims.get(node_uuid)
+        if not claims:
+            self._claims.pop(node_uuid, None)
+        if row is None:
             return
-        claims = self._claims.get(node_uuid, {})
-        state.claimed = claimed_by(claims.values())
-        state.claim_count = len(claims)
+        total = claimed_by(claims.values()) if claims else Resources()
+        c = self.columns
+        c.claimed[:, row] = (total.vcpus, total.memory_mb, total.disk_gb)
+        c.claim_count[row] = len(claims) if claims else 0
+        self._derive(row)
+
+    def _derive(self, row: int) -> None:
+        c = self.columns
+        c.free[:, row] = c.capacity[:, row] - c.usage[:, row] - c.claimed[:, row]
+        self._touch(row)
+
+    # -- what readers re-read -----------------------------------------------------------------
+
+    def _touch(self, row: int) -> None:
+        self.version += 1
+        self.columns.stamp[row] = self.version
+
+    def changed_since(self, version: int) -> RowIndex:
+        """The rows written after `version` (a reader keeps the version it last read at;
+        the columns' size tells it when they were reallocated)."""
+        return np.flatnonzero(self.columns.stamp > version)

@@ -39,6 +39,16 @@ class Flavor:
     extra_specs: Mapping[str, str] = field(default_factory=dict)
 
     @property
+    def resource_class(self) -> str:
+        """The custom resource class the flavor asks for (`resources:CUSTOM_X=1`, Nova's
+        syntax for a bare-metal flavor), or "" for an instance of a host of VMs."""
+        for key in self.extra_specs:
+            scope, _, name = key.partition(":")
+            if scope == "resources" and name.startswith("CUSTOM_"):
+                return name
+        return ""
+
+    @property
     def resources(self) -> Resources:
         """What one instance takes, counted as the client library counts it (one rule)."""
         counted = flavor_resources(

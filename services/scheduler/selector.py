@@ -1,12 +1,13 @@
 """Choosing destinations: filter, weigh and claim, one instance after another.
 
-Per instance: walk the candidate nodes from a (seeded) random offset, run the enabled
-filters (counting which one removed each node), and stop once `sample_size` nodes passed;
-weigh those, pick at random among the best `host_subset_size`, and claim it in Redis. A
-refused claim (another scheduler took the room) refreshes that node and tries the next
-best; when a whole sample is refused, the walk continues where it stopped, so "no valid
-host" is only answered after every node was tried. If any instance cannot be placed,
-every claim of the request is released.
+A request is filtered once: every filter that applies is a mask over the columns, ANDed in
+the configured order. Its instances are then placed one after another on that mask
+(Kubernetes' opportunistic batching): every candidate node is weighed as Nova weighs them,
+the best is claimed in Redis, and only the rows that changed since (the claimed node, the
+nodes of a group's host, reports that arrived meanwhile) are filtered again. A refused
+claim (another scheduler took the room) refreshes that node from Redis and the next best is
+tried, so "no valid host" is only answered when no node passes. If any instance cannot be
+placed, every claim of the request is released.
 
 Alternates (other hosts that fit, from the same ranking) are returned unclaimed, as Nova
 does: claimed alternates would hold room that concurrent requests need, and most are never
@@ -19,29 +20,34 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from berth.client.errors import NotFound, ResourceExhausted
 
+from services.scheduler.columns import BoolArray, FloatArray, RowIndex
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
+from services.scheduler.filters.runner import FilterRun
 from services.scheduler.groups import ServerGroups
 from services.scheduler.hoststate import HostState, Resources
 from services.scheduler.mirror import Mirror
 from services.scheduler.request import GroupPolicy, Request
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.store.placement import ClaimRefused, PendingClaim, PlacementStore
-from services.scheduler.weighers import weigh_all
+from services.scheduler.weighers import Weighing
 from services.scheduler.weighers.base import Weigher
 
 log = logging.getLogger(__name__)
 
 NO_VALID_HOST = "NO_VALID_HOST"
 CLAIM_REFUSED = "CLAIM_REFUSED"
-# Pseudo-filters reported with the real ones when nothing fits.
+# Pseudo-filter reported with the real ones when nothing fits: nodes whose claims Redis
+# refused (another request took the room first).
 LOST_RACE = "ClaimRefused"
+# Nodes whose claims are re-read from Redis before answering "no valid host".
+MAX_SUSPECTS = 5000
 
 
 @dataclass
@@ -51,23 +57,51 @@ class Placement:
     instance_uuid: str
     primary: tuple[HostState, PendingClaim]
     alternates: list[HostState] = field(default_factory=list)
-    # The rest of the primary's ranking, where alternates are sought.
-    runners_up: list[HostState] = field(default_factory=list)
 
 
-@dataclass
-class _Walk:
-    """One instance's walk over the candidates; resumable when a sample is used up."""
+class _Candidates:
+    """The nodes passing a request's filters, kept current between its instances: rows the
+    mirror wrote since (reports, claims) and rows the request itself changed (a group's
+    host) are filtered again; the rest keep their answer."""
 
-    order: Sequence[str]
-    start: int
-    position: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    scanned: int = 0
-    # Nodes a filter rejected while the mirror counted claims on them: the mirror may
-    # have missed a release, so they are checked against Redis before "no valid host".
-    suspects: dict[str, str] = field(default_factory=dict)
-    rechecked: bool = False
+    def __init__(self, run: FilterRun, mirror: Mirror) -> None:
+        self.run = run
+        self._mirror = mirror
+        self._mask: BoolArray | None = None
+        self._version = -1
+        self._stale_rows: set[int] = set()
+        # Nodes whose claim Redis refused during this request: not tried again.
+        self.refused: set[int] = set()
+        self.rechecked = False
+
+    def rows(self) -> RowIndex:
+        mirror = self._mirror
+        if self._mask is None or len(self._mask) != mirror.columns.size:
+            self._mask = self.run.mask(mirror.view())
+        else:
+            changed = mirror.changed_since(self._version)
+            if self._stale_rows:
+                changed = np.union1d(changed, np.fromiter(self._stale_rows, np.intp))
+            if len(changed):
+                self._mask[changed] = self.run.mask(mirror.view(changed))
+        self._stale_rows.clear()
+        self._version = mirror.version
+        rows = np.flatnonzero(self._mask)
+        if self.refused:
+            rows = rows[~np.isin(rows, np.fromiter(self.refused, np.intp))]
+        return rows
+
+    def host_chosen(self, host: str, everything: bool) -> None:
+        """The request's group now includes `host`: its nodes' answers change (or every
+        node's, when an affinity group just got its host)."""
+        if everything:
+            self._mask = None
+        else:
+            rows = self._mirror.rows_of_hosts([host])
+            self._stale_rows.update(np.flatnonzero(rows).tolist())
+
+    def invalidate(self) -> None:
+        self._mask = None
 
 
 class Selector:
@@ -85,7 +119,7 @@ class Selector:
         self.mirror = mirror
         self.store = store
         self.filters = list(filters)
-        self.weighers = list(weighers)
+        self.weighing = Weighing(weighers, mirror)
         # Puts a node the mirror knows back into Redis (after a flush); True if it did.
         self._repair = repair
         self.groups = groups
@@ -100,29 +134,29 @@ class Selector:
     async def select(self, request: Request) -> list[Placement]:
         rng = random.Random(request.seed)  # None seeds from the OS
         context = await self._context(request)
-        filters = [f for f in self.filters if f.applies(request)]
-        order, excluded = self._pool(request)
+        candidates = _Candidates(FilterRun(self.filters, request, context), self.mirror)
+        affinity = bool(request.hints.group) and request.hints.group_policy is GroupPolicy.AFFINITY
         placements: list[Placement] = []
         try:
             for index, instance_uuid in enumerate(request.instance_uuids):
                 for _attempt in range(3):
-                    walk = _Walk(order, rng.randrange(len(order)) if order else 0)
-                    placement = await self._place(
-                        instance_uuid, request, context, filters, walk, rng
-                    )
+                    placement = await self._place(instance_uuid, request, candidates, rng)
                     if placement is None:
-                        raise self._no_valid_host(request, walk, excluded, placed=index)
+                        raise self._no_valid_host(request, candidates, placed=index)
                     group_host = await self._group_host(request, placement.primary[0])
                     if group_host is None:
                         break
                     # Another replica's member fixed the group's host meanwhile: follow it.
                     await self._release([placement.primary[1]])
                     context.group_hosts = {group_host}
+                    candidates.invalidate()
                 else:
-                    walk.rejected[LOST_RACE] += 1
-                    raise self._no_valid_host(request, walk, excluded, placed=index)
+                    raise self._no_valid_host(request, candidates, placed=index, lost=1)
                 placements.append(placement)
-                context.group_hosts.add(placement.primary[0].host)
+                host = placement.primary[0].host
+                first_of_group = affinity and not context.group_hosts
+                context.group_hosts.add(host)
+                candidates.host_chosen(host, everything=first_of_group)
         except BaseException:
             released = await self._release([p.primary[1] for p in placements])
             if placements:
@@ -132,8 +166,6 @@ class Selector:
             await self.groups.add(
                 request.hints.group, request.hints.group_policy, request.instance_uuids
             )
-        for placement in placements:
-            self._pick_alternates(placement, request)
         return placements
 
     async def claim_alternate(
@@ -141,23 +173,24 @@ class Selector:
     ) -> tuple[HostState, PendingClaim]:
         """Claim `node_uuid` for one instance of `request`, after filtering it again: the
         node may have filled up, gone down or been disabled since it was selected."""
-        state = self.mirror.nodes.get(node_uuid)
-        if state is None:
+        row = self.mirror.row_of.get(node_uuid)
+        if row is None:
             raise NotFound(
                 f"node {node_uuid} is not in the scheduler's cache (deleted since it was "
                 "selected?); try the next alternate",
                 reason="NODE_NOT_FOUND",
             )
+        state = self.mirror.nodes[node_uuid]
         where = f"{state.host}/{state.nodename}"
         context = await self._context(request)
-        for host_filter in self.filters:
-            if host_filter.applies(request) and not host_filter.passes(state, request, context):
-                raise ResourceExhausted(
-                    f"alternate {where} no longer passes {host_filter.name}; "
-                    "try the next alternate",
-                    reason=CLAIM_REFUSED,
-                    metadata={"filter": host_filter.name, "node_uuid": node_uuid},
-                )
+        run = FilterRun(self.filters, request, context)
+        rejecting = run.first_rejecting(self.mirror.view(np.array([row])))
+        if rejecting is not None:
+            raise ResourceExhausted(
+                f"alternate {where} no longer passes {rejecting}; try the next alternate",
+                reason=CLAIM_REFUSED,
+                metadata={"filter": rejecting, "node_uuid": node_uuid},
+            )
         claim = await self._claim(state, instance_uuid, request.resources)
         if claim is None:
             raise ResourceExhausted(
@@ -188,11 +221,7 @@ class Selector:
 
     async def _context(self, request: Request) -> PlacementContext:
         hints = request.hints
-        context = PlacementContext(hosts_of=self.mirror.hosts_of)
-        if hints.same_host:
-            context.same_hosts = self.mirror.hosts_of(hints.same_host)
-        if hints.different_host:
-            context.different_hosts = self.mirror.hosts_of(hints.different_host)
+        context = PlacementContext(self.mirror)
         if hints.group:
             members, group_host = await self.groups.members(hints.group, hints.group_policy)
             context.group_hosts = set(self.mirror.hosts_of(members))
@@ -200,148 +229,97 @@ class Selector:
                 context.group_hosts.add(group_host)
         return context
 
-    def _pool(self, request: Request) -> tuple[Sequence[str], int]:
-        """The candidate nodes, and how many nodes the hints ruled out before filtering
-        (forced hosts or nodes, ignored hosts, the aggregate restriction)."""
-        hints = request.hints
-        everything = self.mirror.order()
-        if not (
-            hints.force_hosts
-            or hints.force_nodes
-            or hints.ignore_hosts
-            or hints.same_aggregate_as_host
-        ):
-            return everything, 0
-        chosen: set[str] | None = None
-        if hints.force_hosts or hints.force_nodes:
-            chosen = set()
-            for host in hints.force_hosts:
-                chosen |= self.mirror.node_uuids_of(host)
-            for nodename in hints.force_nodes:
-                chosen |= self.mirror.node_uuids_named(nodename)
-        if hints.same_aggregate_as_host:
-            peers = self._aggregate_peers(hints.same_aggregate_as_host)
-            in_aggregate = {u for host in peers for u in self.mirror.node_uuids_of(host)}
-            chosen = in_aggregate if chosen is None else chosen & in_aggregate
-        pool = everything if chosen is None else sorted(chosen)
-        if hints.ignore_hosts:
-            pool = [u for u in pool if self.mirror.nodes[u].host not in hints.ignore_hosts]
-        return pool, len(everything) - len(pool)
-
-    def _aggregate_peers(self, host: str) -> set[str]:
-        facts = self.mirror.facts.get(host)
-        if facts is None or not facts.aggregates:
-            return set()
-        mine = set(facts.aggregates)
-        return {h for h, f in self.mirror.facts.items() if mine.intersection(f.aggregates)}
-
-    def _feasible(
-        self,
-        walk: _Walk,
-        filters: Sequence[HostFilter],
-        request: Request,
-        context: PlacementContext,
-    ) -> Iterator[HostState]:
-        """Continue the walk, yielding nodes that pass every filter."""
-        order, total = walk.order, len(walk.order)
-        nodes = self.mirror.nodes
-        while walk.position < total:
-            node_uuid = order[(walk.start + walk.position) % total]
-            walk.position += 1
-            state = nodes.get(node_uuid)
-            if state is None:
-                continue
-            walk.scanned += 1
-            for host_filter in filters:
-                if not host_filter.passes(state, request, context):
-                    walk.rejected[host_filter.name] += 1
-                    if state.claim_count:
-                        walk.suspects[node_uuid] = host_filter.name
-                    break
-            else:
-                yield state
-
     async def _place(
         self,
         instance_uuid: str,
         request: Request,
-        context: PlacementContext,
-        filters: Sequence[HostFilter],
-        walk: _Walk,
+        candidates: _Candidates,
         rng: random.Random,
     ) -> Placement | None:
-        size = self.sample_size(len(walk.order))
-        feasible = self._feasible(walk, filters, request, context)
+        """Weigh every candidate, claim the best; on a refused claim, the next best."""
         while True:
-            sample = [state for _, state in zip(range(size), feasible, strict=False)]
-            if not sample:
-                if walk.rechecked or not walk.suspects:
+            rows = candidates.rows()
+            if not len(rows):
+                if candidates.rechecked or not await self._recheck(candidates):
                     return None
-                await self._recheck(walk)
-                feasible = self._feasible(walk, filters, request, context)
                 continue
-            ranked = self._rank(sample, request, context, rng)
-            placement = await self._claim_in_order(instance_uuid, ranked, request, walk)
-            if placement is not None:
-                return placement
+            rows = self._sample(rows, rng)
+            weights = self.weighing.weigh(rows)
+            chosen = self._pick(weights, rng)
+            row = int(rows[chosen])
+            node_uuid = self.mirror.node_at[row]
+            state = self.mirror.nodes[node_uuid] if node_uuid else None
+            if state is None:  # cannot happen: the mask is current; never claim blindly
+                candidates.invalidate()
+                continue
+            alternates = self._alternates(rows, weights, chosen, request)
+            claim = await self._claim(state, instance_uuid, request.resources)
+            if claim is None:
+                candidates.refused.add(row)
+                continue
+            return Placement(instance_uuid, (state, claim), alternates)
 
-    async def _recheck(self, walk: _Walk) -> None:
-        """Re-read the suspects' claims from Redis and walk them once more."""
-        suspects = list(walk.suspects)
-        found = await self.store.claims_of(suspects)
+    def _sample(self, rows: RowIndex, rng: random.Random) -> RowIndex:
+        """Every candidate, unless the operator chose to weigh a sample (a window of the
+        candidates from a random start)."""
+        size = self.sample_size(len(self.mirror))
+        if len(rows) <= size:
+            return rows
+        start = rng.randrange(len(rows))
+        return rows.take(np.arange(start, start + size), mode="wrap")
+
+    def _pick(self, weights: FloatArray, rng: random.Random) -> int:
+        """The best-weighed candidate (the first of equals, as Nova's stable sort), or one
+        at random among the best `host_subset_size`."""
+        subset = min(self.settings.host_subset_size, len(weights))
+        if subset <= 1:
+            return int(weights.argmax())
+        best = _best_first(weights, subset)
+        return int(best[rng.randrange(subset)])
+
+    def _alternates(
+        self, rows: RowIndex, weights: FloatArray, chosen: int, request: Request
+    ) -> list[HostState]:
+        """Up to max_attempts - 1 alternates, best first, one per host other than the
+        primary's; none for an affinity group (alternates are on other hosts)."""
+        wanted = self.settings.max_attempts - 1
+        hints = request.hints
+        if (
+            wanted <= 0
+            or len(rows) <= 1
+            or (hints.group and hints.group_policy is GroupPolicy.AFFINITY)
+        ):
+            return []
+        mirror = self.mirror
+        hosts = mirror.columns.host_id[rows]
+        remaining = weights.copy()
+        taken_host = hosts[chosen]
+        alternates: list[HostState] = []
+        while len(alternates) < wanted:
+            remaining[np.flatnonzero(hosts == taken_host)] = -np.inf
+            best = int(remaining.argmax())
+            if remaining[best] == -np.inf:
+                break
+            node_uuid = mirror.node_at[int(rows[best])]
+            if node_uuid is not None:
+                alternates.append(mirror.nodes[node_uuid])
+            taken_host = hosts[best]
+        return alternates
+
+    async def _recheck(self, candidates: _Candidates) -> bool:
+        """Before "no valid host": nodes a filter rejected while counting claims may have
+        had them released without this replica hearing of it. Re-read those claims from
+        Redis; True when there were any to re-read."""
+        candidates.rechecked = True
+        columns = self.mirror.columns
+        suspects = np.flatnonzero(columns.live & (columns.claim_count > 0))[:MAX_SUSPECTS]
+        node_uuids = [u for u in (self.mirror.node_at[int(r)] for r in suspects) if u]
+        if not node_uuids:
+            return False
+        found = await self.store.claims_of(node_uuids)
         for node_uuid, claims in (found or {}).items():  # None: Redis lost them, keep ours
             self.mirror.replace_claims(node_uuid, claims)
-        walk.rejected.subtract(walk.suspects.values())
-        walk.rejected += Counter()  # drop the zero counts
-        walk.order, walk.start, walk.position = suspects, 0, 0
-        walk.suspects, walk.rechecked = {}, True
-
-    def _rank(
-        self,
-        sample: list[HostState],
-        request: Request,
-        context: PlacementContext,
-        rng: random.Random,
-    ) -> list[HostState]:
-        weights = weigh_all(sample, self.weighers, request, context)
-        ranked = [
-            state for _, state in sorted(zip(weights, sample, strict=True), key=lambda p: -p[0])
-        ]
-        subset = min(self.settings.host_subset_size, len(ranked))
-        if subset > 1:
-            ranked.insert(0, ranked.pop(rng.randrange(subset)))
-        return ranked
-
-    async def _claim_in_order(
-        self, instance_uuid: str, ranked: list[HostState], request: Request, walk: _Walk
-    ) -> Placement | None:
-        """Claim the best node that still has room; the rest of the ranking is kept for
-        the alternates."""
-        wanted = request.resources
-        for index, state in enumerate(ranked):
-            if not state.fits(wanted):
-                continue
-            claim = await self._claim(state, instance_uuid, wanted)
-            if claim is None:
-                walk.rejected[LOST_RACE] += 1
-                continue
-            return Placement(instance_uuid, (state, claim), runners_up=ranked[index + 1 :])
-        return None
-
-    def _pick_alternates(self, placement: Placement, request: Request) -> None:
-        """Up to max_attempts - 1 alternates from the primary's ranking, one per host other
-        than the primary's, best first; nothing is claimed."""
-        wanted = request.resources
-        hosts = {placement.primary[0].host}
-        if request.hints.group_policy is GroupPolicy.AFFINITY and request.hints.group:
-            placement.runners_up = []  # alternates are on other hosts: never for affinity
-        for state in placement.runners_up:
-            if len(placement.alternates) >= self.settings.max_attempts - 1:
-                break
-            if state.host not in hosts and state.fits(wanted):
-                hosts.add(state.host)
-                placement.alternates.append(state)
-        placement.runners_up = []
+        return True
 
     async def _claim(
         self, state: HostState, instance_uuid: str, wanted: Resources
@@ -372,7 +350,7 @@ class Selector:
         return await self.store.release(c.claim_id for c in claims)
 
     def _no_valid_host(
-        self, request: Request, walk: _Walk, excluded: int, placed: int
+        self, request: Request, candidates: _Candidates, placed: int, lost: int = 0
     ) -> ResourceExhausted:
         flavor = request.flavor
         wanted = request.resources
@@ -380,9 +358,11 @@ class Selector:
             f"{flavor.name + ' ' if flavor.name else ''}({wanted.vcpus} vcpus, "
             f"{wanted.memory_mb} MB RAM, {wanted.disk_gb} GB disk)"
         )
-        removed = dict(walk.rejected.most_common())
-        if excluded:
-            removed = {"SchedulerHints": excluded, **removed}
+        removed, passed = candidates.run.rejections(self.mirror.view())
+        refused = candidates.refused
+        lost += len(refused.intersection(np.flatnonzero(passed).tolist())) if refused else 0
+        if lost:
+            removed[LOST_RACE] = lost
         why = ", ".join(f"{name} removed {count}" for name, count in removed.items())
         fleet = len(self.mirror.nodes)
         message = f"no valid host for {size}: none of {fleet} nodes fits"
@@ -399,3 +379,14 @@ class Selector:
             metadata={name: str(count) for name, count in removed.items()}
             | {"nodes": str(fleet), "placed": str(placed)},
         )
+
+
+def _best_first(weights: FloatArray, count: int) -> RowIndex:
+    """The positions of the `count` highest weights, best first, equals in position order
+    (Nova's stable descending sort), without sorting every weight."""
+    remaining = weights.copy()
+    best = np.empty(count, np.intp)
+    for i in range(count):
+        best[i] = remaining.argmax()
+        remaining[best[i]] = -np.inf
+    return best

@@ -54,11 +54,11 @@ class SchedulerSettings(CommonSettings):
     max_instances_per_request: int = Field(1000, ge=1, le=100_000)
     # A claim not confirmed by the node's report or released is dropped after this long.
     claim_ttl: float = Field(300.0, gt=0, le=86_400, description="seconds")
-    # Sampling on large fleets: score at most this many feasible nodes per instance, but
-    # at least `min_feasible_nodes` and `sample_percentage` % of the fleet (0 = every
-    # feasible node, as Nova does).
+    # Every feasible node is weighed, as Nova does (0). An operator who prefers speed to
+    # the best choice may weigh a sample instead: `sample_percentage` % of the fleet, but
+    # at least `min_feasible_nodes` (a sample spreads where the weighers would pack).
     min_feasible_nodes: int = Field(100, ge=0)
-    sample_percentage: float = Field(1.0, ge=0, le=100)
+    sample_percentage: float = Field(0.0, ge=0, le=100)
     # How often the scheduler checks that Redis still holds its cache (a flush or a new
     # Redis triggers a rebuild from the registry and node service).
     cache_check_interval: float = Field(2.0, gt=0)

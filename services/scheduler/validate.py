@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 
@@ -90,14 +91,39 @@ def _flavor(message: scheduler_pb2.Flavor) -> Flavor:
     )
 
 
+RESOURCES_SCOPE = "resources"
+RESOURCE_CLASS = re.compile(r"CUSTOM_[A-Z0-9_]+")
+
+
 def _extra_specs(message: scheduler_pb2.Flavor) -> dict[str, str]:
     if len(message.extra_specs) > MAX_EXTRA_SPECS:
         raise InvalidArgument.field(
             "spec.flavor.extra_specs", f"at most {MAX_EXTRA_SPECS} (got {len(message.extra_specs)})"
         )
+    classes = []
     for key, value in message.extra_specs.items():
         validation.name("spec.flavor.extra_specs", key)
         validation.text(f"spec.flavor.extra_specs[{key}]", value)
+        scope, _, resource_class = key.partition(":")
+        if scope == RESOURCES_SCOPE and not resource_class.startswith("CUSTOM_"):
+            continue  # resources:VCPU=0 and the like: a bare-metal flavor's zeros
+        if scope == RESOURCES_SCOPE:
+            field = f"spec.flavor.extra_specs[{key}]"
+            if not RESOURCE_CLASS.fullmatch(resource_class):
+                raise InvalidArgument.field(
+                    field, "a custom resource class is CUSTOM_ then A-Z, 0-9 and _"
+                )
+            if value.strip() != "1":
+                raise InvalidArgument.field(
+                    field, "must be 1: a bare-metal node of a class is taken whole, once"
+                )
+            classes.append(resource_class)
+    if len(classes) > 1:
+        raise InvalidArgument.field(
+            "spec.flavor.extra_specs",
+            f"asks for {len(classes)} resource classes ({', '.join(sorted(classes))}); "
+            "one node offers one, so ask for one",
+        )
     return dict(message.extra_specs)
 
 

@@ -15,7 +15,9 @@ from services.scheduler.filters.image_properties import ImagePropertiesFilter
 from services.scheduler.filters.io_ops import IoOpsFilter
 from services.scheduler.filters.num_instances import NumInstancesFilter
 from services.scheduler.filters.ram import RamFilter
+from services.scheduler.filters.resource_class import ResourceClassFilter
 from services.scheduler.filters.same_host import SameHostFilter
+from services.scheduler.filters.scheduler_hints import SchedulerHintsFilter
 from services.scheduler.filters.server_group_affinity import ServerGroupAffinityFilter
 from services.scheduler.filters.server_group_anti_affinity import ServerGroupAntiAffinityFilter
 from services.scheduler.settings import SchedulerSettings
@@ -40,13 +42,20 @@ FILTERS: dict[str, type[HostFilter]] = {
 }
 
 
+# Always run, first: the hosts a request names, and what a node offers (Nova applies
+# both before its filters, in the host manager and in Placement).
+BUILT_IN: tuple[type[HostFilter], ...] = (SchedulerHintsFilter, ResourceClassFilter)
+
+
 def build_filters(settings: SchedulerSettings) -> list[HostFilter]:
-    """One instance of each enabled filter, in `settings.enabled_filters` order (the
-    operator puts cheap, decisive filters first)."""
-    unknown = [name for name in settings.enabled_filters if name not in FILTERS]
+    """The built-in filters, then one instance of each enabled filter in
+    `settings.enabled_filters` order (the operator puts cheap, decisive filters first)."""
+    built_in = {cls.name for cls in BUILT_IN}
+    unknown = [n for n in settings.enabled_filters if n not in FILTERS and n not in built_in]
     if unknown:
         raise ValueError(f"unknown filter '{unknown[0]}'; known: {', '.join(sorted(FILTERS))}")
-    return [FILTERS[name](settings) for name in settings.enabled_filters]
+    enabled = [FILTERS[name](settings) for name in settings.enabled_filters if name in FILTERS]
+    return [cls(settings) for cls in BUILT_IN] + enabled
 
 
-__all__ = ["FILTERS", "HostFilter", "build_filters"]
+__all__ = ["BUILT_IN", "FILTERS", "HostFilter", "build_filters"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from services.scheduler.columns import BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
 from services.scheduler.filters.extra_specs_ops import match
-from services.scheduler.hoststate import HostState
-from services.scheduler.request import Flavor, Request
-from services.scheduler.settings import SchedulerSettings
+from services.scheduler.request import Request
 
 SCOPE = "aggregate_instance_extra_specs"
 
@@ -20,7 +20,7 @@ def considered_specs(extra_specs: Mapping[str, str]) -> Specs:
     """The (key, requirement) pairs this filter checks, scope stripped.
 
     Unscoped keys and keys scoped `aggregate_instance_extra_specs:` are ours; any other
-    scope (`hw:`, `capabilities:`, `quota:`, ...) belongs to another filter or to the
+    scope (`hw:`, `capabilities:`, `quota:`, `resources:`, ...) belongs to another filter or to the
     driver, so it is skipped rather than failing every host that lacks such a key.
     """
     considered = []
@@ -47,30 +47,29 @@ class AggregateInstanceExtraSpecsFilter(HostFilter):
 
     name = "AggregateInstanceExtraSpecsFilter"
 
-    def __init__(self, settings: SchedulerSettings) -> None:
-        super().__init__(settings)
-        # The parsed specs of the last flavor seen: one request runs this per node with
-        # the same flavor object, so parsing once per request is enough. Held as one
-        # tuple so a concurrent request only ever replaces it whole.
-        self._last: tuple[Flavor, Specs] | None = None
-
-    def _specs(self, flavor: Flavor) -> Specs:
-        last = self._last
-        if last is not None and last[0] is flavor:
-            return last[1]
-        specs = considered_specs(flavor.extra_specs)
-        self._last = (flavor, specs)
-        return specs
-
     def applies(self, request: Request) -> bool:
-        return bool(self._specs(request.flavor))
+        return bool(considered_specs(request.flavor.extra_specs))
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        metadata = host.facts.aggregate_metadata
-        for key, requirement in self._specs(request.flavor):
-            values = metadata.get(key)
-            if not values:
-                return False
-            if not any(match(value, requirement) for value in values):
-                return False
-        return True
+    def prepare(self, request: Request, context: PlacementContext) -> Any:
+        """The hosts whose aggregates satisfy every spec (only hosts that have aggregate
+        metadata can: the others fail any spec)."""
+        specs = considered_specs(request.flavor.extra_specs)
+        mirror = context.mirror
+        return [
+            host
+            for host in mirror.hosts_with_metadata
+            if _satisfies(mirror.facts[host].aggregate_metadata, specs)
+        ]
+
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        return context.on_hosts(prepared, view)
+
+
+def _satisfies(metadata: Mapping[str, frozenset[str]], specs: Specs) -> bool:
+    for key, requirement in specs:
+        values = metadata.get(key)
+        if not values or not any(match(value, requirement) for value in values):
+            return False
+    return True

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from services.scheduler.columns import BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import Request
 
 
@@ -22,5 +24,12 @@ class AvailabilityZoneFilter(HostFilter):
     def applies(self, request: Request) -> bool:
         return bool(request.availability_zone)
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        return host.facts.availability_zone == request.availability_zone
+    def prepare(self, request: Request, context: PlacementContext) -> Any:
+        return context.mirror.zone_names.find(request.availability_zone)
+
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        if prepared is None:  # a zone no host is in
+            return view.zone_id < 0
+        return view.zone_id == prepared

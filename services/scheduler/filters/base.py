@@ -1,19 +1,24 @@
-"""What every filter is: a name operators know and a yes/no about one node for a request."""
+"""What every filter is: a name operators know and a vectorised yes/no over nodes."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from services.scheduler.columns import BoolArray, View
 from services.scheduler.context import PlacementContext
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import Request
 from services.scheduler.settings import SchedulerSettings
 
 
 class HostFilter:
-    """Subclasses set `name` and implement `passes`; `applies` lets the runner skip a
-    filter for a whole request when the request does not ask what it checks (a hint that
-    is absent), so unused filters cost nothing per node."""
+    """Subclasses set `name` and implement `mask`.
+
+    Per request the runner asks `applies` (a filter whose question the request does not
+    ask is skipped: unused filters cost nothing), then `prepare` once (resolve hints to
+    hosts, parse specs: Nomad's SetTaskGroup, Kubernetes' PreFilter), then `mask` over all
+    rows or over chosen rows, as often as the request needs. `mask` returns one bool per
+    row of the view: True where the node passes.
+    """
 
     name: ClassVar[str]
 
@@ -23,5 +28,10 @@ class HostFilter:
     def applies(self, request: Request) -> bool:
         return True
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
+    def prepare(self, request: Request, context: PlacementContext) -> Any:
+        return None
+
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
         raise NotImplementedError

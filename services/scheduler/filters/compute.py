@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from services.scheduler.columns import BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import Request
 
 
@@ -19,6 +21,7 @@ class ComputeFilter(HostFilter):
 
     name = "ComputeFilter"
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        facts = host.facts
-        return facts.service_up and not facts.service_disabled
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        return view.service_up & view.service_enabled

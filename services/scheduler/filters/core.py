@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from services.scheduler.columns import VCPU, BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import Request
 
 
 class CoreFilter(HostFilter):
-    """Rejects a node whose free vCPUs are fewer than the flavor's vcpus.
+    """Rejects a node without room for the flavor's vcpus.
 
-    Free vCPUs are floor(total x cpu_allocation_ratio) - used - pending claims
-    (`HostState.free`); the ratio is how much CPU overcommit the operator accepts, and
-    `used` already includes the host's reserved CPUs.
-
-    A bare-metal node is taken whole: a taken one has nothing free, an empty one takes any
-    flavor that asks no more cores than the machine has.
+    Room is Placement's: (total - reserved_host_cpus) x cpu_allocation_ratio - what the
+    instances hold - pending claims (the `free` column); the ratio is how much CPU
+    overcommit the operator accepts. As Placement's `max_unit`, one instance may not ask
+    more vCPUs than the node has cores, whatever the ratio.
     """
 
     name = "CoreFilter"
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        # A taken bare-metal node has nothing free; an empty one offers the whole machine.
-        return not host.taken and request.flavor.vcpus <= host.free_vcpus
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        wanted = request.resources.vcpus
+        return (view.free[VCPU] >= wanted) & (view.total[VCPU] >= wanted)

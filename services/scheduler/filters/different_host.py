@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from services.scheduler.columns import BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import Request
 
 
@@ -21,5 +23,10 @@ class DifferentHostFilter(HostFilter):
     def applies(self, request: Request) -> bool:
         return bool(request.hints.different_host)
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        return host.host not in context.different_hosts
+    def prepare(self, request: Request, context: PlacementContext) -> Any:
+        return context.hosts_of(request.hints.different_host)
+
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        return ~context.on_hosts(prepared, view)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from services.scheduler.columns import BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import Request
 
 
@@ -22,5 +24,12 @@ class ImagePropertiesFilter(HostFilter):
     def applies(self, request: Request) -> bool:
         return bool(request.hypervisor_type)
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        return host.hypervisor_type.casefold() == request.hypervisor_type.casefold()
+    def prepare(self, request: Request, context: PlacementContext) -> Any:
+        return context.mirror.hypervisor_types.find(request.hypervisor_type.lower())
+
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        if prepared is None:  # a type no node has
+            return view.hypervisor_id < 0
+        return view.hypervisor_id == prepared

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from services.scheduler.columns import BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import Request
 
 
@@ -18,5 +20,7 @@ class IoOpsFilter(HostFilter):
 
     name = "IoOpsFilter"
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        return host.io_ops < self.settings.max_io_ops_per_host
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        return view.io_ops < self.settings.max_io_ops_per_host

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from services.scheduler.columns import MEMORY, BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import Request
 
 
 class RamFilter(HostFilter):
-    """Rejects a node whose free RAM is less than the flavor's memory_mb.
+    """Rejects a node without room for the flavor's memory_mb.
 
-    Free RAM is total x ram_allocation_ratio - used - pending claims (`HostState.free`).
-    `used` already includes the host's reserved memory, so reserved is not subtracted a
-    second time here; pending claims count so that instances placed moments ago, not yet
-    in the node's report, are not placed on top of each other.
+    Room is Placement's, the rule Nova has used since Placement replaced RamFilter:
+    (total - reserved) x ram_allocation_ratio - what the instances hold - pending claims
+    (the `free` column). The host's reserved memory is never overcommitted, and pending
+    claims count so that instances placed moments ago, not yet in the node's report, do
+    not land on top of each other. As Placement's `max_unit`, one instance may not ask
+    more than the node's total, whatever the ratio.
 
-    A bare-metal node is taken whole (Ironic): once it holds an instance or a claim it has
-    nothing free, and while empty it takes any flavor that asks no more than the machine
-    has (allocation ratios do not apply to a physical machine).
+    A whole-machine node offers its total while empty and nothing once taken; whether a
+    request may take one at all is ResourceClassFilter's question.
     """
 
     name = "RamFilter"
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        # A taken bare-metal node has nothing free; an empty one offers the whole machine.
-        return not host.taken and request.flavor.memory_mb <= host.free_memory_mb
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        wanted = request.resources.memory_mb
+        return (view.free[MEMORY] >= wanted) & (view.total[MEMORY] >= wanted)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from services.scheduler.columns import BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import Request
 
 
@@ -22,5 +24,10 @@ class SameHostFilter(HostFilter):
     def applies(self, request: Request) -> bool:
         return bool(request.hints.same_host)
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        return host.host in context.same_hosts
+    def prepare(self, request: Request, context: PlacementContext) -> Any:
+        return context.hosts_of(request.hints.same_host)
+
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        return context.on_hosts(prepared, view)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
+from services.scheduler.columns import BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import GroupPolicy, Request
 
 
@@ -22,6 +26,9 @@ class ServerGroupAffinityFilter(HostFilter):
     def applies(self, request: Request) -> bool:
         return request.hints.group_policy is GroupPolicy.AFFINITY
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        group_hosts = context.group_hosts
-        return not group_hosts or host.host in group_hosts
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        if not context.group_hosts:
+            return np.ones(len(view), np.bool_)
+        return context.on_hosts(context.group_hosts, view)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from services.scheduler.columns import BoolArray, View
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
-from services.scheduler.hoststate import HostState
 from services.scheduler.request import GroupPolicy, Request
 
 
@@ -21,5 +23,7 @@ class ServerGroupAntiAffinityFilter(HostFilter):
     def applies(self, request: Request) -> bool:
         return request.hints.group_policy is GroupPolicy.ANTI_AFFINITY
 
-    def passes(self, host: HostState, request: Request, context: PlacementContext) -> bool:
-        return host.host not in context.group_hosts
+    def mask(
+        self, view: View, request: Request, context: PlacementContext, prepared: Any
+    ) -> BoolArray:
+        return ~context.on_hosts(context.group_hosts, view)

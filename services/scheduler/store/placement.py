@@ -103,18 +103,18 @@ class PlacementStore:
         for start in range(0, len(writes), WRITE_BATCH):
             pipe = self.redis.pipeline(transaction=False)
             for state, stored, confirmed in writes[start : start + WRITE_BATCH]:
-                limit = state.limit
+                capacity, usage = state.capacity, state.usage
                 args: list[Any] = [
                     state.generation,
                     state.host,
                     state.nodename,
-                    limit.vcpus,
-                    limit.memory_mb,
-                    limit.disk_gb,
-                    state.used.vcpus,
-                    state.used.memory_mb,
-                    state.used.disk_gb,
-                    1 if state.whole_node else 0,
+                    capacity.vcpus,
+                    capacity.memory_mb,
+                    capacity.disk_gb,
+                    usage.vcpus,
+                    usage.memory_mb,
+                    usage.disk_gb,
+                    1 if state.whole_machine else 0,
                     state.num_instances,
                     stored,
                     *confirmed,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.scheduler.context import PlacementContext
-from services.scheduler.hoststate import HostState
-from services.scheduler.request import Request
+import numpy as np
+
+from services.scheduler.columns import FloatArray, RowIndex
+from services.scheduler.mirror import Mirror
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.weighers.base import Weigher
 from services.scheduler.weighers.cpu import CPUWeigher
@@ -41,59 +42,72 @@ def build_weighers(settings: SchedulerSettings) -> list[Weigher]:
     return weighers
 
 
-def normalize(
-    values: Sequence[float], minval: float | None = None, maxval: float | None = None
-) -> list[float]:
-    """Nova's normalisation (nova/weights.py) to [0, 1].
+class Weighing:
+    """Nova's weighing (nova/weights.py) over the columns: each weigher's raw value per
+    node, clipped to its minval / maxval, normalised to [0, 1] over the candidates (from
+    minval, else the smallest, to maxval, else the largest; all 0.0 when they are equal),
+    times its multiplier, summed in weigher order. Higher wins.
 
-    Values are clipped to `minval` / `maxval` when the weigher sets them; the range is
-    from `minval` (else the smallest value) to `maxval` (else the largest). When the range
-    is empty every value is 0.0: the weigher cannot tell the nodes apart.
+    Raw values depend only on a node's own row, so they are cached per weigher and only
+    the rows the mirror wrote since the last request are recomputed.
     """
-    if not values:
-        return []
-    if minval is not None:
-        values = [v if v > minval else minval for v in values]
-    if maxval is not None:
-        values = [v if v < maxval else maxval for v in values]
-    low = min(values) if minval is None else minval
-    high = max(values) if maxval is None else maxval
-    if low == high:
-        return [0.0] * len(values)
-    span = float(high - low)
-    return [(v - low) / span for v in values]
 
+    def __init__(self, weighers: Sequence[Weigher], mirror: Mirror) -> None:
+        self.weighers = list(weighers)
+        self._mirror = mirror
+        self._raw: list[FloatArray] = []
+        self._size = -1
+        self._version = -1
 
-def weigh_all(
-    hosts: Sequence[HostState],
-    weighers: Sequence[Weigher],
-    request: Request,
-    context: PlacementContext,
-) -> list[float]:
-    """The final weight of each node, in `hosts` order: sum over weighers of multiplier x
-    normalised raw weight. Higher wins.
+    def _refresh(self) -> None:
+        mirror = self._mirror
+        if self._size != mirror.columns.size:
+            view = mirror.view()
+            self._raw = [_clipped(w, w.raw(view)) for w in self.weighers]
+            self._size = mirror.columns.size
+        elif self._version != mirror.version:
+            rows = mirror.changed_since(self._version)
+            view = mirror.view(rows)
+            for weigher, raw in zip(self.weighers, self._raw, strict=True):
+                raw[rows] = _clipped(weigher, weigher.raw(view))
+        self._version = mirror.version
 
-    As in Nova, one node (or none) is not weighed at all: with nothing to compare it to,
-    every weight would be an artefact of minval/maxval.
-    """
-    count = len(hosts)
-    totals = [0.0] * count
-    if count <= 1:
+    def weigh(self, rows: RowIndex) -> FloatArray:
+        """The final weight of each of these rows' nodes, in `rows` order.
+
+        As in Nova, one node (or none) is not weighed at all: with nothing to compare it
+        to, every weight would be an artefact of minval / maxval.
+        """
+        totals = np.zeros(len(rows))
+        if len(rows) <= 1:
+            return totals
+        self._refresh()
+        for weigher, raw in zip(self.weighers, self._raw, strict=True):
+            values = raw[rows]
+            low = values.min() if weigher.minval is None else weigher.minval
+            high = values.max() if weigher.maxval is None else weigher.maxval
+            if low == high:
+                continue  # every node weighs 0.0: the weigher cannot tell them apart
+            values -= low
+            values /= high - low
+            values *= weigher.multiplier
+            totals += values
         return totals
-    for weigher in weighers:
-        weigh = weigher.weigh
-        raw = [weigh(host, request, context) for host in hosts]
-        normalised = normalize(raw, weigher.minval, weigher.maxval)
-        multiplier = weigher.multiplier
-        totals = [total + multiplier * norm for total, norm in zip(totals, normalised, strict=True)]
-    return totals
+
+
+def _clipped(weigher: Weigher, raw: FloatArray) -> FloatArray:
+    """Nova's BaseWeigher.weigh_objects: no raw weight beyond the weigher's bounds."""
+    if weigher.minval is not None:
+        np.maximum(raw, weigher.minval, out=raw)
+    if weigher.maxval is not None:
+        np.minimum(raw, weigher.maxval, out=raw)
+    return raw
 
 
 __all__ = [
     "MULTIPLIER_SETTINGS",
     "WEIGHERS",
     "Weigher",
+    "Weighing",
     "build_weighers",
-    "normalize",
-    "weigh_all",
 ]

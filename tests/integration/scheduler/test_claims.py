@@ -9,6 +9,7 @@ import pytest
 from berth.v1 import scheduler_pb2
 from grpc import aio
 
+from services.scheduler.columns import MEMORY
 from tests.integration.scheduler.cloud import eventually, spec
 
 
@@ -24,11 +25,13 @@ async def test_a_claim_is_dropped_when_the_node_reports_the_instance(cloud):
     claim = response.selections[0].primary
     assert await pending(stub) == {"c1": 1}
     await cloud.place("c1", "c1", claim)
-    await eventually(lambda: scheduler.mirror.nodes[claim.node_uuid].claim_count == 0)
+    await eventually(lambda: scheduler.mirror.claim_count(claim.node_uuid) == 0)
     assert await pending(stub) == {"c1": 0}
     # The instance now counts in used, once: 2048 MB on top of the 512 reserved.
-    state = scheduler.mirror.nodes[claim.node_uuid]
-    assert state.used.memory_mb == 512 + 2048 and state.claimed.memory_mb == 0
+    row = scheduler.mirror.row_of[claim.node_uuid]
+    columns = scheduler.mirror.columns
+    assert scheduler.mirror.nodes[claim.node_uuid].used.memory_mb == 512 + 2048
+    assert columns.usage[MEMORY, row] == 2048 and columns.claimed[MEMORY, row] == 0
 
 
 async def test_release_frees_the_room_and_answers_how_many_existed(cloud):
@@ -86,7 +89,7 @@ async def test_a_restarted_scheduler_keeps_the_claims_in_redis(cloud):
     await scheduler.stop(0)
     cloud.schedulers.remove(scheduler)
     restarted, stub = await cloud.start_scheduler(max_attempts=1)
-    assert restarted.mirror.nodes[next(iter(restarted.mirror.nodes))].claim_count == 1
+    assert restarted.mirror.claim_count(next(iter(restarted.mirror.nodes))) == 1
     with pytest.raises(aio.AioRpcError) as err:
         await stub.SelectDestinations(spec("m1.small"))
     assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -106,7 +106,8 @@ async def test_same_host_and_different_host_follow_the_instances(cloud):
         await stub.SelectDestinations(spec("m1.tiny", hints=nowhere))
 
 
-async def test_a_bare_metal_node_is_claimed_whole(cloud):
+async def test_bare_metal_is_only_for_its_resource_class_and_is_claimed_whole(cloud):
+    await cloud.add_host("c1", vcpus=4, memory_mb=8192)
     await cloud.add_host(
         "ironic-1",
         nodes=2,
@@ -114,16 +115,38 @@ async def test_a_bare_metal_node_is_claimed_whole(cloud):
         memory_mb=131072,
         disk_gb=1000,
         hypervisor_type="ironic",
+        resource_class="CUSTOM_BAREMETAL_GOLD",
+        whole_machine=True,
         reserved_memory_mb=0,
     )
     _, stub = await cloud.start_scheduler(max_attempts=1)
-    request = spec("m1.tiny", count=2, hypervisor_type="ironic")
-    claims = [s.primary for s in (await stub.SelectDestinations(request)).selections]
-    assert len({c.node_uuid for c in claims}) == 2
-    assert all(c.resources.memory_mb == 131072 and c.resources.vcpus == 32 for c in claims)
+    # A VM flavor never lands on bare metal, however much better the servers weigh.
+    vms = (await stub.SelectDestinations(spec("m1.tiny", count=2))).selections
+    assert {s.primary.host for s in vms} == {"c1"}
     with pytest.raises(aio.AioRpcError) as err:
         await stub.SelectDestinations(spec("m1.tiny", hypervisor_type="ironic"))
+    assert "ResourceClassFilter removed 2" in err.value.details()
+
+    gold = scheduler_pb2.SelectDestinationsRequest(
+        spec=scheduler_pb2.RequestSpec(
+            flavor=scheduler_pb2.Flavor(
+                name="baremetal",
+                vcpus=1,
+                memory_mb=1024,
+                root_gb=10,
+                extra_specs={"resources:CUSTOM_BAREMETAL_GOLD": "1"},
+            ),
+            num_instances=2,
+        )
+    )
+    claims = [s.primary for s in (await stub.SelectDestinations(gold)).selections]
+    assert {c.host for c in claims} == {"ironic-1"} and len({c.node_uuid for c in claims}) == 2
+    assert all(c.resources.memory_mb == 131072 and c.resources.vcpus == 32 for c in claims)
+    gold.spec.num_instances = 1
+    with pytest.raises(aio.AioRpcError) as err:
+        await stub.SelectDestinations(gold)
     assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "ResourceClassFilter removed 3" in err.value.details()
 
 
 async def test_force_hosts_and_ignore_hosts_narrow_the_candidates(cloud):

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.scheduler.context import PlacementContext
-from services.scheduler.filters import FILTERS, build_filters
+from services.scheduler.filters import BUILT_IN, FILTERS, build_filters
 from services.scheduler.filters.aggregate_instance_extra_specs import (
     AggregateInstanceExtraSpecsFilter,
 )
@@ -22,28 +21,24 @@ from services.scheduler.filters.image_properties import ImagePropertiesFilter
 from services.scheduler.filters.io_ops import IoOpsFilter
 from services.scheduler.filters.num_instances import NumInstancesFilter
 from services.scheduler.filters.ram import RamFilter
+from services.scheduler.filters.resource_class import ResourceClassFilter
 from services.scheduler.filters.same_host import SameHostFilter
+from services.scheduler.filters.scheduler_hints import SchedulerHintsFilter
 from services.scheduler.filters.server_group_affinity import ServerGroupAffinityFilter
 from services.scheduler.filters.server_group_anti_affinity import ServerGroupAntiAffinityFilter
-from services.scheduler.hoststate import UNKNOWN_HOST, HostState
+from services.scheduler.hoststate import UNKNOWN_HOST
 from services.scheduler.request import GroupPolicy, Request
 from services.scheduler.settings import DEFAULT_FILTERS
 
-from .hosts import R, make_bare_metal, make_host, make_request, make_settings
+from .hosts import Node, R, make_bare_metal, make_host, make_request, make_settings
+from .hosts import verdict as decide
 
 SETTINGS = make_settings(max_io_ops_per_host=2, max_instances_per_host=3)
+BUILT_IN_NAMES = [cls.name for cls in BUILT_IN]
 
 
-def verdict(
-    filter_cls: type[HostFilter],
-    host: HostState,
-    request: Request,
-    context: PlacementContext | None = None,
-) -> bool:
-    """What the runner would conclude: the filter must apply, then decide the node."""
-    host_filter = filter_cls(SETTINGS)
-    assert host_filter.applies(request), f"{filter_cls.name} should apply to {request}"
-    return host_filter.passes(host, request, context or PlacementContext())
+def verdict(filter_cls: type[HostFilter], host: Node, request: Request, **fleet: Any) -> bool:
+    return decide(filter_cls(SETTINGS), host, request, **fleet)
 
 
 # --- ComputeFilter ----------------------------------------------------------------------
@@ -69,7 +64,7 @@ def verdict(
         ),
     ],
 )
-def test_compute_filter(host: HostState, expected: bool) -> None:
+def test_compute_filter(host: Node, expected: bool) -> None:
     assert verdict(ComputeFilter, host, make_request()) is expected
 
 
@@ -140,21 +135,9 @@ def test_compute_filter(host: HostState, expected: bool) -> None:
             False,
             id="a bare-metal node ignores the RAM allocation ratio",
         ),
-        pytest.param(
-            make_bare_metal(num_instances=1, used=R(32, 131072, 500)),
-            {"memory_mb": 1024},
-            False,
-            id="a bare-metal node holding an instance is rejected",
-        ),
-        pytest.param(
-            make_bare_metal(claimed=R(1, 1024, 10), claim_count=1),
-            {"memory_mb": 1024},
-            False,
-            id="a bare-metal node with a pending claim is rejected however small the claim",
-        ),
     ],
 )
-def test_ram_filter(host: HostState, request_args: dict[str, Any], expected: bool) -> None:
+def test_ram_filter(host: Node, request_args: dict[str, Any], expected: bool) -> None:
     assert verdict(RamFilter, host, make_request(**request_args)) is expected
 
 
@@ -165,9 +148,15 @@ def test_ram_filter(host: HostState, request_args: dict[str, Any], expected: boo
         pytest.param(make_host(), {"vcpus": 17}, False, id="a flavor asking too many is rejected"),
         pytest.param(
             make_host(total=R(8, 32768, 1000), used=R(8, 0, 0), cpu_allocation_ratio=4.0),
-            {"vcpus": 24},
+            {"vcpus": 8},
             True,
             id="the CPU allocation ratio overcommits cores",
+        ),
+        pytest.param(
+            make_host(total=R(8, 32768, 1000), cpu_allocation_ratio=4.0),
+            {"vcpus": 9},
+            False,
+            id="one instance gets no more vCPUs than the node has cores (Placement's max_unit)",
         ),
         pytest.param(
             make_host(total=R(8, 32768, 1000), used=R(8, 0, 0), cpu_allocation_ratio=4.0),
@@ -200,15 +189,9 @@ def test_ram_filter(host: HostState, request_args: dict[str, Any], expected: boo
             False,
             id="a bare-metal node has no more cores than the machine",
         ),
-        pytest.param(
-            make_bare_metal(num_instances=1),
-            {"vcpus": 1},
-            False,
-            id="a taken bare-metal node is rejected",
-        ),
     ],
 )
-def test_core_filter(host: HostState, request_args: dict[str, Any], expected: bool) -> None:
+def test_core_filter(host: Node, request_args: dict[str, Any], expected: bool) -> None:
     assert verdict(CoreFilter, host, make_request(**request_args)) is expected
 
 
@@ -266,15 +249,9 @@ def test_core_filter(host: HostState, request_args: dict[str, Any], expected: bo
             False,
             id="a bare-metal node rejects more disk than it has",
         ),
-        pytest.param(
-            make_bare_metal(claimed=R(32, 131072, 500), claim_count=1),
-            {"root_gb": 1},
-            False,
-            id="a claimed bare-metal node is rejected",
-        ),
     ],
 )
-def test_disk_filter(host: HostState, request_args: dict[str, Any], expected: bool) -> None:
+def test_disk_filter(host: Node, request_args: dict[str, Any], expected: bool) -> None:
     assert verdict(DiskFilter, host, make_request(**request_args)) is expected
 
 
@@ -296,7 +273,7 @@ def test_disk_filter(host: HostState, request_args: dict[str, Any], expected: bo
         ),
     ],
 )
-def test_availability_zone_filter(host: HostState, zone: str, expected: bool) -> None:
+def test_availability_zone_filter(host: Node, zone: str, expected: bool) -> None:
     assert verdict(AvailabilityZoneFilter, host, make_request(availability_zone=zone)) is expected
 
 
@@ -313,7 +290,7 @@ def test_availability_zone_filter(host: HostState, zone: str, expected: bool) ->
         ),
     ],
 )
-def test_image_properties_filter(host: HostState, hypervisor_type: str, expected: bool) -> None:
+def test_image_properties_filter(host: Node, hypervisor_type: str, expected: bool) -> None:
     request = make_request(hypervisor_type=hypervisor_type)
     assert verdict(ImagePropertiesFilter, host, request) is expected
 
@@ -374,57 +351,82 @@ def test_a_resource_filter_always_applies(filter_cls: type[HostFilter]) -> None:
 HINTED = {"same_host": frozenset({"instance-a"}), "different_host": frozenset({"instance-a"})}
 
 
+def holding_instance_a(*hosts: str) -> list[Node]:
+    """Nodes of these hosts that report instance-a (one host reports it, the rest claim
+    it: both count)."""
+    nodes = []
+    for index, host in enumerate(hosts):
+        if index == 0:
+            nodes.append(make_host(host=host, instance_uuids=frozenset({"instance-a"})))
+        else:
+            node = make_host(host=host, claimed=R(1, 512, 1))
+            claim = node.claims[0]
+            moved = type(claim)(
+                claim.claim_id, claim.node_uuid, "instance-a", claim.resources, claim.expires_ms
+            )
+            nodes.append(Node(node.state, node.facts, (moved,)))
+    return nodes
+
+
 @pytest.mark.parametrize(
-    ("filter_cls", "host", "context", "expected"),
+    ("filter_cls", "host", "holding", "expected"),
     [
         pytest.param(
             SameHostFilter,
-            make_host(host="h1"),
-            PlacementContext(same_hosts=frozenset({"h1", "h2"})),
+            make_host(host="h1", instance_uuids=frozenset({"instance-a"})),
+            (),
             True,
             id="a host holding a hinted instance passes same_host",
         ),
         pytest.param(
             SameHostFilter,
             make_host(host="h3"),
-            PlacementContext(same_hosts=frozenset({"h1", "h2"})),
+            ("h1", "h2"),
             False,
             id="a host without the hinted instances is rejected by same_host",
         ),
         pytest.param(
             SameHostFilter,
             make_host(host="h1"),
-            PlacementContext(),
+            (),
             False,
             id="when the hinted instances are nowhere nothing passes same_host",
         ),
         pytest.param(
             DifferentHostFilter,
-            make_host(host="h1"),
-            PlacementContext(different_hosts=frozenset({"h1"})),
+            make_host(host="h1", instance_uuids=frozenset({"instance-a"})),
+            (),
             False,
             id="a host holding a hinted instance is rejected by different_host",
         ),
         pytest.param(
             DifferentHostFilter,
             make_host(host="h2"),
-            PlacementContext(different_hosts=frozenset({"h1"})),
+            ("h1",),
             True,
             id="another host passes different_host",
         ),
         pytest.param(
             DifferentHostFilter,
+            make_host(host="h2"),
+            ("h3", "h2x"),
+            True,
+            id="a claimed hinted instance counts where it is claimed only",
+        ),
+        pytest.param(
+            DifferentHostFilter,
             make_host(host="h1"),
-            PlacementContext(),
+            (),
             True,
             id="when the hinted instances are nowhere every host passes different_host",
         ),
     ],
 )
 def test_same_and_different_host(
-    filter_cls: type[HostFilter], host: HostState, context: PlacementContext, expected: bool
+    filter_cls: type[HostFilter], host: Node, holding: tuple[str, ...], expected: bool
 ) -> None:
-    assert verdict(filter_cls, host, make_request(**HINTED), context) is expected
+    others = holding_instance_a(*holding)
+    assert verdict(filter_cls, host, make_request(**HINTED), others=others) is expected
 
 
 @pytest.mark.parametrize(
@@ -483,13 +485,12 @@ def test_same_and_different_host(
 def test_server_groups(
     filter_cls: type[HostFilter],
     policy: GroupPolicy,
-    host: HostState,
+    host: Node,
     group_hosts: set[str],
     expected: bool,
 ) -> None:
     request = make_request(group="group-1", group_policy=policy)
-    context = PlacementContext(group_hosts=group_hosts)
-    assert verdict(filter_cls, host, request, context) is expected
+    assert verdict(filter_cls, host, request, group_hosts=group_hosts) is expected
 
 
 # --- NumInstancesFilter / IoOpsFilter (limits 3 and 2 in SETTINGS) -------------------------
@@ -519,7 +520,7 @@ def test_server_groups(
         ),
     ],
 )
-def test_count_limits(filter_cls: type[HostFilter], host: HostState, expected: bool) -> None:
+def test_count_limits(filter_cls: type[HostFilter], host: Node, expected: bool) -> None:
     assert verdict(filter_cls, host, make_request()) is expected
 
 
@@ -637,10 +638,9 @@ def test_extra_specs_filter_follows_the_flavor_of_each_request() -> None:
     host = make_host(aggregate_metadata={"ssd": frozenset({"true"})})
     wants_ssd = make_request(extra_specs={"ssd": "true"})
     wants_hdd = make_request(extra_specs={"ssd": "false"})
-    context = PlacementContext()
-    assert host_filter.passes(host, wants_ssd, context) is True
-    assert host_filter.passes(host, wants_hdd, context) is False
-    assert host_filter.passes(host, wants_ssd, context) is True
+    assert decide(host_filter, host, wants_ssd) is True
+    assert decide(host_filter, host, wants_hdd) is False
+    assert decide(host_filter, host, wants_ssd) is True
 
 
 # --- Building filters from settings -------------------------------------------------------
@@ -666,13 +666,14 @@ def test_every_default_filter_is_known_under_its_nova_name() -> None:
 def test_build_filters_keeps_the_configured_order(names: tuple[str, ...]) -> None:
     settings = make_settings(enabled_filters=names)
     built = build_filters(settings)
-    assert [f.name for f in built] == list(names)
+    assert [f.name for f in built] == [*BUILT_IN_NAMES, *names]
     assert all(f.settings is settings for f in built)
 
 
 def test_build_filters_parses_a_comma_separated_setting() -> None:
     settings = make_settings(enabled_filters="ComputeFilter, IoOpsFilter")
-    assert [type(f) for f in build_filters(settings)] == [ComputeFilter, IoOpsFilter]
+    built = [type(f) for f in build_filters(settings)]
+    assert built == [SchedulerHintsFilter, ResourceClassFilter, ComputeFilter, IoOpsFilter]
 
 
 def test_an_unknown_filter_name_is_refused_with_the_known_names() -> None:
@@ -682,3 +683,58 @@ def test_an_unknown_filter_name_is_refused_with_the_known_names() -> None:
         build_filters(settings)
     assert str(raised.value) == f"unknown filter 'RetryFilter'; known: {known}"
     assert known.startswith("AggregateInstanceExtraSpecsFilter, AvailabilityZoneFilter, ")
+
+
+# --- ResourceClassFilter (built in) --------------------------------------------------------
+
+GOLD = {"extra_specs": {"resources:CUSTOM_BAREMETAL_GOLD": "1"}}
+
+
+@pytest.mark.parametrize(
+    ("host", "request_args", "expected"),
+    [
+        pytest.param(make_host(), {}, True, id="a VM flavor on a host of VMs passes"),
+        pytest.param(
+            make_bare_metal(), {}, False, id="a VM flavor never lands on a bare-metal node"
+        ),
+        pytest.param(
+            make_bare_metal(resource_class="CUSTOM_BAREMETAL_GOLD"),
+            GOLD,
+            True,
+            id="a flavor asking a class lands on a free node of that class",
+        ),
+        pytest.param(
+            make_bare_metal(resource_class="CUSTOM_BAREMETAL_SILVER"),
+            GOLD,
+            False,
+            id="a node of another class is rejected",
+        ),
+        pytest.param(
+            make_host(resource_class="CUSTOM_BAREMETAL_GOLD"),
+            GOLD,
+            False,
+            id="a node that is not taken whole is rejected for a class request",
+        ),
+        pytest.param(make_host(), GOLD, False, id="a host of VMs is rejected for a class"),
+        pytest.param(
+            make_bare_metal(resource_class="CUSTOM_BAREMETAL_GOLD", num_instances=1),
+            GOLD,
+            False,
+            id="a bare-metal node holding an instance is taken",
+        ),
+        pytest.param(
+            make_bare_metal(resource_class="CUSTOM_BAREMETAL_GOLD", claimed=R(1, 1, 1)),
+            GOLD,
+            False,
+            id="a bare-metal node with a pending claim is taken however small the claim",
+        ),
+        pytest.param(
+            make_bare_metal(resource_class="CUSTOM_BAREMETAL_GOLD"),
+            {"extra_specs": {"resources:CUSTOM_NOWHERE": "1"}},
+            False,
+            id="a class no node offers matches nothing",
+        ),
+    ],
+)
+def test_resource_class_filter(host: Node, request_args: dict[str, Any], expected: bool) -> None:
+    assert verdict(ResourceClassFilter, host, make_request(**request_args)) is expected
