@@ -1,16 +1,18 @@
-"""SelectDestinations + claims per second, latency, resync time, Redis memory per node, and
-what sampling does to the quality of the choice.
+"""The scheduler's figures: placements per second and latency with every node weighed, one
+request for 100 instances, first sync and resync, Redis memory per node, and the in-process
+cost of one decision.
 
-    .venv/bin/python bench/scheduler.py                       # 1,000 / 10,000 / 100,000 nodes
-    .venv/bin/python bench/scheduler.py --nodes 10000 --seconds 5 --replicas 1
+    .venv/bin/python bench/scheduler.py                        # 10,000 and 100,000 nodes
+    .venv/bin/python bench/scheduler.py --nodes 10000 --seconds 5 --replicas 2
 
-The scheduler runs as a real process (`python -m services.scheduler`) on a real Redis. What
-it follows is a feeder in this process that serves the registry's WatchServices and the
-node service's WatchComputeNodes for N synthetic hosts (one node each; random sizes and
-usage), so a fleet of 100,000 nodes costs seconds, not the hours real agents would take to
-report it. Load: `--in-flight` SelectDestinations calls (m1.tiny, one instance, the
-default max_attempts 3: a primary and two alternates claimed per call) kept in flight over
-real gRPC, closed loop, spread over the replicas.
+The scheduler runs as a real process (`python -m services.scheduler`) on a real Redis that
+the bench starts for itself (never a shared one unless --redis-url says so). What it follows
+is a feeder in this process that serves the registry's WatchServices and the node service's
+WatchComputeNodes for N synthetic hosts (one node each; random sizes, 0-70 % used), so a
+fleet of 100,000 nodes costs seconds, not the hours real agents would take to report it.
+Load: `--in-flight` SelectDestinations calls (m1.tiny, one instance, max_attempts 3: one
+claimed primary and two unclaimed alternates per call) kept in flight over real gRPC, closed
+loop, spread over the replicas; the scheduler's defaults (every node weighed).
 """
 
 from __future__ import annotations
@@ -117,10 +119,30 @@ async def start_feeder(count: int) -> tuple[aio.Server, str]:
     return server, f"127.0.0.1:{port}"
 
 
-def request() -> scheduler_pb2.SelectDestinationsRequest:
+def request(count: int = 1) -> scheduler_pb2.SelectDestinationsRequest:
     return scheduler_pb2.SelectDestinationsRequest(
-        spec=scheduler_pb2.RequestSpec(flavor=scheduler_pb2.Flavor(name="m1.tiny"), num_instances=1)
+        spec=scheduler_pb2.RequestSpec(
+            flavor=scheduler_pb2.Flavor(name="m1.tiny"), num_instances=count
+        )
     )
+
+
+async def batch_latency(stub, count: int, runs: int) -> dict:
+    """One request for `count` instances at a time; its claims are released afterwards so
+    every run sees the same fleet."""
+    latencies = []
+    for _ in range(runs):
+        sent = time.perf_counter()
+        response = await stub.SelectDestinations(request(count), timeout=60)
+        latencies.append(time.perf_counter() - sent)
+        ids = [s.primary.claim_id for s in response.selections]
+        await stub.ReleaseClaims(scheduler_pb2.ReleaseClaimsRequest(claim_ids=ids), timeout=60)
+    latencies.sort()
+    return {
+        "instances": count,
+        "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "max_ms": round(latencies[-1] * 1000, 1),
+    }
 
 
 async def wait_ready(stub, timeout_s: float) -> float:
@@ -212,6 +234,8 @@ async def run_size(args, count: int, workdir: Path) -> dict:
             f"first sync {result['first_sync_s']} s, resync {result['resync_s']} s, "
             f"Redis {result['redis_bytes_per_node']} bytes/node"
         )
+        result["batch"] = await batch_latency(first, args.batch, runs=10)
+        log(f"one request for {args.batch} instances: {json.dumps(result['batch'])}")
         for replicas in range(1, args.replicas + 1):
             if replicas > 1:
                 schedulers[replicas - 1].start()
@@ -241,14 +265,12 @@ async def run_size(args, count: int, workdir: Path) -> dict:
     return result
 
 
-def sampling_quality(count: int, requests: int, percentage: float | None) -> dict:
-    """In-process: the same fleet and requests with sampling (the defaults) and without
-    (every feasible node weighed, as Nova does). Quality = the chosen node's weight as a
-    share of the best weight over all nodes, both normalised over the whole fleet."""
+def in_process(count: int, decisions: int) -> dict:
+    """One decision's cost inside the scheduler (filters, weighers, alternates; no gRPC,
+    no Redis: claims are accepted in memory), on the same fleet, every node weighed."""
     import sys
 
     sys.path.insert(0, str(REPO))
-    from services.scheduler.context import PlacementContext
     from services.scheduler.convert import host_state
     from services.scheduler.filters import build_filters
     from services.scheduler.groups import ServerGroups
@@ -258,65 +280,61 @@ def sampling_quality(count: int, requests: int, percentage: float | None) -> dic
     from services.scheduler.selector import Selector
     from services.scheduler.settings import SchedulerSettings
     from services.scheduler.store.placement import PendingClaim
-    from services.scheduler.weighers import build_weighers, weigh_all
+    from services.scheduler.weighers import build_weighers
 
-    class AcceptingStore:  # the quality of the choice, not Redis, is measured here
+    class AcceptingStore:
         async def claim(self, node_uuid, instance_uuid, wanted):
-            return PendingClaim(uuidlib.uuid4().hex, node_uuid, instance_uuid, wanted, 1 << 62)
+            claim_id = f"{node_uuid}.{uuidlib.uuid4().hex[:16]}"
+            return PendingClaim(claim_id, node_uuid, instance_uuid, wanted, 1 << 62)
 
     async def no_repair(node_uuid: str) -> bool:
         return False
 
     rng = random.Random(count)
-    nodes = [synthetic_node(i, rng) for i in range(count)]
-    out: dict[str, Any] = {"nodes": count}
-    sampled = {} if percentage is None else {"sample_percentage": percentage}
-    for label, overrides in (("sampled", sampled), ("all", {"sample_percentage": 0})):
-        config = SchedulerSettings(max_attempts=1, **overrides)
-        mirror = Mirror()
-        for node in nodes:
-            mirror.set_facts(HostFacts(node.host, service_up=True, availability_zone="nova"))
-            mirror.put_node(host_state(node), [])
-        weighers = build_weighers(config)
-        store = AcceptingStore()
-        selector = Selector(
-            config,
-            mirror,
-            store,  # type: ignore[arg-type]
-            build_filters(config),
-            weighers,
-            no_repair,  # type: ignore[arg-type]
-            ServerGroups(config, store, None),  # type: ignore[arg-type]
-        )
-        shares, ranks, times = [], [], []
-        for i in range(requests):
-            req = Request(Flavor("m1.tiny", 1, 512, 1), 1, (f"q{i}",), seed=i)
-            states = list(mirror.nodes.values())
-            weights = weigh_all(states, weighers, req, PlacementContext())
-            by_uuid = {s.node_uuid: w for s, w in zip(states, weights, strict=True)}
+    config = SchedulerSettings()
+    mirror = Mirror()
+    loaded = time.perf_counter()
+    for node in (synthetic_node(i, rng) for i in range(count)):
+        mirror.set_facts(HostFacts(node.host, service_up=True, availability_zone="nova"))
+        mirror.put_node(host_state(node), [])
+    loaded = time.perf_counter() - loaded
+    store = AcceptingStore()
+    selector = Selector(
+        config,
+        mirror,
+        store,  # type: ignore[arg-type]
+        build_filters(config),
+        build_weighers(config),
+        no_repair,  # type: ignore[arg-type]
+        ServerGroups(config, store, None),  # type: ignore[arg-type]
+    )
+
+    async def decide() -> list[float]:
+        times = []
+        for i in range(decisions):
+            req = Request(Flavor("m1.tiny", 1, 512, 1), 1, (f"q{i}",))
             started = time.perf_counter()
-            (placement,) = asyncio.run(selector.select(req))
+            await selector.select(req)
             times.append(time.perf_counter() - started)
-            chosen = by_uuid[placement.primary[0].node_uuid]
-            shares.append(chosen / max(weights))
-            ranks.append(sum(w <= chosen for w in weights) / len(weights))
-        times.sort()
-        out[label] = {
-            "weight_share_mean": round(sum(shares) / len(shares), 4),
-            "weight_share_min": round(min(shares), 4),
-            "rank_percentile_mean": round(100 * sum(ranks) / len(ranks), 2),
-            "select_p50_ms": round(percentile(times, 50) * 1000, 2),
-            "select_p99_ms": round(percentile(times, 99) * 1000, 2),
-        }
-    log(f"sampling at {count:,} nodes: {json.dumps(out)}")
+        return sorted(times)
+
+    times = asyncio.run(decide())
+    out = {
+        "nodes": count,
+        "load_columns_s": round(loaded, 2),
+        "decision_p50_ms": round(percentile(times, 50) * 1000, 3),
+        "decision_p99_ms": round(percentile(times, 99) * 1000, 3),
+    }
+    log(f"in process at {count:,} nodes: {json.dumps(out)}")
     return out
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--nodes", default="1000,10000,100000")
-    parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--nodes", default="10000,100000")
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--in-flight", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=100, help="instances in the batch request")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
@@ -325,14 +343,17 @@ async def main() -> None:
         help="a Redis of your own (keys under a fresh prefix); default: a redis-server the "
         "bench starts for itself, so no shared Redis is ever written",
     )
-    parser.add_argument("--quality-requests", type=int, default=100)
+    parser.add_argument("--decisions", type=int, default=500, help="in-process decisions")
     parser.add_argument(
-        "--sample-percentage", type=float, default=None, help="the scheduler's; default its own"
+        "--sample-percentage",
+        type=float,
+        default=None,
+        help="weigh a sample instead of every node (the scheduler's setting; default 0: all)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [int(n) for n in args.nodes.split(",")]
-    results = {"load": [], "sampling": []}
+    results: dict[str, list] = {"load": [], "in_process": []}
     with TemporaryDirectory(prefix="berth-bench-") as tmp:
         own_redis = None
         if not args.redis_url:
@@ -345,34 +366,35 @@ async def main() -> None:
             if own_redis is not None:
                 own_redis.stop()
     for count in sizes:
-        results["sampling"].append(
-            await asyncio.to_thread(
-                sampling_quality, count, args.quality_requests, args.sample_percentage
-            )
-        )
+        results["in_process"].append(await asyncio.to_thread(in_process, count, args.decisions))
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(
-        "\nnodes    replicas  placements/s  p50 ms  p99 ms  sched cpu %  first sync s  resync s  Redis B/node"
+        f"\nload: {args.in_flight} calls in flight, m1.tiny, every node weighed, client on "
+        "this machine"
+    )
+    print(
+        "nodes    replicas  placements/s  p50 ms  p99 ms  sched cpu %  first sync s  resync s  "
+        f"Redis B/node  {args.batch} instances p50/max ms"
     )
     for row in results["load"]:
         for replicas in range(1, args.replicas + 1):
             f = row.get(f"replicas_{replicas}")
             if f:
+                batch = row["batch"]
                 print(
                     f"{row['nodes']:<8} {replicas:<9} {f['placements_per_s']:<13} {f['p50_ms']:<7} "
                     f"{f['p99_ms']:<7} {'/'.join(map(str, f['scheduler_cpu_pct'])):<12} "
-                    f"{row['first_sync_s']:<13} {row['resync_s']:<9} {row['redis_bytes_per_node']}"
+                    f"{row['first_sync_s']:<13} {row['resync_s']:<9} "
+                    f"{row['redis_bytes_per_node']:<13} {batch['p50_ms']}/{batch['max_ms']}"
                 )
-    print("\nnodes    mode     weight share mean/min   rank pct  select p50/p99 ms (in-process)")
-    for row in results["sampling"]:
-        for mode in ("sampled", "all"):
-            q = row[mode]
-            print(
-                f"{row['nodes']:<8} {mode:<8} {q['weight_share_mean']}/{q['weight_share_min']:<14} "
-                f"{q['rank_percentile_mean']:<9} {q['select_p50_ms']}/{q['select_p99_ms']}"
-            )
+    print("\nnodes    in-process decision p50/p99 ms   columns loaded in s")
+    for row in results["in_process"]:
+        print(
+            f"{row['nodes']:<8} {row['decision_p50_ms']}/{row['decision_p99_ms']:<26} "
+            f"{row['load_columns_s']}"
+        )
 
 
 if __name__ == "__main__":

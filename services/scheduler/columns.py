@@ -126,7 +126,7 @@ class View:
         array: npt.NDArray[np.generic] = getattr(self._columns, name)
         if self.rows is None:
             return array
-        return array[..., self.rows]
+        return np.take(array, self.rows, axis=-1)  # much faster than array[..., rows]
 
     def __len__(self) -> int:
         return self._columns.size if self.rows is None else len(self.rows)

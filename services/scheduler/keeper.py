@@ -35,7 +35,7 @@ from services.scheduler.followers import Follower, stop_tasks
 from services.scheduler.hoststate import HostState
 from services.scheduler.mirror import Mirror
 from services.scheduler.settings import SchedulerSettings
-from services.scheduler.store.placement import PlacementStore
+from services.scheduler.store.placement import PlacementStore, claim_event
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +54,28 @@ class _NodeSide:
 
     def __init__(self, keeper: CacheKeeper) -> None:
         self.keeper = keeper
-        self.seen: set[str] | None = None
+        # While listing: the nodes listed so far, loaded into the mirror at once at the end.
+        self.listed: list[node_pb2.ComputeNode] | None = None
 
     def listing_started(self) -> None:
-        self.seen = set()
+        self.listed = []
 
     def event(self, event: node_pb2.WatchComputeNodesResponse) -> None:
         node = event.node
         if event.type == DELETED:
             self.keeper.node_deleted(node)
-            return
-        if self.seen is not None:
-            self.seen.add(node.uuid)
-        self.keeper.node_changed(node)
+        elif self.listed is not None:
+            self.listed.append(node)
+        else:
+            self.keeper.nodes_changed([node])
 
     def listing_done(self) -> None:
-        gone = set(self.keeper.mirror.nodes) - (self.seen or set())
+        listed, self.listed = self.listed or [], None
+        self.keeper.nodes_changed(listed)
+        gone = set(self.keeper.mirror.nodes) - {node.uuid for node in listed}
         for node_uuid in gone:  # deleted while we were not listening
             state = self.keeper.mirror.nodes[node_uuid]
             self.keeper.drop(state)
-        self.seen = None
 
 
 class _RegistrySide:
@@ -250,21 +252,26 @@ class CacheKeeper:
 
     # -- changes, applied to the mirror at once and queued for Redis --------------------------
 
-    def node_changed(self, node: node_pb2.ComputeNode) -> None:
-        state = convert.host_state(node)
-        old = self.mirror.nodes.get(node.uuid)
-        if old is not None and (old.host, old.nodename) != (node.host, node.nodename):
-            self._node_drops[node.uuid] = old  # moved host (rebalance): old index entry goes
-        # Claims the report confirms (its instances name them) and claims the node ended
-        # (instances built and deleted before any report named them): neither counts on.
-        ended = [*node.claim_ids, *node.released_claim_ids]
-        if self.mirror.put_node(state, ended):
+    def nodes_changed(self, nodes: list[node_pb2.ComputeNode]) -> None:
+        reports = []
+        for node in nodes:
+            old = self.mirror.nodes.get(node.uuid)
+            if old is not None and (old.host, old.nodename) != (node.host, node.nodename):
+                self._node_drops[node.uuid] = old  # moved host (rebalance): old entry goes
+            # Claims the report confirms (its instances name them) and claims the node
+            # ended (instances built and deleted before any report named them): neither
+            # counts on.
+            reports.append((convert.host_state(node), [*node.claim_ids, *node.released_claim_ids]))
+        for (state, ended), taken in zip(reports, self.mirror.put_nodes(reports), strict=True):
+            if not taken:
+                continue
             # A newer report of the node replaces the write still queued, but the claims
             # the older one ended stay ended.
-            queued = self._node_writes.get(node.uuid)
+            queued = self._node_writes.get(state.node_uuid)
             if queued is not None:
                 ended = list(dict.fromkeys([*queued[1], *ended]))
-            self._node_writes[node.uuid] = (state, ended)
+            self._node_writes[state.node_uuid] = (state, ended)
+        if reports:
             self._wake()
 
     def node_deleted(self, node: node_pb2.ComputeNode) -> None:
@@ -402,7 +409,9 @@ class CacheKeeper:
                 async for message in pubsub.listen():
                     if message["type"] != "message":
                         continue
-                    key = message["data"].decode()
+                    replica, key = claim_event(message["data"])
+                    if replica == self.store.replica:
+                        continue  # its own claim or release: the mirror has it already
                     self._claims_dirty.add(self.store.keys.node_of_claims_key(key))
                     self._claims_event.set()
             except redis_errors.RedisError as exc:

@@ -48,6 +48,8 @@ CLAIM_REFUSED = "CLAIM_REFUSED"
 LOST_RACE = "ClaimRefused"
 # Nodes whose claims are re-read from Redis before answering "no valid host".
 MAX_SUSPECTS = 5000
+# Filter masks kept for request shapes (flavor sizes, zone, type, class) seen lately.
+SHARED_MASKS = 64
 
 
 @dataclass
@@ -59,16 +61,27 @@ class Placement:
     alternates: list[HostState] = field(default_factory=list)
 
 
+@dataclass
+class _Mask:
+    """A filter mask and what it is current to."""
+
+    passed: BoolArray
+    version: int
+    names_version: int
+
+
 class _Candidates:
     """The nodes passing a request's filters, kept current between its instances: rows the
     mirror wrote since (reports, claims) and rows the request itself changed (a group's
-    host) are filtered again; the rest keep their answer."""
+    host) are filtered again; the rest keep their answer. A mask that depends only on the
+    request's shape is shared with later requests of the same shape (`shared`)."""
 
-    def __init__(self, run: FilterRun, mirror: Mirror) -> None:
+    def __init__(self, run: FilterRun, mirror: Mirror, shared: dict[tuple, _Mask]) -> None:
         self.run = run
         self._mirror = mirror
-        self._mask: BoolArray | None = None
-        self._version = -1
+        self._shared = shared if run.shareable else None
+        self._key = _shape(run.request)
+        self._mask: _Mask | None = None
         self._stale_rows: set[int] = set()
         # Nodes whose claim Redis refused during this request: not tried again.
         self.refused: set[int] = set()
@@ -76,17 +89,30 @@ class _Candidates:
 
     def rows(self) -> RowIndex:
         mirror = self._mirror
-        if self._mask is None or len(self._mask) != mirror.columns.size:
-            self._mask = self.run.mask(mirror.view())
+        mask = self._mask
+        if mask is None and self._shared is not None:
+            mask = self._shared.get(self._key)
+        if (
+            mask is None
+            or len(mask.passed) != mirror.columns.size
+            or mask.names_version != mirror.names_version
+        ):
+            # New rows, or a name a filter looked up may now exist: filter every row.
+            mask = _Mask(self.run.mask(mirror.view()), mirror.version, mirror.names_version)
         else:
-            changed = mirror.changed_since(self._version)
+            changed = mirror.changed_since(mask.version)
             if self._stale_rows:
                 changed = np.union1d(changed, np.fromiter(self._stale_rows, np.intp))
             if len(changed):
-                self._mask[changed] = self.run.mask(mirror.view(changed))
+                mask.passed[changed] = self.run.mask(mirror.view(changed))
+            mask.version = mirror.version
         self._stale_rows.clear()
-        self._version = mirror.version
-        rows = np.flatnonzero(self._mask)
+        self._mask = mask
+        if self._shared is not None:
+            self._shared[self._key] = mask
+            while len(self._shared) > SHARED_MASKS:
+                del self._shared[next(iter(self._shared))]
+        rows = np.flatnonzero(mask.passed)
         if self.refused:
             rows = rows[~np.isin(rows, np.fromiter(self.refused, np.intp))]
         return rows
@@ -96,12 +122,21 @@ class _Candidates:
         node's, when an affinity group just got its host)."""
         if everything:
             self._mask = None
-        else:
-            rows = self._mirror.rows_of_hosts([host])
-            self._stale_rows.update(np.flatnonzero(rows).tolist())
+        elif not self.run.shareable:  # a shareable run has no group filter
+            self._stale_rows.update(self._mirror.rows_on_host(host))
 
     def invalidate(self) -> None:
         self._mask = None
+
+
+def _shape(request: Request) -> tuple:
+    """What a shareable filter mask depends on."""
+    return (
+        request.resources,
+        request.flavor.resource_class,
+        request.availability_zone,
+        request.hypervisor_type.lower(),
+    )
 
 
 class Selector:
@@ -120,6 +155,7 @@ class Selector:
         self.store = store
         self.filters = list(filters)
         self.weighing = Weighing(weighers, mirror)
+        self._shared_masks: dict[tuple, _Mask] = {}
         # Puts a node the mirror knows back into Redis (after a flush); True if it did.
         self._repair = repair
         self.groups = groups
@@ -134,7 +170,8 @@ class Selector:
     async def select(self, request: Request) -> list[Placement]:
         rng = random.Random(request.seed)  # None seeds from the OS
         context = await self._context(request)
-        candidates = _Candidates(FilterRun(self.filters, request, context), self.mirror)
+        run = FilterRun(self.filters, request, context)
+        candidates = _Candidates(run, self.mirror, self._shared_masks)
         affinity = bool(request.hints.group) and request.hints.group_policy is GroupPolicy.AFFINITY
         placements: list[Placement] = []
         try:
@@ -266,7 +303,7 @@ class Selector:
         if len(rows) <= size:
             return rows
         start = rng.randrange(len(rows))
-        return rows.take(np.arange(start, start + size), mode="wrap")
+        return np.sort(rows.take(np.arange(start, start + size), mode="wrap"))
 
     def _pick(self, weights: FloatArray, rng: random.Random) -> int:
         """The best-weighed candidate (the first of equals, as Nova's stable sort), or one
@@ -291,20 +328,21 @@ class Selector:
         ):
             return []
         mirror = self.mirror
-        hosts = mirror.columns.host_id[rows]
         remaining = weights.copy()
-        taken_host = hosts[chosen]
         alternates: list[HostState] = []
-        while len(alternates) < wanted:
-            remaining[np.flatnonzero(hosts == taken_host)] = -np.inf
+        best = chosen
+        while True:
+            # Rule out every candidate on the host just taken (`rows` is sorted).
+            host = mirror.nodes[mirror.node_at[int(rows[best])] or ""].host
+            on_host = np.array(mirror.rows_on_host(host), np.intp)
+            found = np.searchsorted(rows, on_host).clip(0, len(rows) - 1)
+            remaining[found[rows[found] == on_host]] = -np.inf
             best = int(remaining.argmax())
             if remaining[best] == -np.inf:
-                break
-            node_uuid = mirror.node_at[int(rows[best])]
-            if node_uuid is not None:
-                alternates.append(mirror.nodes[node_uuid])
-            taken_host = hosts[best]
-        return alternates
+                return alternates
+            alternates.append(mirror.nodes[mirror.node_at[int(rows[best])] or ""])
+            if len(alternates) == wanted:
+                return alternates
 
     async def _recheck(self, candidates: _Candidates) -> bool:
         """Before "no valid host": nodes a filter rejected while counting claims may have

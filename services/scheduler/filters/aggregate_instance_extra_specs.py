@@ -46,6 +46,7 @@ class AggregateInstanceExtraSpecsFilter(HostFilter):
     """
 
     name = "AggregateInstanceExtraSpecsFilter"
+    shareable = False
 
     def applies(self, request: Request) -> bool:
         return bool(considered_specs(request.flavor.extra_specs))

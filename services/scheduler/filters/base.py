@@ -21,6 +21,11 @@ class HostFilter:
     """
 
     name: ClassVar[str]
+    # True when the mask depends only on the request's shape (flavor, zone, type) and each
+    # node's own row: the selector may then keep it between requests of that shape and
+    # re-filter only the rows written since. False for filters that resolve hosts when
+    # prepared (hints, aggregates) or read the request's group.
+    shareable: ClassVar[bool] = True
 
     def __init__(self, settings: SchedulerSettings) -> None:
         self.settings = settings

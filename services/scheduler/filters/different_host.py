@@ -19,6 +19,7 @@ class DifferentHostFilter(HostFilter):
     """
 
     name = "DifferentHostFilter"
+    shareable = False
 
     def applies(self, request: Request) -> bool:
         return bool(request.hints.different_host)

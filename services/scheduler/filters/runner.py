@@ -22,6 +22,7 @@ class FilterRun:
         self.active: list[tuple[HostFilter, Any]] = [
             (f, f.prepare(request, context)) for f in filters if f.applies(request)
         ]
+        self.shareable = all(f.shareable for f, _ in self.active)
 
     def mask(self, view: View) -> BoolArray:
         """True where a live node passes every filter."""

@@ -20,6 +20,7 @@ class SameHostFilter(HostFilter):
     """
 
     name = "SameHostFilter"
+    shareable = False
 
     def applies(self, request: Request) -> bool:
         return bool(request.hints.same_host)

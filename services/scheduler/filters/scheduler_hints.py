@@ -33,6 +33,7 @@ class SchedulerHintsFilter(HostFilter):
     """
 
     name = "SchedulerHints"
+    shareable = False
 
     def applies(self, request: Request) -> bool:
         hints = request.hints

@@ -22,6 +22,7 @@ class ServerGroupAffinityFilter(HostFilter):
     """
 
     name = "ServerGroupAffinityFilter"
+    shareable = False
 
     def applies(self, request: Request) -> bool:
         return request.hints.group_policy is GroupPolicy.AFFINITY

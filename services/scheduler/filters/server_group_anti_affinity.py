@@ -19,6 +19,7 @@ class ServerGroupAntiAffinityFilter(HostFilter):
     """
 
     name = "ServerGroupAntiAffinityFilter"
+    shareable = False
 
     def applies(self, request: Request) -> bool:
         return request.hints.group_policy is GroupPolicy.ANTI_AFFINITY

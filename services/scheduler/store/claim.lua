@@ -1,15 +1,19 @@
 -- Claim room on one node, atomically: sum the node's unexpired claims (dropping expired
 -- ones), check that the request fits what the node reported plus those claims, and record
 -- the claim with its expiry. The point of truth when schedulers race for the last room.
--- KEYS[1] node hash, KEYS[2] the node's claims hash
--- ARGV: claim id, instance uuid, vcpus, memory_mb, disk_gb, ttl_ms, channel
+-- KEYS[1] the node's record (see PlacementStore.put_nodes), KEYS[2] the node's claims hash
+-- ARGV: claim id, instance uuid, vcpus, memory_mb, disk_gb, ttl_ms, channel, replica
+-- (the event says which replica claimed, so that one does not re-read its own claim)
 -- Returns {1, expires_ms, v, m, d} (claimed amounts: a bare-metal node is claimed whole)
 --      or {0, why, gen, used v/m/d, claimed v/m/d, claims, instances}
 --      or {-1} when the node is not in the store
-local node = redis.call('HMGET', KEYS[1], 'gen', 'lv', 'lm', 'ld', 'uv', 'um', 'ud', 'whole', 'ni')
-if not node[1] then
+local record = redis.call('GET', KEYS[1])
+if not record then
   return {-1}
 end
+-- generation, capacity v/m/d, usage v/m/d, whole (0/1), instances
+local n = '(%-?%d+) '
+local node = {string.match(record, '^' .. string.rep(n, 9))}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cv, cm, cd, count = 0, 0, 0, 0
@@ -45,5 +49,5 @@ redis.call('HSET', KEYS[2], ARGV[1], v .. ' ' .. m .. ' ' .. d .. ' ' .. expires
 -- Every claim has the same lifetime, so the newest one outlives the rest: an abandoned
 -- node's claims hash disappears by itself.
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
-redis.call('PUBLISH', ARGV[7], KEYS[2])
+redis.call('PUBLISH', ARGV[7], ARGV[8] .. ' ' .. KEYS[2])
 return {1, expires, v, m, d}

@@ -1,7 +1,7 @@
 -- Forget a deleted node unless Redis already holds a newer generation of it (restored).
--- KEYS[1] node hash, KEYS[2] claims hash; ARGV[1] the deleted node's generation.
-local stored = redis.call('HGET', KEYS[1], 'gen')
-if stored and tonumber(stored) > tonumber(ARGV[1]) then
+-- KEYS[1] the node's record, KEYS[2] claims hash; ARGV[1] the deleted node's generation.
+local stored = redis.call('GET', KEYS[1])
+if stored and tonumber(string.match(stored, '^(%-?%d+) ')) > tonumber(ARGV[1]) then
   return 0
 end
 redis.call('DEL', KEYS[1], KEYS[2])

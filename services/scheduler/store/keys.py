@@ -25,11 +25,6 @@ class Keys:
         return f"{self.prefix}:claims:*"
 
     @property
-    def index(self) -> str:
-        """Hash `host<TAB>nodename` -> node uuid: HostStates are findable by key."""
-        return f"{self.prefix}:index"
-
-    @property
     def hosts(self) -> str:
         """Hash host -> what the registry says about it (JSON)."""
         return f"{self.prefix}:hosts"
@@ -47,10 +42,6 @@ class Keys:
 
     def group(self, name: str) -> str:
         return f"{self.prefix}:group:{name}"
-
-
-def index_field(host: str, nodename: str) -> str:
-    return f"{host}\t{nodename}"
 
 
 def new_claim_id(node_uuid: str) -> str:

@@ -4,24 +4,27 @@ and recorded in one Lua step, claim events published for every replica's mirror.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from berth.client.errors import BerthError, Unavailable
+from berth.v1.scheduler_pb2 import HostState as HostStateMessage
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from services.scheduler.hoststate import HostState, Resources
-from services.scheduler.store.keys import Keys, index_field, new_claim_id, node_of_claim
+from services.scheduler.store.keys import Keys, new_claim_id, node_of_claim
 
 log = logging.getLogger(__name__)
 
 _SCRIPTS = Path(__file__).parent
 # Nodes written per pipeline round trip while (re)building the cache.
 WRITE_BATCH = 500
+# The numbers at the head of a node's record (see `record`).
+RECORD_NUMBERS = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,35 @@ def parse_claim(node_uuid: str, claim_id: bytes | str, value: bytes | str) -> Pe
     )
 
 
+def record(state: HostState, stored: bytes) -> bytes:
+    """A node as Redis keeps it: what the claim script reads, then the stored state."""
+    capacity, usage = state.capacity, state.usage
+    numbers = (
+        state.generation,
+        capacity.vcpus,
+        capacity.memory_mb,
+        capacity.disk_gb,
+        usage.vcpus,
+        usage.memory_mb,
+        usage.disk_gb,
+        1 if state.whole_machine else 0,
+        state.num_instances,
+    )
+    return " ".join(map(str, numbers)).encode() + b" " + stored
+
+
+def stored_of(value: bytes) -> bytes:
+    """The stored state of a node's record (after its nine numbers)."""
+    return value.split(b" ", RECORD_NUMBERS)[RECORD_NUMBERS]
+
+
+def claim_event(data: bytes | str) -> tuple[str, str]:
+    """(replica, claims key) of a claim event."""
+    text = data.decode() if isinstance(data, bytes) else data
+    replica, _, key = text.rpartition(" ")
+    return replica, key
+
+
 def unavailable_redis(exc: BaseException) -> BerthError | None:
     """Error translator: an unreachable Redis is UNAVAILABLE, never INTERNAL."""
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
@@ -86,6 +118,9 @@ class PlacementStore:
         # The cache build (the marker's built_at_ms) this replica has put its claims into;
         # None until it has (then any build is read as the truth).
         self.trusted_build: int | None = None
+        # Names this replica in the claim events it causes: it applies its own claims and
+        # releases to its mirror directly, and skips their events.
+        self.replica = secrets.token_hex(6)
         self._put_node = redis.register_script((_SCRIPTS / "put_node.lua").read_text())
         self._drop_node = redis.register_script((_SCRIPTS / "drop_node.lua").read_text())
         self._claim = redis.register_script((_SCRIPTS / "claim.lua").read_text())
@@ -98,40 +133,36 @@ class PlacementStore:
 
     async def put_nodes(self, writes: Sequence[tuple[HostState, bytes, Sequence[str]]]) -> int:
         """Write (state, stored bytes, confirmed claim ids) per node; returns how many were
-        newer than what Redis held."""
+        newer than what Redis held.
+
+        A node is one string: the numbers the claim script reads (generation, capacity and
+        usage per resource, whole machine, instances), space-separated, then the stored
+        bytes (the node's part of a HostState). One small value per node keeps Redis near
+        0.3 KB a node, where a hash with a long field costs three times that."""
         written = 0
+        keys = self.keys
+        if writes:  # a restarted or new Redis has forgotten the script: load it (idempotent)
+            await self.redis.script_load(self._put_node.script)
         for start in range(0, len(writes), WRITE_BATCH):
             pipe = self.redis.pipeline(transaction=False)
             for state, stored, confirmed in writes[start : start + WRITE_BATCH]:
-                capacity, usage = state.capacity, state.usage
-                args: list[Any] = [
+                # EVALSHA by hand: a bulk write of 100,000 nodes spends most of its time in
+                # the client, and the Script wrapper costs as much as the command itself.
+                pipe.evalsha(
+                    self._put_node.sha,
+                    2,
+                    keys.node(state.node_uuid),
+                    keys.claims(state.node_uuid),
                     state.generation,
-                    state.host,
-                    state.nodename,
-                    capacity.vcpus,
-                    capacity.memory_mb,
-                    capacity.disk_gb,
-                    usage.vcpus,
-                    usage.memory_mb,
-                    usage.disk_gb,
-                    1 if state.whole_machine else 0,
-                    state.num_instances,
-                    stored,
+                    record(state, stored),
                     *confirmed,
-                ]
-                keys = [self.keys.node(state.node_uuid), self.keys.claims(state.node_uuid)]
-                await self._put_node(keys=keys, args=args, client=pipe)
-                pipe.hset(self.keys.index, index_field(state.host, state.nodename), state.node_uuid)
-            results = await pipe.execute()
-            written += sum(int(r[0]) for r in results[::2])
+                )
+            written += sum(await pipe.execute())
         return written
 
     async def drop_node(self, state: HostState) -> bool:
         keys = [self.keys.node(state.node_uuid), self.keys.claims(state.node_uuid)]
-        dropped = await self._drop_node(keys=keys, args=[state.generation])
-        if dropped:
-            await self.redis.hdel(self.keys.index, index_field(state.host, state.nodename))
-        return bool(dropped)
+        return bool(await self._drop_node(keys=keys, args=[state.generation]))
 
     async def put_hosts(self, facts_json: dict[str, str]) -> None:
         if facts_json:
@@ -154,27 +185,23 @@ class PlacementStore:
         """(node uuid, stored state, host facts JSON, pending claims) of the nodes Redis holds."""
         pipe = self.redis.pipeline(transaction=False)
         for node_uuid in node_uuids:
-            pipe.hmget(self.keys.node(node_uuid), "state", "host")
+            pipe.get(self.keys.node(node_uuid))
             pipe.hgetall(self.keys.claims(node_uuid))
         raw = await pipe.execute()
         found = []
-        hosts = []
         for i, node_uuid in enumerate(node_uuids):
-            (stored, host), claims = raw[2 * i], raw[2 * i + 1]
-            if stored is None:
+            value, claims = raw[2 * i], raw[2 * i + 1]
+            if value is None:
                 continue
+            stored = stored_of(value)
             pending = [parse_claim(node_uuid, k, v) for k, v in claims.items()]
-            found.append((node_uuid, stored, host.decode(), pending))
-            hosts.append(host.decode())
+            found.append((node_uuid, stored, HostStateMessage.FromString(stored).host, pending))
+        hosts = [host for _, _, host, _ in found]
         facts = await self.redis.hmget(self.keys.hosts, hosts) if hosts else []
         return [
             (node_uuid, stored, (fact or b"").decode(), claims)
             for (node_uuid, stored, _, claims), fact in zip(found, facts, strict=True)
         ]
-
-    async def find_node(self, host: str, nodename: str) -> str | None:
-        value = await self.redis.hget(self.keys.index, index_field(host, nodename))
-        return value.decode() if value else None
 
     # -- claims ----------------------------------------------------------------------------
 
@@ -194,6 +221,7 @@ class PlacementStore:
                 wanted.disk_gb,
                 self.claim_ttl_ms,
                 self.keys.channel,
+                self.replica,
             ],
         )
         if result[0] == -1:
@@ -225,7 +253,9 @@ class PlacementStore:
         pipe = self.redis.pipeline(transaction=False)
         for node_uuid, ids in by_node.items():
             await self._release(
-                keys=[self.keys.claims(node_uuid)], args=[self.keys.channel, *ids], client=pipe
+                keys=[self.keys.claims(node_uuid)],
+                args=[self.keys.channel, self.replica, *ids],
+                client=pipe,
             )
         return sum(int(n) for n in await pipe.execute())
 

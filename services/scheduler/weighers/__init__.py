@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.scheduler.columns import FloatArray, RowIndex
+from services.scheduler.columns import FloatArray, RowIndex, View
 from services.scheduler.mirror import Mirror
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.weighers.base import Weigher
@@ -55,22 +55,24 @@ class Weighing:
     def __init__(self, weighers: Sequence[Weigher], mirror: Mirror) -> None:
         self.weighers = list(weighers)
         self._mirror = mirror
-        self._raw: list[FloatArray] = []
-        self._size = -1
+        self._multipliers = [w.multiplier for w in self.weighers]
+        # One row per weigher, one column per mirror row: the raw values, clipped.
+        self._raw: FloatArray = np.zeros((len(self.weighers), 0))
         self._version = -1
 
     def _refresh(self) -> None:
         mirror = self._mirror
-        if self._size != mirror.columns.size:
-            view = mirror.view()
-            self._raw = [_clipped(w, w.raw(view)) for w in self.weighers]
-            self._size = mirror.columns.size
+        if self._raw.shape[1] != mirror.columns.size:
+            self._raw = np.zeros((len(self.weighers), mirror.columns.size))
+            self._fill(mirror.view(), slice(None))
         elif self._version != mirror.version:
             rows = mirror.changed_since(self._version)
-            view = mirror.view(rows)
-            for weigher, raw in zip(self.weighers, self._raw, strict=True):
-                raw[rows] = _clipped(weigher, weigher.raw(view))
+            self._fill(mirror.view(rows), rows)
         self._version = mirror.version
+
+    def _fill(self, view: View, rows: RowIndex | slice) -> None:
+        for index, weigher in enumerate(self.weighers):
+            self._raw[index, rows] = _clipped(weigher, weigher.raw(view))
 
     def weigh(self, rows: RowIndex) -> FloatArray:
         """The final weight of each of these rows' nodes, in `rows` order.
@@ -79,19 +81,27 @@ class Weighing:
         to, every weight would be an artefact of minval / maxval.
         """
         totals = np.zeros(len(rows))
-        if len(rows) <= 1:
+        if len(rows) <= 1 or not self.weighers:
             return totals
         self._refresh()
-        for weigher, raw in zip(self.weighers, self._raw, strict=True):
-            values = raw[rows]
-            low = values.min() if weigher.minval is None else weigher.minval
-            high = values.max() if weigher.maxval is None else weigher.maxval
+        values = np.take(self._raw, rows, axis=1)
+        highest = values.max(axis=1)
+        for index, weigher in enumerate(self.weighers):
+            row = values[index]
+            low = row.min() if weigher.minval is None else weigher.minval
+            high = highest[index] if weigher.maxval is None else weigher.maxval
             if low == high:
                 continue  # every node weighs 0.0: the weigher cannot tell them apart
-            values -= low
-            values /= high - low
-            values *= weigher.multiplier
-            totals += values
+            if low:
+                row -= low
+            row /= high - low
+            multiplier = self._multipliers[index]
+            if multiplier == -1.0:
+                totals -= row  # the same bits as adding -1.0 x row, one pass fewer
+            else:
+                if multiplier != 1.0:
+                    row *= multiplier
+                totals += row
         return totals
 
 
