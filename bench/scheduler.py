@@ -81,22 +81,37 @@ class Feeder(registry_pb2_grpc.RegistryServiceServicer, node_pb2_grpc.NodeServic
         self.nodes = [synthetic_node(i, rng) for i in range(count)]
 
     async def WatchServices(self, request, context):
-        for node in self.nodes:
-            service = registry_pb2.Service(
+        services = [
+            registry_pb2.Service(
                 uuid=node.uuid,
                 host=node.host,
                 binary="berth-compute",
                 up=True,
                 availability_zone="nova",
             )
-            yield registry_pb2.WatchServicesResponse(type=ADDED, revision=1, service=service)
-        yield registry_pb2.WatchServicesResponse(type=SYNCED, revision=1)
+            for node in self.nodes
+        ]
+        Response = registry_pb2.WatchServicesResponse
+        if request.listing_batch:  # as the registry does
+            for start in range(0, len(services), request.listing_batch):
+                chunk = services[start : start + request.listing_batch]
+                yield Response(type=ADDED, revision=1, services=chunk)
+        else:
+            for service in services:
+                yield Response(type=ADDED, revision=1, service=service)
+        yield Response(type=SYNCED, revision=1)
         await asyncio.Event().wait()
 
     async def WatchComputeNodes(self, request, context):
-        for node in self.nodes:
-            yield node_pb2.WatchComputeNodesResponse(type=ADDED, revision=1, node=node)
-        yield node_pb2.WatchComputeNodesResponse(type=SYNCED, revision=1)
+        Response = node_pb2.WatchComputeNodesResponse
+        if request.listing_batch:  # as the node service does
+            for start in range(0, len(self.nodes), request.listing_batch):
+                chunk = self.nodes[start : start + request.listing_batch]
+                yield Response(type=ADDED, revision=1, nodes=chunk)
+        else:
+            for node in self.nodes:
+                yield Response(type=ADDED, revision=1, node=node)
+        yield Response(type=SYNCED, revision=1)
         await asyncio.Event().wait()
 
     async def RegisterService(self, request, context):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -27,6 +27,25 @@ from services.common.streams import until_stopped
 from services.common.supervise import supervised
 
 log = logging.getLogger(__name__)
+
+
+MAX_LISTING_BATCH = 1000
+T = TypeVar("T")
+
+
+def listing_batch(value: int) -> int:
+    """A watch request's `listing_batch`: how many objects per listing message (0: one
+    per event, as before batches existed)."""
+    if not 0 <= value <= MAX_LISTING_BATCH:
+        raise InvalidArgument.field(
+            "listing_batch", f"must be between 0 and {MAX_LISTING_BATCH} (got {value})"
+        )
+    return value
+
+
+def chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 class Revisioned(Protocol):

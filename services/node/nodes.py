@@ -12,7 +12,7 @@ from berth.v1 import common_pb2, node_pb2
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common import auth, db, paging, validation
+from services.common import auth, changefeed, db, paging, validation
 from services.node import convert
 from services.node.events import NodeFeed
 from services.node.store import repository as repo
@@ -225,13 +225,17 @@ class Nodes:
             revision, _ = await repo.CHANGES.state(session, lock=True)
             return revision, await self.protos(session, await repo.list_nodes(session, limit=None))
 
-    async def listing(self) -> AsyncIterator[node_pb2.WatchComputeNodesResponse]:
-        """Every live node at one revision as ADDED, then SYNCED at that revision."""
+    async def listing(self, batch: int = 0) -> AsyncIterator[node_pb2.WatchComputeNodesResponse]:
+        """Every live node at one revision as ADDED (one per event, or `batch` per event),
+        then SYNCED at that revision."""
         revision, protos = await db.uncancelled(self._read_listing())
-        for proto in protos:
-            yield node_pb2.WatchComputeNodesResponse(
-                type=common_pb2.EVENT_TYPE_ADDED, revision=revision, node=proto
-            )
+        added = common_pb2.EVENT_TYPE_ADDED
+        if batch:
+            for chunk in changefeed.chunks(protos, batch):
+                yield node_pb2.WatchComputeNodesResponse(type=added, revision=revision, nodes=chunk)
+        else:
+            for proto in protos:
+                yield node_pb2.WatchComputeNodesResponse(type=added, revision=revision, node=proto)
         yield node_pb2.WatchComputeNodesResponse(
             type=common_pb2.EVENT_TYPE_SYNCED, revision=revision
         )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from berth.client.errors import InvalidArgument
 from berth.v1 import node_pb2, node_pb2_grpc
 
-from services.common import auth, validation
+from services.common import auth, changefeed, validation
 from services.node.events import NodeFeed
 from services.node.nodes import Nodes
 from services.node.reports import SnapshotWriter
@@ -65,6 +66,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         return node_pb2.DeleteHostNodesResponse(deleted=await self._nodes.delete_host(request.host))
 
     async def WatchComputeNodes(self, request, context):
-        stream = self._feed.watch(request.start_revision, self._nodes.listing, self._stopping)
+        batch = changefeed.listing_batch(request.listing_batch)
+        listing = functools.partial(self._nodes.listing, batch)
+        stream = self._feed.watch(request.start_revision, listing, self._stopping)
         async for event in stream:
             yield event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 
 from berth.v1 import common_pb2, registry_pb2, registry_pb2_grpc
@@ -10,7 +11,7 @@ from google.protobuf.duration_pb2 import Duration
 from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common import db, paging, validation
+from services.common import changefeed, db, paging, validation
 from services.common.streams import until_stopped
 from services.registry.aggregates import Aggregates
 from services.registry.events import ServiceFeed
@@ -93,19 +94,26 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         return registry_pb2.DeleteServiceResponse()
 
     async def WatchServices(self, request, context):
-        async for event in self._feed.watch(request.start_revision, self._listing, self._stopping):
+        listing = functools.partial(self._listing, changefeed.listing_batch(request.listing_batch))
+        async for event in self._feed.watch(request.start_revision, listing, self._stopping):
             yield event
 
-    async def _listing(self) -> AsyncIterator[registry_pb2.WatchServicesResponse]:
-        """Every live service and aggregate at one revision, then SYNCED at that revision."""
+    async def _listing(self, batch: int = 0) -> AsyncIterator[registry_pb2.WatchServicesResponse]:
+        """Every live service and aggregate at one revision (one per event, or `batch` per
+        event), then SYNCED at that revision."""
         revision, services, aggregates = await db.uncancelled(self._read_listing())
         added = common_pb2.EVENT_TYPE_ADDED
-        for service in services:
-            yield registry_pb2.WatchServicesResponse(type=added, revision=revision, service=service)
-        for aggregate in aggregates:
-            yield registry_pb2.WatchServicesResponse(
-                type=added, revision=revision, aggregate=aggregate
-            )
+        Response = registry_pb2.WatchServicesResponse
+        if batch:
+            for chunk in changefeed.chunks(services, batch):
+                yield Response(type=added, revision=revision, services=chunk)
+            for chunk in changefeed.chunks(aggregates, batch):
+                yield Response(type=added, revision=revision, aggregates=chunk)
+        else:
+            for service in services:
+                yield Response(type=added, revision=revision, service=service)
+            for aggregate in aggregates:
+                yield Response(type=added, revision=revision, aggregate=aggregate)
         yield registry_pb2.WatchServicesResponse(
             type=common_pb2.EVENT_TYPE_SYNCED, revision=revision
         )

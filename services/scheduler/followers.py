@@ -17,6 +17,9 @@ from services.common.supervise import supervised
 
 log = logging.getLogger(__name__)
 
+# Events handled between two chances for other tasks to run.
+YIELD_EVERY = 200
+
 
 class WatchHandler(Protocol):
     def listing_started(self) -> None: ...
@@ -57,10 +60,16 @@ class Follower:
         backoff = Backoff(0.2, 10.0)
         while True:
             listing = self.revision == 0
+            handled = 0
             if listing:
                 self._handler.listing_started()
             try:
                 async for event in self._watch(self.revision):
+                    handled += 1
+                    if handled % YIELD_EVERY == 0:
+                        # A stream with messages waiting never suspends: let the rest of
+                        # the scheduler (requests, heartbeats) run during a long listing.
+                        await asyncio.sleep(0)
                     if event.type == common_pb2.EVENT_TYPE_SYNCED:
                         self.revision = event.revision
                         if listing:

@@ -40,6 +40,11 @@ from services.scheduler.store.placement import PlacementStore, claim_event
 log = logging.getLogger(__name__)
 
 DELETED = common_pb2.EVENT_TYPE_DELETED
+# Listed nodes loaded into the mirror at a time (some tens of milliseconds of work).
+LOAD_CHUNK = 2000
+# Objects per listing message asked of the watches: a listing of 100,000 nodes is 200
+# messages, not 100,000 (each message costs gRPC far more than its bytes).
+LISTING_BATCH = 500
 
 
 @dataclass
@@ -54,25 +59,36 @@ class _NodeSide:
 
     def __init__(self, keeper: CacheKeeper) -> None:
         self.keeper = keeper
-        # While listing: the nodes listed so far, loaded into the mirror at once at the end.
-        self.listed: list[node_pb2.ComputeNode] | None = None
+        # While listing: the nodes listed so far, and those not yet in the mirror (loaded
+        # a chunk at a time: in bulk, yet never holding the event loop for long).
+        self.seen: set[str] | None = None
+        self.pending: list[node_pb2.ComputeNode] = []
 
     def listing_started(self) -> None:
-        self.listed = []
+        self.seen = set()
+        self.pending = []
 
     def event(self, event: node_pb2.WatchComputeNodesResponse) -> None:
-        node = event.node
         if event.type == DELETED:
-            self.keeper.node_deleted(node)
-        elif self.listed is not None:
-            self.listed.append(node)
-        else:
-            self.keeper.nodes_changed([node])
+            self.keeper.node_deleted(event.node)
+            return
+        nodes = list(event.nodes) if event.nodes else [event.node]  # a batched listing
+        if self.seen is None:
+            self.keeper.nodes_changed(nodes)
+            return
+        self.seen.update(node.uuid for node in nodes)
+        self.pending.extend(nodes)
+        if len(self.pending) >= LOAD_CHUNK:
+            self._load()
+
+    def _load(self) -> None:
+        pending, self.pending = self.pending, []
+        self.keeper.nodes_changed(pending)
 
     def listing_done(self) -> None:
-        listed, self.listed = self.listed or [], None
-        self.keeper.nodes_changed(listed)
-        gone = set(self.keeper.mirror.nodes) - {node.uuid for node in listed}
+        self._load()
+        seen, self.seen = self.seen or set(), None
+        gone = set(self.keeper.mirror.nodes) - seen
         for node_uuid in gone:  # deleted while we were not listening
             state = self.keeper.mirror.nodes[node_uuid]
             self.keeper.drop(state)
@@ -95,21 +111,26 @@ class _RegistrySide:
 
     def event(self, event: registry_pb2.WatchServicesResponse) -> None:
         touched: set[str] = set()
+        deleted = event.type == DELETED
+        services = list(event.services)  # a batched listing, or the one service
         if event.HasField("service"):
-            service = event.service
+            services.append(event.service)
+        for service in services:
             if service.binary != COMPUTE_BINARY:
-                return
-            if event.type == DELETED:
+                continue
+            if deleted:
                 self.services.pop(service.host, None)
             else:
                 self.services[service.host] = service
             touched.add(service.host)
-        elif event.HasField("aggregate"):
-            aggregate = event.aggregate
+        aggregates = list(event.aggregates)
+        if event.HasField("aggregate"):
+            aggregates.append(event.aggregate)
+        for aggregate in aggregates:
             old = self.aggregates.pop(aggregate.uuid, None)
             if old is not None:
                 touched.update(old.hosts)
-            if event.type != DELETED:
+            if not deleted:
                 self.aggregates[aggregate.uuid] = aggregate
                 touched.update(aggregate.hosts)
         if not self.listing:
@@ -235,7 +256,7 @@ class CacheKeeper:
     async def _watch_registry(self, revision: int) -> AsyncIterator[Any]:
         stub = registry_pb2_grpc.RegistryServiceStub(self._registry_channel)
         call = stub.WatchServices(
-            registry_pb2.WatchServicesRequest(start_revision=revision),
+            registry_pb2.WatchServicesRequest(start_revision=revision, listing_batch=LISTING_BATCH),
             metadata=call_metadata(self.settings, self.settings.registry_url),
         )
         async for event in call:
@@ -244,7 +265,7 @@ class CacheKeeper:
     async def _watch_nodes(self, revision: int) -> AsyncIterator[Any]:
         stub = node_pb2_grpc.NodeServiceStub(self.node_channel)
         call = stub.WatchComputeNodes(
-            node_pb2.WatchComputeNodesRequest(start_revision=revision),
+            node_pb2.WatchComputeNodesRequest(start_revision=revision, listing_batch=LISTING_BATCH),
             metadata=call_metadata(self.settings, self.settings.node_url),
         )
         async for event in call:
@@ -356,9 +377,10 @@ class CacheKeeper:
         await self.store.put_hosts({h: j for h, j in hosts.items() if j is not None})
         for host in [h for h, j in hosts.items() if j is None]:
             await self.store.drop_host(host)
-        await self.store.put_nodes(
-            [(s, convert.node_state_bytes(s), ids) for s, ids in writes.values()]
-        )
+        queued = list(writes.values())
+        for start in range(0, len(queued), LOAD_CHUNK):  # the loop keeps serving meanwhile
+            chunk = queued[start : start + LOAD_CHUNK]
+            await self.store.put_nodes([(s, convert.node_state_bytes(s), ids) for s, ids in chunk])
 
     # -- the cache marker --------------------------------------------------------------------
 

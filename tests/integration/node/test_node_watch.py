@@ -39,6 +39,35 @@ async def test_a_watch_lists_then_syncs_then_streams_only_real_changes(nodes):
     watch.cancel()
 
 
+async def test_a_batched_listing_carries_many_nodes_per_message(nodes):
+    for index in range(5):
+        await report(nodes, snapshot(f"kvm-{index}"))
+    request = node_pb2.WatchComputeNodesRequest(listing_batch=2)
+    watch = nodes.WatchComputeNodes(request)
+    listing = await take(watch, 4)
+    assert [(e.type, len(e.nodes)) for e in listing] == [
+        (ADDED, 2),
+        (ADDED, 2),
+        (ADDED, 1),
+        (SYNCED, 0),
+    ]
+    assert sorted(n.host for e in listing for n in e.nodes) == [f"kvm-{i}" for i in range(5)]
+    assert len({e.revision for e in listing}) == 1  # one listing, at one revision
+    await report(nodes, snapshot("kvm-0", sequence=2, vcpus=8))
+    (change,) = await take(watch, 1)  # changes stay one per event
+    assert change.type == MODIFIED and change.node.total.vcpus == 8 and not change.nodes
+    watch.cancel()
+
+
+@pytest.mark.parametrize("batch", [-1, 1001])
+async def test_a_listing_batch_out_of_range_is_invalid(nodes, batch):
+    watch = nodes.WatchComputeNodes(node_pb2.WatchComputeNodesRequest(listing_batch=batch))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await take(watch, 1)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "listing_batch" in err.value.details()
+
+
 async def test_a_watch_resumes_after_a_revision(nodes):
     await report(nodes, snapshot("kvm-1"))
     first = nodes.WatchComputeNodes(node_pb2.WatchComputeNodesRequest())

@@ -32,6 +32,20 @@ async def test_a_watch_lists_everything_then_syncs_then_streams_changes(stub):
     watch.cancel()
 
 
+async def test_a_batched_listing_carries_many_services_per_message(stub):
+    for host in ("a", "b", "c"):
+        await register(stub, host)
+    await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="rack-1"))
+    watch = stub.WatchServices(registry_pb2.WatchServicesRequest(listing_batch=2))
+    listing = await take(watch, 4)
+    shapes = [(e.type, len(e.services), len(e.aggregates)) for e in listing]
+    added, synced = common_pb2.EVENT_TYPE_ADDED, common_pb2.EVENT_TYPE_SYNCED
+    assert shapes == [(added, 2, 0), (added, 1, 0), (added, 0, 1), (synced, 0, 0)]
+    assert sorted(s.host for e in listing for s in e.services) == ["a", "b", "c"]
+    assert listing[2].aggregates[0].name == "rack-1"
+    watch.cancel()
+
+
 async def test_a_watch_resumed_from_a_revision_gets_what_it_missed(stub):
     await register(stub, "a")
     watch = stub.WatchServices(registry_pb2.WatchServicesRequest())

@@ -1017,16 +1017,22 @@ class WatchComputeNodesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     START_REVISION_FIELD_NUMBER: _builtins.int
+    LISTING_BATCH_FIELD_NUMBER: _builtins.int
     start_revision: _builtins.int
     """0: the current nodes as ADDED events, then SYNCED, then changes."""
+    listing_batch: _builtins.int
+    """The listing's ADDED events carry up to this many nodes each (in `nodes`; at most
+    1000): a fleet of 100,000 nodes lists in a hundred messages. 0: one node per event.
+    """
     def __init__(
         self,
         *,
         start_revision: _builtins.int = ...,
+        listing_batch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["start_revision", b"start_revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["listing_batch", b"listing_batch", "start_revision", b"start_revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1039,20 +1045,26 @@ class WatchComputeNodesResponse(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
     type: _common_pb2.EventType.ValueType
     revision: _builtins.int
     @_builtins.property
     def node(self) -> Global___ComputeNode: ...
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ComputeNode]:
+        """ADDED nodes of a batched listing (see WatchComputeNodesRequest.listing_batch)."""
+
     def __init__(
         self,
         *,
         type: _common_pb2.EventType.ValueType = ...,
         revision: _builtins.int = ...,
         node: Global___ComputeNode | None = ...,
+        nodes: _abc.Iterable[Global___ComputeNode] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "revision", b"revision", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "nodes", b"nodes", "revision", b"revision", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -549,18 +549,24 @@ class WatchServicesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     START_REVISION_FIELD_NUMBER: _builtins.int
+    LISTING_BATCH_FIELD_NUMBER: _builtins.int
     start_revision: _builtins.int
     """0: start with every live service and aggregate as ADDED events, then SYNCED, then
     changes. Otherwise: every change after this revision (no initial listing).
+    """
+    listing_batch: _builtins.int
+    """The listing's ADDED events carry up to this many services or aggregates each (in
+    `services` / `aggregates`; at most 1000). 0: one per event.
     """
     def __init__(
         self,
         *,
         start_revision: _builtins.int = ...,
+        listing_batch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["start_revision", b"start_revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["listing_batch", b"listing_batch", "start_revision", b"start_revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -576,6 +582,8 @@ class WatchServicesResponse(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     SERVICE_FIELD_NUMBER: _builtins.int
     AGGREGATE_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    AGGREGATES_FIELD_NUMBER: _builtins.int
     type: _common_pb2.EventType.ValueType
     revision: _builtins.int
     """The registry revision of this change (for SYNCED: the revision the listing is at)."""
@@ -583,6 +591,12 @@ class WatchServicesResponse(_message.Message):
     def service(self) -> Global___Service: ...
     @_builtins.property
     def aggregate(self) -> Global___Aggregate: ...
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___Service]:
+        """ADDED services and aggregates of a batched listing (WatchServicesRequest.listing_batch)."""
+
+    @_builtins.property
+    def aggregates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Aggregate]: ...
     def __init__(
         self,
         *,
@@ -590,10 +604,12 @@ class WatchServicesResponse(_message.Message):
         revision: _builtins.int = ...,
         service: Global___Service | None = ...,
         aggregate: Global___Aggregate | None = ...,
+        services: _abc.Iterable[Global___Service] | None = ...,
+        aggregates: _abc.Iterable[Global___Aggregate] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["aggregate", b"aggregate", "object", b"object", "service", b"service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate", b"aggregate", "object", b"object", "revision", b"revision", "service", b"service", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate", b"aggregate", "aggregates", b"aggregates", "object", b"object", "revision", b"revision", "service", b"service", "services", b"services", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_object: _TypeAlias = _typing.Literal["service", "aggregate"]  # noqa: Y015
     _WhichOneofArgType_object: _TypeAlias = _typing.Literal["object", b"object"]  # noqa: Y015
