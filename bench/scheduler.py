@@ -298,9 +298,13 @@ def in_process(count: int, decisions: int) -> dict:
     from services.scheduler.weighers import build_weighers
 
     class AcceptingStore:
-        async def claim(self, node_uuid, instance_uuid, wanted):
-            claim_id = f"{node_uuid}.{uuidlib.uuid4().hex[:16]}"
-            return PendingClaim(claim_id, node_uuid, instance_uuid, wanted, 1 << 62)
+        claim_ttl_ms = 300_000
+
+        async def claim_many(self, wanted):
+            return [
+                PendingClaim(claim_id, claim_id.rpartition(".")[0], instance, resources, 1 << 62)
+                for claim_id, instance, resources in wanted
+            ]
 
     async def no_repair(node_uuid: str) -> bool:
         return False

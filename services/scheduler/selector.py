@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ from services.scheduler.hoststate import HostState, Resources
 from services.scheduler.mirror import Mirror
 from services.scheduler.request import GroupPolicy, Request
 from services.scheduler.settings import SchedulerSettings
+from services.scheduler.store.keys import new_claim_id
 from services.scheduler.store.placement import ClaimRefused, PendingClaim, PlacementStore
 from services.scheduler.weighers import Weighing
 from services.scheduler.weighers.base import Weigher
@@ -172,28 +174,12 @@ class Selector:
         context = await self._context(request)
         run = FilterRun(self.filters, request, context)
         candidates = _Candidates(run, self.mirror, self._shared_masks)
-        affinity = bool(request.hints.group) and request.hints.group_policy is GroupPolicy.AFFINITY
         placements: list[Placement] = []
         try:
-            for index, instance_uuid in enumerate(request.instance_uuids):
-                for _attempt in range(3):
-                    placement = await self._place(instance_uuid, request, candidates, rng)
-                    if placement is None:
-                        raise self._no_valid_host(request, candidates, placed=index)
-                    group_host = await self._group_host(request, placement.primary[0])
-                    if group_host is None:
-                        break
-                    # Another replica's member fixed the group's host meanwhile: follow it.
-                    await self._release([placement.primary[1]])
-                    context.group_hosts = {group_host}
-                    candidates.invalidate()
-                else:
-                    raise self._no_valid_host(request, candidates, placed=index, lost=1)
-                placements.append(placement)
-                host = placement.primary[0].host
-                first_of_group = affinity and not context.group_hosts
-                context.group_hosts.add(host)
-                candidates.host_chosen(host, everything=first_of_group)
+            if request.hints.group:
+                await self._place_members(request, context, candidates, rng, placements)
+            else:
+                await self._place_together(request, candidates, rng, placements)
         except BaseException:
             released = await self._release([p.primary[1] for p in placements])
             if placements:
@@ -204,6 +190,99 @@ class Selector:
                 request.hints.group, request.hints.group_policy, request.instance_uuids
             )
         return placements
+
+    async def _place_together(
+        self,
+        request: Request,
+        candidates: _Candidates,
+        rng: random.Random,
+        placements: list[Placement],
+    ) -> None:
+        """Choose a node for every instance on the columns first, each choice counted at
+        once as a tentative claim so the next instance is weighed with it (as Nova's
+        consume_from_request), then claim them all in one Redis round trip. An instance
+        whose claim Redis refused (another replica took the room) is chosen again."""
+        wanted = request.resources
+        waiting = list(request.instance_uuids)
+        repaired: set[str] = set()
+        while waiting:
+            chosen = []
+            for instance_uuid in waiting:
+                choice = self._choose(candidates, request, rng)
+                if choice is None:
+                    break
+                row, state, alternates = choice
+                tentative = PendingClaim(
+                    new_claim_id(state.node_uuid),
+                    state.node_uuid,
+                    instance_uuid,
+                    wanted,
+                    _now_ms() + self.store.claim_ttl_ms,
+                )
+                self.mirror.add_claim(tentative)
+                chosen.append((row, state, tentative, alternates))
+            try:
+                results = await self.store.claim_many(
+                    [(t.claim_id, t.instance_uuid, wanted) for _, _, t, _ in chosen]
+                )
+            finally:
+                self.mirror.remove_claims(t.claim_id for _, _, t, _ in chosen)
+            refused = False
+            for (row, state, tentative, alternates), result in zip(chosen, results, strict=True):
+                if isinstance(result, PendingClaim):
+                    self.mirror.add_claim(result)
+                    placements.append(
+                        Placement(tentative.instance_uuid, (state, result), alternates)
+                    )
+                    continue
+                refused = True
+                if isinstance(result, ClaimRefused):
+                    self.mirror.refused(state.node_uuid, result)
+                    candidates.refused.add(row)
+                elif state.node_uuid in repaired or not await self._repair(state.node_uuid):
+                    candidates.refused.add(row)  # Redis lost the node and it cannot return
+                else:
+                    repaired.add(state.node_uuid)
+            ran_out = len(chosen) < len(waiting)
+            placed = {p.instance_uuid for p in placements}
+            waiting = [uuid for uuid in waiting if uuid not in placed]
+            if not (ran_out and not refused):
+                continue
+            # No node left for the rest: before saying so, the claims the mirror counted
+            # are read again from Redis (once), in case it missed a release.
+            if candidates.rechecked or not await self._recheck(candidates):
+                raise self._no_valid_host(request, candidates, placed=len(placements))
+
+    async def _place_members(
+        self,
+        request: Request,
+        context: PlacementContext,
+        candidates: _Candidates,
+        rng: random.Random,
+        placements: list[Placement],
+    ) -> None:
+        """Server-group members, one claim at a time: each member's host joins the group
+        before the next is chosen, and an affinity group's host is held in Redis."""
+        affinity = request.hints.group_policy is GroupPolicy.AFFINITY
+        for index, instance_uuid in enumerate(request.instance_uuids):
+            for _attempt in range(3):
+                placement = await self._place(instance_uuid, request, candidates, rng)
+                if placement is None:
+                    raise self._no_valid_host(request, candidates, placed=index)
+                group_host = await self._group_host(request, placement.primary[0])
+                if group_host is None:
+                    break
+                # Another replica's member fixed the group's host meanwhile: follow it.
+                await self._release([placement.primary[1]])
+                context.group_hosts = {group_host}
+                candidates.invalidate()
+            else:
+                raise self._no_valid_host(request, candidates, placed=index, lost=1)
+            placements.append(placement)
+            host = placement.primary[0].host
+            first_of_group = affinity and not context.group_hosts
+            context.group_hosts.add(host)
+            candidates.host_chosen(host, everything=first_of_group)
 
     async def claim_alternate(
         self, request: Request, instance_uuid: str, node_uuid: str
@@ -266,6 +345,21 @@ class Selector:
                 context.group_hosts.add(group_host)
         return context
 
+    def _choose(
+        self, candidates: _Candidates, request: Request, rng: random.Random
+    ) -> tuple[int, HostState, list[HostState]] | None:
+        """Weigh every candidate: the best one's row and node, and its alternates; None
+        when no node passes the filters."""
+        rows = candidates.rows()
+        if not len(rows):
+            return None
+        rows = self._sample(rows, rng)
+        weights = self.weighing.weigh(rows)
+        chosen = self._pick(weights, rng)
+        row = int(rows[chosen])
+        state = self.mirror.nodes[self.mirror.node_at[row] or ""]
+        return row, state, self._alternates(rows, weights, chosen, request)
+
     async def _place(
         self,
         instance_uuid: str,
@@ -273,23 +367,14 @@ class Selector:
         candidates: _Candidates,
         rng: random.Random,
     ) -> Placement | None:
-        """Weigh every candidate, claim the best; on a refused claim, the next best."""
+        """Choose and claim; on a refused claim, the next best."""
         while True:
-            rows = candidates.rows()
-            if not len(rows):
+            choice = self._choose(candidates, request, rng)
+            if choice is None:
                 if candidates.rechecked or not await self._recheck(candidates):
                     return None
                 continue
-            rows = self._sample(rows, rng)
-            weights = self.weighing.weigh(rows)
-            chosen = self._pick(weights, rng)
-            row = int(rows[chosen])
-            node_uuid = self.mirror.node_at[row]
-            state = self.mirror.nodes[node_uuid] if node_uuid else None
-            if state is None:  # cannot happen: the mask is current; never claim blindly
-                candidates.invalidate()
-                continue
-            alternates = self._alternates(rows, weights, chosen, request)
+            row, state, alternates = choice
             claim = await self._claim(state, instance_uuid, request.resources)
             if claim is None:
                 candidates.refused.add(row)
@@ -417,6 +502,10 @@ class Selector:
             metadata={name: str(count) for name, count in removed.items()}
             | {"nodes": str(fleet), "placed": str(placed)},
         )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _best_first(weights: FloatArray, count: int) -> RowIndex:

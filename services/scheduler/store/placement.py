@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from berth.client.errors import BerthError, Unavailable
 from berth.v1.scheduler_pb2 import HostState as HostStateMessage
@@ -68,6 +69,32 @@ def parse_claim(node_uuid: str, claim_id: bytes | str, value: bytes | str) -> Pe
         instance_uuid,
         Resources(int(vcpus), int(memory_mb), int(disk_gb)),
         int(expires_ms),
+    )
+
+
+def _claim_result(
+    wanted: tuple[str, str, Resources], result: list[Any]
+) -> PendingClaim | ClaimRefused | None:
+    claim_id, instance_uuid, _ = wanted
+    if result[0] == -1:
+        return None
+    if result[0] == 1:
+        _, expires_ms, vcpus, memory_mb, disk_gb = result
+        return PendingClaim(
+            claim_id,
+            node_of_claim(claim_id) or "",
+            instance_uuid,
+            Resources(vcpus, memory_mb, disk_gb),
+            expires_ms,
+        )
+    why, gen, uv, um, ud, cv, cm, cd, count, instances = result[1:]
+    return ClaimRefused(
+        why.decode() if isinstance(why, bytes) else why,
+        gen,
+        Resources(uv, um, ud),
+        Resources(cv, cm, cd),
+        count,
+        instances,
     )
 
 
@@ -141,23 +168,18 @@ class PlacementStore:
         0.3 KB a node, where a hash with a long field costs three times that."""
         written = 0
         keys = self.keys
-        if writes:  # a restarted or new Redis has forgotten the script: load it (idempotent)
-            await self.redis.script_load(self._put_node.script)
         for start in range(0, len(writes), WRITE_BATCH):
-            pipe = self.redis.pipeline(transaction=False)
-            for state, stored, confirmed in writes[start : start + WRITE_BATCH]:
-                # EVALSHA by hand: a bulk write of 100,000 nodes spends most of its time in
-                # the client, and the Script wrapper costs as much as the command itself.
-                pipe.evalsha(
-                    self._put_node.sha,
-                    2,
+            calls = [
+                (
                     keys.node(state.node_uuid),
                     keys.claims(state.node_uuid),
                     state.generation,
                     record(state, stored),
                     *confirmed,
                 )
-            written += sum(await pipe.execute())
+                for state, stored, confirmed in writes[start : start + WRITE_BATCH]
+            ]
+            written += sum(await self._run(self._put_node, calls))
         return written
 
     async def drop_node(self, state: HostState) -> bool:
@@ -210,36 +232,49 @@ class PlacementStore:
     ) -> PendingClaim | ClaimRefused | None:
         """Claim `wanted` on the node: the claim, why it was refused, or None when Redis
         does not know the node (deleted, or the cache is being rebuilt)."""
-        claim_id = new_claim_id(node_uuid)
-        result = await self._claim(
-            keys=[self.keys.node(node_uuid), self.keys.claims(node_uuid)],
-            args=[
-                claim_id,
-                instance_uuid,
-                wanted.vcpus,
-                wanted.memory_mb,
-                wanted.disk_gb,
-                self.claim_ttl_ms,
-                self.keys.channel,
-                self.replica,
-            ],
-        )
-        if result[0] == -1:
-            return None
-        if result[0] == 1:
-            _, expires_ms, vcpus, memory_mb, disk_gb = result
-            return PendingClaim(
-                claim_id, node_uuid, instance_uuid, Resources(vcpus, memory_mb, disk_gb), expires_ms
+        (result,) = await self.claim_many([(new_claim_id(node_uuid), instance_uuid, wanted)])
+        return result
+
+    async def claim_many(
+        self, wanted: Sequence[tuple[str, str, Resources]]
+    ) -> list[PendingClaim | ClaimRefused | None]:
+        """`claim` for (claim id, instance uuid, resources) each, in one round trip: still
+        one Lua step per claim (each on its own node), answered in order."""
+        calls = []
+        for claim_id, instance_uuid, resources in wanted:
+            node_uuid = node_of_claim(claim_id) or ""
+            calls.append(
+                (
+                    self.keys.node(node_uuid),
+                    self.keys.claims(node_uuid),
+                    claim_id,
+                    instance_uuid,
+                    resources.vcpus,
+                    resources.memory_mb,
+                    resources.disk_gb,
+                    self.claim_ttl_ms,
+                    self.keys.channel,
+                    self.replica,
+                )
             )
-        why, gen, uv, um, ud, cv, cm, cd, count, instances = result[1:]
-        return ClaimRefused(
-            why.decode() if isinstance(why, bytes) else why,
-            gen,
-            Resources(uv, um, ud),
-            Resources(cv, cm, cd),
-            count,
-            instances,
-        )
+        results = await self._run(self._claim, calls)
+        return [_claim_result(w, r) for w, r in zip(wanted, results, strict=True)]
+
+    async def _run(self, script: Any, calls: Sequence[Sequence[Any]], keys: int = 2) -> list[Any]:
+        """Run `script` once per call (its keys first) in one pipeline; EVALSHA by hand,
+        since the Script wrapper costs as much as the command in a bulk write. A Redis
+        that does not know the script (restarted, new) gets it and the calls again."""
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for args in calls:
+                pipe.evalsha(script.sha, keys, *args)
+            try:
+                return list(await pipe.execute())
+            except redis_errors.NoScriptError:
+                if attempt:
+                    raise
+                await self.redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     async def release(self, claim_ids: Iterable[str]) -> int:
         """Release claims by id; ids of unknown form or already gone count as not released."""
