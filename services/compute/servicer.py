@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from berth.client.errors import InvalidArgument
 from berth.v1 import common_pb2, compute_pb2, compute_pb2_grpc, host_pb2
@@ -12,9 +12,11 @@ from services.compute import power
 from services.compute.drivers.base import AfterAnswer, PowerOutcome
 from services.compute.manager import ComputeManager
 from services.compute.settings import MAX_DISK_GB, MAX_MEMORY_MB, MAX_VCPUS
-from services.compute.state import InstanceRecord, InstanceState, Resources
+from services.compute.state import InstanceRecord, InstanceState, Resources, extra_specs
 
 _LIMITS = (("vcpus", MAX_VCPUS), ("memory_mb", MAX_MEMORY_MB), ("disk_gb", MAX_DISK_GB))
+# As many extra specs as the scheduler takes in one flavor.
+MAX_EXTRA_SPECS = 100
 
 
 def resources(field: str, message: common_pb2.Resources) -> Resources:
@@ -25,6 +27,16 @@ def resources(field: str, message: common_pb2.Resources) -> Resources:
                 f"{field}.{name}", f"must be from 0 to {limit} (got {value})"
             )
     return Resources.from_proto(message)
+
+
+def flavor_extra_specs(field: str, specs: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """A flavor's extra specs, bounded and printable, asking for at most one resource class."""
+    if len(specs) > MAX_EXTRA_SPECS:
+        raise InvalidArgument.field(field, f"at most {MAX_EXTRA_SPECS} (got {len(specs)})")
+    for key, value in specs.items():
+        validation.name(field, key)
+        validation.text(f"{field}[{key}]", value)
+    return extra_specs(specs)
 
 
 def build_request(request: compute_pb2.BuildInstanceRequest) -> InstanceRecord:
@@ -51,6 +63,9 @@ def build_request(request: compute_pb2.BuildInstanceRequest) -> InstanceRecord:
             instance.group_policy,
             common_pb2.GroupPolicy,
             allow_unspecified=True,
+        ),
+        flavor_extra_specs=flavor_extra_specs(
+            "instance.flavor_extra_specs", instance.flavor_extra_specs
         ),
     )
 

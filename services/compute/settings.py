@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from berth.client.channel import parse_target
 from berth.client.errors import InvalidArgument
+from berth.client.flavors import DEFAULT_BAREMETAL_CLASS, resource_class_problem
 from pydantic import Field, field_validator
 
 from services.common.settings import COMPUTE_BINARY, CommonSettings
@@ -47,6 +48,10 @@ class ComputeSettings(CommonSettings):
     fake_cluster_members: int = Field(3, ge=1, le=1000, description="fake-cluster: machines")
     # fake-ironic: the rack the servers come from; agents sharing a pool report the same nodes.
     fake_ironic_pool: str = Field("", max_length=255)
+    # fake-ironic: the resource class every server of this agent offers one unit of (an
+    # Ironic node's resource_class, CUSTOM_ + upper-case as Placement names it); only a
+    # flavor asking `resources:<class>=1` lands on them.
+    fake_ironic_resource_class: str = DEFAULT_BAREMETAL_CLASS
     # fake, fake-cluster: how long a host-action reboot keeps the host (and so this agent)
     # off. Unset: the registry's service_down_time plus two report intervals, so that the
     # registry reports the host down, then up again.
@@ -60,6 +65,14 @@ class ComputeSettings(CommonSettings):
                 parse_target(value)
             except InvalidArgument as exc:
                 raise ValueError(exc.violations[0].description) from None
+        return value
+
+    @field_validator("fake_ironic_resource_class")
+    @classmethod
+    def _resource_class(cls, value: str) -> str:
+        problem = resource_class_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @property

@@ -22,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from berth.client.errors import InvalidArgument
+from berth.client.flavors import requested_resource_class
 from berth.v1 import common_pb2, node_pb2
 
 from services.common.server import StartupError
@@ -87,6 +89,15 @@ class InstanceRecord:
     # The server group it was placed in ('' for none) and the group's policy.
     server_group: str = ""
     group_policy: common_pb2.GroupPolicy.ValueType = common_pb2.GROUP_POLICY_UNSPECIFIED
+    # The extra specs of the flavor it was built from, sorted by key (a tuple, so that the
+    # record stays hashable): its resource class, and what a maintenance move asks with.
+    flavor_extra_specs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def resource_class(self) -> str:
+        """The custom resource class its flavor asks for ('' for none): checked when the
+        instance was built (or its record read), so it parses."""
+        return requested_resource_class(dict(self.flavor_extra_specs))
 
     def to_proto(self, host: str, node_uuid: str) -> node_pb2.Instance:
         return node_pb2.Instance(
@@ -101,11 +112,13 @@ class InstanceRecord:
             nodename=self.nodename,
             server_group=self.server_group,
             group_policy=self.group_policy,
+            flavor_extra_specs=dict(self.flavor_extra_specs),
         )
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["group_policy"] = common_pb2.GroupPolicy.Name(self.group_policy)
+        doc["flavor_extra_specs"] = dict(self.flavor_extra_specs)
         return doc
 
     @classmethod
@@ -129,7 +142,22 @@ class InstanceRecord:
             group_policy=common_pb2.GroupPolicy.Value(
                 doc.get("group_policy", "GROUP_POLICY_UNSPECIFIED")
             ),
+            # Absent from state files written before instances kept their flavor's specs.
+            flavor_extra_specs=extra_specs(_specs(doc.get("flavor_extra_specs", {}))),
         )
+
+
+def extra_specs(specs: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """A flavor's extra specs as InstanceRecord keeps them; InvalidArgument if the resource
+    class they ask for is malformed."""
+    requested_resource_class(specs, "instance.flavor_extra_specs")
+    return tuple(sorted(specs.items()))
+
+
+def _specs(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected extra specs, got {value!r}")
+    return {_text(key): _text(item) for key, item in value.items()}
 
 
 def _text(value: object) -> str:
@@ -289,7 +317,14 @@ class AgentState:
             # host is not in maintenance.
             since = doc.get("maintenance_since")
             maintenance_since = None if since is None else _aware(since)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            InvalidArgument,
+        ) as exc:
             raise StartupError(
                 f"the compute state file {path} is unreadable or corrupt ({exc}); it holds this "
                 "host's node uuids and instances: repair it, or move it aside to start afresh"

@@ -1,9 +1,12 @@
 """ResourceTracker: one node's capacity, its instances, and the snapshots that report them.
 
 Usage is what the instances on the node were given plus the amounts reserved for the host.
-A claim fits when, for each resource, request <= total x allocation ratio - used. A
-bare-metal node (whole_machine) holds one instance, which uses all of it, and keeps
-nothing back for the host.
+A claim fits as Placement decides, for each resource: the request is at most the node's
+total (max_unit), and at most what is free, floor((total - reserved) x allocation ratio)
+minus what the instances use. A bare-metal node (whole_machine) offers one unit of its
+resource class: it holds one instance, whose flavor asks for that class, which uses all
+of it; it keeps nothing back for the host. A node of VMs takes no instance that asks for a
+resource class.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from services.compute.settings import MAX_DISK_GB, MAX_MEMORY_MB, MAX_VCPUS, Com
 from services.compute.state import AgentState, InstanceRecord, InstanceState, Resources
 
 INSUFFICIENT = "INSUFFICIENT_RESOURCES"
+CLASS_MISMATCH = "RESOURCE_CLASS_MISMATCH"
 # The node service takes at most this many instances in one node's snapshot.
 MAX_INSTANCES_PER_NODE = 10_000
 # Nova's task states that keep a node busy (current_workload) and those heavy on I/O.
@@ -80,19 +84,19 @@ BARE_METAL = CapacityPolicy()
 
 
 def reserve_misfit(policy: CapacityPolicy, nodename: str, total: Resources) -> str | None:
-    """Why the reserved amounts cannot fit `total` (the node service would refuse every
-    snapshot of the node), or None."""
+    """Why the reserved amounts cannot fit `total`, or None. As in Placement, what is kept
+    back for the host comes out of the node's own total, before any over-commit."""
     checks = (
-        ("BERTH_RESERVED_HOST_CPUS", "vcpus", policy.cpu_allocation_ratio, ""),
-        ("BERTH_RESERVED_HOST_MEMORY_MB", "memory_mb", policy.ram_allocation_ratio, " MiB"),
-        ("BERTH_RESERVED_HOST_DISK_MB", "disk_gb", policy.disk_allocation_ratio, " GiB"),
+        ("BERTH_RESERVED_HOST_CPUS", "vcpus", ""),
+        ("BERTH_RESERVED_HOST_MEMORY_MB", "memory_mb", " MiB"),
+        ("BERTH_RESERVED_HOST_DISK_MB", "disk_gb", " GiB"),
     )
-    for variable, field, ratio, unit in checks:
+    for variable, field, unit in checks:
         held, capacity = getattr(policy.reserved, field), getattr(total, field)
-        if held > capacity * ratio:
+        if held > capacity:
             return (
                 f"{variable} keeps back {held}{unit}, more than node {nodename} has "
-                f"({capacity}{unit} x allocation ratio {ratio:g}); lower it or give the node more"
+                f"({capacity}{unit}); lower it or give the node more"
             )
     return None
 
@@ -172,9 +176,49 @@ class ResourceTracker:
     # -- claims ------------------------------------------------------------------------
 
     def instance_claim(self, record: InstanceRecord) -> None:
-        """Record `record` on this node if it fits; ResourceExhausted says why it does not."""
+        """Record `record` on this node if it may go here and fits; ResourceExhausted says
+        why it may not."""
+        self.check_resource_class(record)
         self.check_fits(record.resources)
         self._state.put(record)
+
+    def check_resource_class(self, record: InstanceRecord) -> None:
+        """The class the instance's flavor asks for must be the one the node offers: a
+        bare-metal node takes only an instance that asks for its class (its vCPUs, memory
+        and disk are no inventory of their own), a node of VMs only one that asks for none.
+        The scheduler places so; this is the last guard against a build sent anyway."""
+        wanted, offered = record.resource_class, self.inventory.resource_class
+        if wanted == offered and (wanted or not self.inventory.whole_machine):
+            return
+        node = self.nodename
+        if not wanted and offered:
+            why = (
+                f"node {node} is a bare-metal server of resource class {offered}: it takes "
+                f"only an instance whose flavor asks for that class (extra spec "
+                f"resources:{offered}=1, e.g. berth boot --resource-class {offered}), not "
+                "one sized in vCPUs, memory and disk"
+            )
+        elif not wanted:
+            why = (
+                f"node {node} is a bare-metal server that states no resource class, so no "
+                "flavor can ask for it; give its driver a class"
+            )
+        elif not offered:
+            why = (
+                f"node {node} is a node of VMs (vCPUs, memory and disk): it has none of "
+                f"resource class {wanted}, which the flavor asks for (resources:{wanted}=1); "
+                "such an instance goes to a bare-metal node of that class"
+            )
+        else:
+            why = (
+                f"node {node} offers resource class {offered}, not {wanted}, which the "
+                f"flavor asks for (resources:{wanted}=1)"
+            )
+        raise ResourceExhausted(
+            why,
+            reason=CLASS_MISMATCH,
+            metadata={"node": node, "resource_class": offered, "requested": wanted},
+        )
 
     def check_fits(self, request: Resources) -> None:
         if self.inventory.whole_machine:
@@ -194,14 +238,29 @@ class ResourceTracker:
         reserved = policy.reserved
         for dim in _DIMENSIONS:
             wanted = getattr(request, dim.field)
+            if not wanted:
+                continue
+            has, held = getattr(total, dim.field), getattr(reserved, dim.field)
             ratio = getattr(policy, dim.ratio)
-            limit = min(getattr(total, dim.field) * ratio, dim.ceiling)
-            free = math.floor(limit - getattr(used, dim.field))
-            if wanted and wanted > free:
-                capacity = _amount(getattr(total, dim.field), dim.unit)
-                held_back = getattr(reserved, dim.field)
-                free_text = _amount(max(free, 0), dim.unit)
-                why = f"{free_text} free of {capacity} × {ratio:g} ({held_back} reserved)"  # noqa: RUF001
+            # Placement's capacity: what the host keeps back is taken from the total before
+            # the over-commit, and the instances use the rest (used counts reserved too).
+            capacity = min(math.floor((has - held) * ratio), dim.ceiling - held)
+            by_instances = getattr(used, dim.field) - held
+            free = capacity - by_instances
+            if wanted > has:
+                raise self._refusal(
+                    dim,
+                    wanted,
+                    free,
+                    f"one instance may use at most the node's total, {_amount(has, dim.unit)}",
+                    max_unit=has,
+                )
+            if wanted > free:
+                why = (
+                    f"{_amount(max(free, 0), dim.unit)} free ((total {_amount(has, dim.unit)}"
+                    f" - reserved {_amount(held, dim.unit)}) × allocation ratio {ratio:g}"  # noqa: RUF001
+                    f" - {_amount(by_instances, dim.unit)} used by instances)"
+                )
                 raise self._refusal(dim, wanted, free, why)
 
     def _check_bare_metal(self, request: Resources) -> None:
@@ -221,16 +280,21 @@ class ResourceTracker:
                     dim, wanted, has, f"the bare-metal server has {_amount(has, dim.unit)}"
                 )
 
-    def _refusal(self, dim: _Dimension, wanted: int, free: int, why: str) -> ResourceExhausted:
+    def _refusal(
+        self, dim: _Dimension, wanted: int, free: int, why: str, *, max_unit: int | None = None
+    ) -> ResourceExhausted:
+        metadata = {
+            "node": self.nodename,
+            "resource": dim.field,
+            "requested": str(wanted),
+            "free": str(free),
+        }
+        if max_unit is not None:
+            metadata["max_unit"] = str(max_unit)
         return ResourceExhausted(
             f"node {self.nodename} cannot hold {_amount(wanted, dim.unit)} {dim.what}: {why}",
             reason=INSUFFICIENT,
-            metadata={
-                "node": self.nodename,
-                "resource": dim.field,
-                "requested": str(wanted),
-                "free": str(free),
-            },
+            metadata=metadata,
         )
 
     def claim_ended(self, claim_id: str) -> None:
@@ -333,6 +397,8 @@ class ResourceTracker:
             supported_instances=inventory.supported_instances,
             instances=[r.to_proto(self.host, self.node_uuid) for r in instances],
             released_claim_ids=self.released_claim_ids(),
+            resource_class=inventory.resource_class,
+            whole_machine=inventory.whole_machine,
         )
         self.last_snapshot = snapshot
         return snapshot

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,8 @@ def node(
             reserved_host_memory_mb=row["reserved_host_memory_mb"],
             reserved_host_disk_mb=row["reserved_host_disk_mb"],
             reserved_host_cpus=row["reserved_host_cpus"],
+            resource_class=row["resource_class"],
+            whole_machine=row["whole_machine"],
             generation=row["generation"],
             created_at=timestamp(row["created_at"]),
             updated_at=timestamp(row["updated_at"]),
@@ -82,4 +85,5 @@ def instance(row: Mapping[str, Any]) -> node_pb2.Instance:
         nodename=row["nodename"],
         server_group=row["server_group"],
         group_policy=row["group_policy"],
+        flavor_extra_specs=json.loads(row["flavor_extra_specs"] or "{}"),
     )

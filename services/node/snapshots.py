@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from berth.client.errors import InvalidArgument
+from berth.client.flavors import check_resource_class, requested_resource_class
 from berth.v1 import common_pb2, node_pb2
 
 from services.common import validation
@@ -25,6 +29,8 @@ MAX_RATIO = 1000.0
 MAX_INSTANCES = 10_000
 MAX_CPU_INFO = 65_536
 MAX_LIST = 1_000
+# As many extra specs as the scheduler takes in one flavor.
+MAX_EXTRA_SPECS = 100
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class Report:
             "reserved_host_memory_mb": s.reserved_host_memory_mb,
             "reserved_host_disk_mb": s.reserved_host_disk_mb,
             "reserved_host_cpus": s.reserved_host_cpus,
+            "resource_class": s.resource_class,
+            "whole_machine": s.whole_machine,
             "details": details.SerializeToString(deterministic=True),
             "boot_epoch": self.boot_epoch,
             "sequence": self.sequence,
@@ -97,9 +105,15 @@ class Report:
                 "claim_id": i.claim_id,
                 "server_group": i.server_group,
                 "group_policy": i.group_policy,
+                "flavor_extra_specs": extra_specs_text(i.flavor_extra_specs),
             }
             for i in self.snapshot.instances
         ]
+
+
+def extra_specs_text(specs: Mapping[str, str]) -> str | None:
+    """An instance's flavor extra specs as their column keeps them: JSON, None for none."""
+    return json.dumps(dict(sorted(specs.items())), separators=(",", ":")) if specs else None
 
 
 def validate(snapshot: node_pb2.ResourceSnapshot) -> Report:
@@ -123,6 +137,7 @@ def validate(snapshot: node_pb2.ResourceSnapshot) -> Report:
             raise InvalidArgument.field("snapshot.host_ip", "must be an IP address") from None
     _resources("snapshot.total", snapshot.total)
     _resources("snapshot.used", snapshot.used)
+    _resource_class(snapshot)
     ratios = {
         "cpu_allocation_ratio": snapshot.cpu_allocation_ratio,
         "ram_allocation_ratio": snapshot.ram_allocation_ratio,
@@ -131,10 +146,11 @@ def validate(snapshot: node_pb2.ResourceSnapshot) -> Report:
     for name, ratio in ratios.items():
         if not 0 < ratio <= MAX_RATIO:  # also refuses NaN
             raise InvalidArgument.field(f"snapshot.{name}", f"must be in (0, {MAX_RATIO:g}]")
-    _used_within_capacity(snapshot)
     for name in ("reserved_host_memory_mb", "reserved_host_disk_mb", "reserved_host_cpus"):
         if getattr(snapshot, name) < 0:
             raise InvalidArgument.field(f"snapshot.{name}", "must not be negative")
+    _reserved_within_total(snapshot)
+    _used_within_capacity(snapshot)
     for name in ("current_workload", "io_ops"):
         if getattr(snapshot, name) < 0:
             raise InvalidArgument.field(f"snapshot.{name}", "must not be negative")
@@ -154,19 +170,57 @@ def _resources(field: str, resources: common_pb2.Resources) -> None:
             raise InvalidArgument.field(f"{field}.{name}", f"must be at most {limit} (got {value})")
 
 
-def _used_within_capacity(s: node_pb2.ResourceSnapshot) -> None:
-    """Used may exceed the total by the allocation ratio (overcommit), never beyond it."""
+def _resource_class(s: node_pb2.ResourceSnapshot) -> None:
+    """A node offers one unit of a custom class exactly when one instance takes it whole
+    (a bare-metal server); a node of VMs states none."""
+    name = check_resource_class("snapshot.resource_class", s.resource_class, required=False)
+    if s.whole_machine and not name:
+        raise InvalidArgument.field(
+            "snapshot.resource_class",
+            "must name the custom resource class a whole-machine (bare-metal) node offers, "
+            "e.g. CUSTOM_BAREMETAL; without one no flavor can ask for the node",
+        )
+    if name and not s.whole_machine:
+        raise InvalidArgument.field(
+            "snapshot.whole_machine",
+            f"must be true for a node of resource class {name}: a node offers one unit of "
+            "its class, taken whole by one instance; a node of VMs states no class",
+        )
+
+
+def _reserved_within_total(s: node_pb2.ResourceSnapshot) -> None:
+    """As Placement: what is kept back for the host comes out of the node's own total."""
     checks = (
-        ("vcpus", s.cpu_allocation_ratio),
-        ("memory_mb", s.ram_allocation_ratio),
-        ("disk_gb", s.disk_allocation_ratio),
+        ("reserved_host_cpus", s.reserved_host_cpus, s.total.vcpus, ""),
+        ("reserved_host_memory_mb", s.reserved_host_memory_mb, s.total.memory_mb, " MiB"),
+        ("reserved_host_disk_mb", s.reserved_host_disk_mb, s.total.disk_gb * 1024, " MiB"),
     )
-    for name, ratio in checks:
+    for name, reserved, total, unit in checks:
+        if reserved > total:
+            raise InvalidArgument.field(
+                f"snapshot.{name}",
+                f"{reserved}{unit} is more than the node's total ({total}{unit}): what is kept "
+                "back for the host comes out of the total",
+            )
+
+
+def _used_within_capacity(s: node_pb2.ResourceSnapshot) -> None:
+    """What the instances use (used less the reserved amounts) may exceed the total by the
+    allocation ratio (over-commit), never beyond it. Agents hold to Placement's tighter
+    floor((total - reserved) x ratio); this bound also accepts a node filled under the
+    older rule (total x ratio - reserved), whose instances stay where they are."""
+    checks = (
+        ("vcpus", s.cpu_allocation_ratio, s.reserved_host_cpus),
+        ("memory_mb", s.ram_allocation_ratio, s.reserved_host_memory_mb),
+        ("disk_gb", s.disk_allocation_ratio, math.ceil(s.reserved_host_disk_mb / 1024)),
+    )
+    for name, ratio, reserved in checks:
         used, total = getattr(s.used, name), getattr(s.total, name)
-        if used > total * ratio:
+        if used - max(reserved, 0) > total * ratio:
             raise InvalidArgument.field(
                 f"snapshot.used.{name}",
-                f"{used} is more than the total {total} times the allocation ratio {ratio:g} allows",
+                f"{used} less the {reserved} reserved is more than the total {total} times the "
+                f"allocation ratio {ratio:g} allows",
             )
 
 
@@ -219,6 +273,16 @@ def _instances(s: node_pb2.ResourceSnapshot) -> None:
             allow_unspecified=True,
         )
         _resources(f"{field}.resources", instance.resources)
+        _extra_specs(f"{field}.flavor_extra_specs", instance.flavor_extra_specs)
+
+
+def _extra_specs(field: str, specs: Mapping[str, str]) -> None:
+    if len(specs) > MAX_EXTRA_SPECS:
+        raise InvalidArgument.field(field, f"at most {MAX_EXTRA_SPECS} (got {len(specs)})")
+    for key, value in specs.items():
+        validation.name(field, key)
+        validation.text(f"{field}[{key}]", value)
+    requested_resource_class(specs, field)
 
 
 def _digest(snapshot: node_pb2.ResourceSnapshot) -> str:

@@ -1,8 +1,9 @@
 """One pass of maintenance moves: each instance of a host to another host of its aggregates.
 
-    PENDING --SelectDestinations (same aggregate, not this host)--> SELECTED (destination,
-        claim) --BuildInstance there, same uuid, under the claim--> BUILT --DeleteInstance
-        here--> DONE
+    PENDING --SelectDestinations (same aggregate, not this host, the instance's flavor
+        extra specs: a bare-metal instance asks for its node's resource class)--> SELECTED
+        (destination, claim) --BuildInstance there, same uuid and specs, under the
+        claim--> BUILT --DeleteInstance here--> DONE
     no room, no aggregate, refused MOVE_ATTEMPTS times --> FAILED: it stays (the next pass
         tries again)
     an agent or the scheduler unreachable past `retry_for` --> the row keeps its state with a
@@ -30,6 +31,7 @@ from berth.client.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from berth.client.flavors import RESOURCES_PREFIX
 from berth.v1 import compute_pb2, host_pb2, node_pb2, scheduler_pb2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -120,7 +122,7 @@ class MovePass:
     wanted: Callable[[], Awaitable[bool]] | None = None
     # Filled before the moves: what is on the host, and what may be asked of the scheduler.
     on_source: dict[str, node_pb2.Instance] = field(default_factory=dict)
-    node_types: dict[str, str] = field(default_factory=dict)
+    source_nodes: dict[str, node_pb2.ComputeNode] = field(default_factory=dict)
     cannot_select: str = ""
 
     async def run(self) -> None:
@@ -149,6 +151,10 @@ class MovePass:
         except BerthError as exc:
             log.warning("cannot settle moves: %s", exc, extra={"host": self.host})
             return
+        try:  # the resource class of instances built before they kept their flavor's specs
+            self.source_nodes = await self.links.nodes.nodes_of(self.host)
+        except BerthError as exc:
+            log.info("settling without the host's nodes: %s", exc, extra={"host": self.host})
         async with self.sessions() as session:
             rows = await store.moves(session, self.host)
         for move in [Move.of(r) for r in rows if r.state in store.IN_FLIGHT]:
@@ -191,8 +197,8 @@ class MovePass:
         return [Move.of(r) for r in rows_now if r.state != store.DONE]
 
     async def _prepare_selection(self) -> None:
-        """The host's aggregates (none: nothing can move) and its nodes' hypervisor types
-        (bare metal goes to bare metal)."""
+        """The host's aggregates (none: nothing can move) and its nodes (their hypervisor
+        types and resource classes: bare metal goes to bare metal of its class)."""
         async with self.sessions() as session:
             aggregates = await repo.aggregates_of_host(session, self.host)
         if not aggregates:
@@ -202,8 +208,8 @@ class MovePass:
             )
             return
         try:
-            self.node_types = await retrying(
-                lambda: self.links.nodes.node_types(self.host), self.retry_for_s
+            self.source_nodes = await retrying(
+                lambda: self.links.nodes.nodes_of(self.host), self.retry_for_s
             )
         except BerthError as exc:
             self.cannot_select = (
@@ -267,6 +273,17 @@ class MovePass:
                 await self._delete_here(move)
             return
 
+    def _extra_specs(self, instance: node_pb2.Instance) -> dict[str, str]:
+        """The instance's flavor extra specs, which the move keeps: the scheduler places it
+        where its flavor may go (a bare-metal node of its class), and the destination's
+        agent checks the class. An instance built before instances kept their specs, on a
+        node of a resource class, asks for that class: it took such a node whole."""
+        specs = dict(instance.flavor_extra_specs)
+        node = self.source_nodes.get(instance.nodename)
+        if node is not None and node.resource_class and not _asks_for_a_class(specs):
+            specs[RESOURCES_PREFIX + node.resource_class] = "1"
+        return specs
+
     def _spec(self, instance: node_pb2.Instance, avoid: set[str]) -> scheduler_pb2.RequestSpec:
         resources = instance.resources
         hints = scheduler_pb2.SchedulerHints(
@@ -277,14 +294,17 @@ class MovePass:
             hints.group, hints.group_policy = instance.server_group, instance.group_policy
         return scheduler_pb2.RequestSpec(
             flavor=scheduler_pb2.Flavor(
-                vcpus=resources.vcpus, memory_mb=resources.memory_mb, root_gb=resources.disk_gb
+                vcpus=resources.vcpus,
+                memory_mb=resources.memory_mb,
+                root_gb=resources.disk_gb,
+                extra_specs=self._extra_specs(instance),
             ),
             num_instances=1,
             project_id=instance.project_id,
             user_id=instance.user_id,
             hints=hints,
             instance_uuids=[instance.uuid],
-            hypervisor_type=self.node_types.get(instance.nodename, ""),
+            hypervisor_type=self.source_nodes[instance.nodename].hypervisor_type,
         )
 
     async def _select(self, move: Move, avoid: set[str], refusals: list[str]) -> bool:
@@ -299,11 +319,12 @@ class MovePass:
                 move, "it was still being built when its host entered maintenance; ask again"
             )
             return False
-        if instance.nodename not in self.node_types:
+        if instance.nodename not in self.source_nodes:
             await self._fail(
                 move,
                 f"the node service does not know node {instance.nodename} of host {self.host}, "
-                "so its hypervisor type (where the instance may go) is unknown",
+                "so its hypervisor type and resource class (where the instance may go) are "
+                "unknown",
             )
             return False
         spec = self._spec(instance, avoid)
@@ -334,6 +355,7 @@ class MovePass:
             resources=instance.resources,
             server_group=instance.server_group,
             group_policy=instance.group_policy,
+            flavor_extra_specs=self._extra_specs(instance),
         )
         request = compute_pb2.BuildInstanceRequest(
             instance=built, nodename=move.destination_nodename, claim_id=move.claim_id
@@ -442,6 +464,12 @@ class MovePass:
                 await self.links.scheduler.release([move.claim_id])
             except BerthError as exc:  # it expires anyway
                 log.info("claim not released (it will expire): %s", exc)
+
+
+def _asks_for_a_class(specs: dict[str, str]) -> bool:
+    """Whether the extra specs say anything of a custom resource class (even to turn one
+    off): the instance's own word, which a move keeps."""
+    return any(key.startswith(RESOURCES_PREFIX + "CUSTOM") for key in specs)
 
 
 def counts(moves: Sequence[InstanceMove]) -> tuple[int, int, list[tuple[str, str]]]:

@@ -1,6 +1,6 @@
 """What the registry asks of the node service: a host's usage (host-describe), before a
 compute service is deleted the deletion of its host's nodes, and for maintenance moves the
-host's nodes (their hypervisor types) and where instances are."""
+host's nodes (their hypervisor types and resource classes) and where instances are."""
 
 from __future__ import annotations
 
@@ -40,14 +40,15 @@ class NodeLink(PeerLink):
         )
         return response.deleted
 
-    async def node_types(self, host: str) -> dict[str, str]:
-        """nodename -> hypervisor type of each of the host's nodes."""
+    async def nodes_of(self, host: str) -> dict[str, node_pb2.ComputeNode]:
+        """The host's nodes by nodename (their hypervisor types and resource classes say
+        where their instances may move)."""
         nodes = await paging.every_item(
             lambda r: self._call(self._stub().ListComputeNodes, r, f"the nodes of host {host}"),
             node_pb2.ListComputeNodesRequest(host=host, page_size=paging.MAX_PAGE_SIZE),
             lambda page: page.nodes,
         )
-        return {node.nodename: node.hypervisor_type for node in nodes}
+        return {node.nodename: node for node in nodes}
 
     async def instances(self, *, host: str = "", uuid: str = "") -> list[node_pb2.Instance]:
         """The instances the node service knows on `host`, or the copies of instance `uuid`

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from berth.client import ComputeClient, NodeClient
-from berth.client.errors import Aborted, FailedPrecondition
+from berth.client.errors import Aborted, FailedPrecondition, ResourceExhausted
+from berth.client.flavors import flavor
 from berth.v1 import common_pb2, node_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -53,6 +54,11 @@ def test_every_driver_reports_its_nodes_with_the_right_totals(fleet):
     whole = fleet.berth("hypervisor-show", cluster[0]["uuid"])
     assert amounts(whole["total"]) == [24, 49152, 300]
     assert {n["hypervisor_type"] for n in metal} == {"ironic"}
+    # What each node offers: bare metal a custom class taken whole, VMs none.
+    assert {(n["resource_class"], n["whole_machine"]) for n in metal} == {
+        ("CUSTOM_BAREMETAL", True)
+    }
+    assert (kvm[0]["resource_class"], kvm[0]["whole_machine"]) == ("", False)
     stats = fleet.berth("hypervisor-stats")
     assert int(stats["count"]) >= 5 and int(stats["vcpus"]) >= 8 + 24 + 3 * 8
 
@@ -77,12 +83,19 @@ def test_host_describe_shows_each_projects_instances(fleet):
     assert table["alpha"] == [3, 2560, 20] and table["beta"] == [1, 1024, 10]
 
 
-def test_a_bare_metal_node_is_taken_whole(fleet):
+def test_a_bare_metal_node_is_taken_whole_by_an_instance_of_its_class_only(fleet):
     node = eventually(lambda: nodes_of(fleet, "ironic-1"))[0]
     with ComputeClient.connect(fleet.agents["ironic-1"]) as compute:
+        # A VM's flavor asks for no class: the node's agent refuses it, however well it fits.
+        with pytest.raises(ResourceExhausted) as refused:
+            compute.build_instance(
+                str(uuidlib.uuid4()), project_id="hpc", vcpus=2, memory_mb=4096, disk_gb=40,
+                nodename=node["nodename"],
+            )  # fmt: skip
+        assert refused.value.reason == "RESOURCE_CLASS_MISMATCH"
         compute.build_instance(
             str(uuidlib.uuid4()), project_id="hpc", vcpus=8, memory_mb=16384, disk_gb=100,
-            nodename=node["nodename"],
+            nodename=node["nodename"], flavor_extra_specs=flavor("baremetal").extra_specs,
         )  # fmt: skip
 
     def full() -> bool:

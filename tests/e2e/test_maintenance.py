@@ -139,7 +139,8 @@ def test_maintenance_moves_instances_of_every_driver_within_the_aggregate_only(f
         nodes=9,
     )
     rack(fleet, "rack", "kvm-1", "kvm-2", "vmware-1", "vmware-2", "ironic-1", "ironic-2")
-    kvm, vmware, metal = (boot_on(fleet, h, 2) for h in ("kvm-1", "vmware-1", "ironic-1"))
+    kvm, vmware = (boot_on(fleet, h, 2) for h in ("kvm-1", "vmware-1"))
+    metal = boot_on(fleet, "ironic-1", 2, flavor="baremetal")
     everything = set(kvm + vmware + metal)
     settled(fleet, everything)
 
@@ -149,7 +150,8 @@ def test_maintenance_moves_instances_of_every_driver_within_the_aggregate_only(f
         assert last.status == host_pb2.HOST_STATUS_DISABLED and last.maintenance_mode == ENTER
 
     placed = settled(fleet, everything)
-    # Each to a host of its own kind in the aggregate: bare metal to bare metal, whole.
+    # Each to a host of its own kind in the aggregate: bare metal to bare metal of its
+    # resource class (the instances keep their flavor's extra specs), whole.
     assert hosts_of(placed, kvm) == {"kvm-2"}
     assert hosts_of(placed, vmware) == {"vmware-2"}
     assert hosts_of(placed, metal) == {"ironic-2"}

@@ -114,26 +114,29 @@ def test_boots_reach_agents_of_every_driver_and_bare_metal_is_taken_whole(fleet)
         (result,) = built(fleet.boot(spec("m1.small", hints=Hints(force_hosts=[host]))))
         assert result.host == host and result.attempts == 1
         placed[result.instance_uuid] = host
-    (metal,) = built(fleet.boot(spec("m1.small", hints=Hints(force_hosts=["ironic-1"]))))
+    # A flavor of VMs never goes to bare metal, even forced there: a bare-metal node offers
+    # its resource class (fake-ironic's default, CUSTOM_BAREMETAL), not vCPUs.
+    with pytest.raises(ResourceExhausted) as refused:
+        fleet.boot(spec("m1.small", hints=Hints(force_hosts=["ironic-1"])))
+    assert filter_counts(refused.value).get("ResourceClassFilter") == 2, refused.value
+    # The baremetal flavor asks for that class: a whole node.
+    (metal,) = built(fleet.boot(spec("baremetal", hints=Hints(force_hosts=["ironic-1"]))))
     assert metal.host == "ironic-1"
     placed[metal.instance_uuid] = "ironic-1"
     # The bare-metal node is taken whole: nothing left on it, pending claim or reported.
     eventually(lambda: no_room_on(fleet, "ironic-1", metal.nodename), 5)
     # A second bare-metal boot lands on the other node ...
-    (second,) = built(fleet.boot(spec("m1.tiny", hypervisor_type="ironic")))
+    (second,) = built(fleet.boot(spec("baremetal", hypervisor_type="ironic")))
     assert second.host == "ironic-1" and second.nodename != metal.nodename
     eventually(lambda: no_room_on(fleet, "ironic-1", second.nodename), 5)
     placed[second.instance_uuid] = "ironic-1"
     # ... and a third finds none, naming what removed each of the four nodes.
     with pytest.raises(ResourceExhausted) as exhausted:
-        fleet.boot(spec("m1.tiny", hypervisor_type="ironic"))
+        fleet.boot(spec("baremetal", hypervisor_type="ironic"))
     error = exhausted.value
     assert error.reason == "NO_VALID_HOST", error
-    counts = filter_counts(error)
-    assert counts.pop("ImagePropertiesFilter") == 2, error  # kvm-1 and vmware-1's cluster
-    assert sum(counts.values()) == 2, error  # both ironic nodes, taken
-    assert "ImagePropertiesFilter removed 2" in error.message
-    # Without hints: room remains only on the KVM node and the cluster.
+    assert sum(filter_counts(error).values()) == 4, error  # kvm-1, the cluster, both taken
+    # Without hints: VMs go to the KVM node and the cluster only.
     for result in built(fleet.boot(spec("m1.tiny", count=3))):
         assert result.host in ("kvm-1", "vmware-1"), result
         placed[result.instance_uuid] = result.host
@@ -275,8 +278,9 @@ def test_anti_affinity_still_holds_after_redis_is_flushed(fleet):
     ],
 )
 def test_two_scheduler_replicas_under_concurrent_boots_fill_the_room_exactly(fleet, max_attempts):
-    # Three KVM nodes with room for four m1.small each and two bare-metal nodes (one each):
-    # fourteen rooms, asked for by 24 boots at once through two schedulers.
+    # Three KVM nodes with room for four m1.small each and two bare-metal nodes (one
+    # baremetal each): fourteen rooms, asked for by 24 boots at once through two schedulers,
+    # one in four of the baremetal flavor.
     per_kvm, kvm_hosts, metal_nodes = 4, 3, 2
     agents = {f"kvm-{i}": ("fake", room_for_small(per_kvm)) for i in range(1, kvm_hosts + 1)}
     agents["ironic-1"] = ("fake-ironic", {"BERTH_FAKE_NODES": str(metal_nodes)})
@@ -287,8 +291,9 @@ def test_two_scheduler_replicas_under_concurrent_boots_fill_the_room_exactly(fle
     schedulers = list(fleet.schedulers)
 
     def one(index: int) -> BootResult | ResourceExhausted:
+        flavor = "baremetal" if index % 4 == 0 else "m1.small"
         try:
-            (result,) = fleet.boot(spec("m1.small"), schedulers[index % 2])
+            (result,) = fleet.boot(spec(flavor), schedulers[index % 2])
         except ResourceExhausted as exc:
             return exc
         return result
@@ -328,8 +333,10 @@ def test_two_scheduler_replicas_under_concurrent_boots_fill_the_room_exactly(fle
 
     for scheduler in schedulers:
         eventually(lambda scheduler=scheduler: settled(scheduler), 10)
-    # Every room taken, and no "no valid host" while room remained.
+    # Every room taken, and no "no valid host" while room remained: the bare-metal rooms
+    # by the baremetal flavor, the others by m1.small.
     assert len(ok) == rooms, (len(ok), "\n".join(e.message for e in no_host))
+    assert sum(1 for r in ok if r.host == "ironic-1") == metal_nodes, by_node
 
 
 def test_deleting_an_instance_frees_its_room(fleet):

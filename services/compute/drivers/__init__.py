@@ -40,7 +40,12 @@ def build_driver(settings: ComputeSettings) -> Driver:
             )
         case "fake-ironic":
             return FakeIronicDriver(
-                settings.host, ip, machine, settings.fake_nodes, settings.ironic_pool
+                settings.host,
+                ip,
+                machine,
+                settings.fake_nodes,
+                settings.ironic_pool,
+                settings.fake_ironic_resource_class,
             )
         case "local":
             return LocalDriver(settings.host, ip, settings.data_dir)

@@ -47,6 +47,9 @@ class NodeInventory:
     disk_available_least_gb: int | None = None
     # Bare metal: one instance takes the whole node, and reserved host amounts do not apply.
     whole_machine: bool = False
+    # What the node offers one unit of, as Placement's custom resource class (an Ironic
+    # node's resource_class, e.g. CUSTOM_BAREMETAL_GOLD); '' for a node of VMs.
+    resource_class: str = ""
     # The driver's own stable identity for the node (an Ironic node uuid); None: the agent
     # makes one and keeps it in its state file.
     uuid: str | None = None

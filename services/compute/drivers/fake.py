@@ -2,7 +2,8 @@
 
 * `fake`: one KVM-like node named like the host.
 * `fake-cluster`: one VMware-like node that is a whole cluster of member machines.
-* `fake-ironic`: many bare-metal nodes, each taken whole by one instance.
+* `fake-ironic`: many bare-metal nodes, each taken whole by one instance and offering one
+  unit of the agent's resource class (BERTH_FAKE_IRONIC_RESOURCE_CLASS).
 
 They run nothing: an instance exists as a record in the agent's state file, which the
 manager persists, so a restarted agent finds its instances again.
@@ -19,6 +20,7 @@ import json
 import uuid as uuidlib
 
 from berth.client.errors import NotFound
+from berth.client.flavors import DEFAULT_BAREMETAL_CLASS
 
 from services.compute.drivers.base import (
     AfterAnswer,
@@ -174,17 +176,26 @@ class FakeIronicDriver(_FakeDriver):
 
     name = "fake-ironic"
 
-    def __init__(self, host: str, host_ip: str, machine: Resources, count: int, pool: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        host_ip: str,
+        machine: Resources,
+        count: int,
+        pool: str,
+        resource_class: str = DEFAULT_BAREMETAL_CLASS,
+    ) -> None:
         super().__init__(host, host_ip, machine)
         self.count = count
         self.pool = pool
+        self.resource_class = resource_class
         # The simulated BMCs: each node's power, by nodename; every node starts powered on.
         self.power: dict[str, PowerState] = {
             ironic_node_uuid(pool, index): PowerState.ON for index in range(count)
         }
 
     async def nodes(self) -> list[NodeInventory]:
-        cpu_info = _json({"arch": "x86_64", "pool": self.pool, "resource_class": "baremetal"})
+        cpu_info = _json({"arch": "x86_64", "pool": self.pool})
         nodes = []
         for index in range(self.count):
             node_uuid = ironic_node_uuid(self.pool, index)
@@ -198,6 +209,7 @@ class FakeIronicDriver(_FakeDriver):
                     host_ip=self.host_ip,
                     supported_instances=("x86_64/baremetal/hvm",),
                     whole_machine=True,
+                    resource_class=self.resource_class,
                     uuid=node_uuid,
                 )
             )

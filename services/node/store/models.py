@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Integer,
@@ -61,6 +62,10 @@ class ComputeNode(Base):
     reserved_host_memory_mb: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_host_disk_mb: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_host_cpus: Mapped[int] = mapped_column(Integer, default=0)
+    # What the node offers one unit of, as Placement's custom resource class ('' for a node
+    # of VMs), and whether one instance takes it whole (a bare-metal server).
+    resource_class: Mapped[str] = mapped_column(String(255), default="")
+    whole_machine: Mapped[bool] = mapped_column(Boolean, default=False)
     # Serialized berth.v1 messages (repeated PciDevicePool as a NodeDetails, NumaTopology):
     # read back whole, never queried.
     details: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
@@ -98,6 +103,8 @@ class NodeInstance(Base):
     # The server group the instance was placed in ('' for none) and its policy (GroupPolicy).
     server_group: Mapped[str] = mapped_column(String(255), default="", index=True)
     group_policy: Mapped[int] = mapped_column(SmallInteger, default=0)
+    # The extra specs of the flavor it was built from, as a JSON object; NULL for none.
+    flavor_extra_specs: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class RevisionCounter(RevisionCounterColumns, Base):

@@ -80,8 +80,9 @@ _SNAPSHOT_COLUMNS = (
     "vcpus_used", "memory_mb_used", "local_gb_used", "free_ram_mb", "free_disk_gb",
     "disk_available_least", "running_vms", "current_workload", "io_ops", "host_ip",
     "cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio",
-    "reserved_host_memory_mb", "reserved_host_disk_mb", "reserved_host_cpus", "details",
-    "boot_epoch", "sequence", "digest", "generation", "reported_at", "updated_at",
+    "reserved_host_memory_mb", "reserved_host_disk_mb", "reserved_host_cpus",
+    "resource_class", "whole_machine", "details", "boot_epoch", "sequence", "digest",
+    "generation", "reported_at", "updated_at",
 )  # fmt: skip
 
 

@@ -28,6 +28,7 @@ def build(
     instance_uuid: str | None = None,
     project_id: str = "demo",
     claim_id: str = "",
+    specs: dict[str, str] | None = None,
 ) -> compute_pb2.BuildInstanceRequest:
     return compute_pb2.BuildInstanceRequest(
         instance=node_pb2.Instance(
@@ -35,10 +36,15 @@ def build(
             project_id=project_id,
             user_id="alice",
             resources=common_pb2.Resources(vcpus=vcpus, memory_mb=memory_mb, disk_gb=disk_gb),
+            flavor_extra_specs=specs or {},
         ),
         nodename=nodename,
         claim_id=claim_id,
     )
+
+
+# The extra spec of a flavor for fake-ironic's default class (the `baremetal` flavor's).
+BAREMETAL = {"resources:CUSTOM_BAREMETAL": "1"}
 
 
 async def listed(stub, nodename: str = "") -> list[str]:
@@ -87,9 +93,9 @@ async def test_a_retried_build_on_another_bare_metal_node_already_exists(start_c
     agent = await start_compute(host="ironic-1", driver="fake-ironic", fake_nodes=2)
     first, second = ironic_node_uuid("ironic-1", 0), ironic_node_uuid("ironic-1", 1)
     async with agent_stub(agent) as stub:
-        request = build(nodename=first)
+        request = build(nodename=first, specs=BAREMETAL)
         await stub.BuildInstance(request)
-        elsewhere = build(nodename=second, instance_uuid=request.instance.uuid)
+        elsewhere = build(nodename=second, instance_uuid=request.instance.uuid, specs=BAREMETAL)
         error = await refusal(stub.BuildInstance(elsewhere))
         assert error.code is grpc.StatusCode.ALREADY_EXISTS
         assert await listed(stub, second) == []
@@ -160,10 +166,52 @@ async def test_in_maintenance_an_agent_refuses_builds_but_deletes_and_remembers_
 
 
 async def test_an_instance_too_big_for_the_node_is_refused_saying_why(compute):
-    error = await refusal(compute.BuildInstance(build(memory_mb=200_000)))
+    # 65536 MiB x 1.5: 97536 MiB for instances, but no instance above the node's total.
+    error = await refusal(compute.BuildInstance(build(memory_mb=70_000)))
     assert error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error.reason == "INSUFFICIENT_RESOURCES"
-    assert "node kvm-1 cannot hold 200000 MiB of memory: 97792 MiB free" in error.message
+    assert error.message == (
+        "node kvm-1 cannot hold 70000 MiB of memory: one instance may use at most the node's "
+        "total, 65536 MiB"
+    )
+    await compute.BuildInstance(build(memory_mb=65_536))
+    error = await refusal(compute.BuildInstance(build(memory_mb=32_001)))
+    assert "32000 MiB free ((total 65536 MiB - reserved 512 MiB) × allocation" in error.message  # noqa: RUF001
+    assert len(await listed(compute)) == 1
+
+
+async def test_an_instance_goes_to_a_node_only_if_its_flavor_asks_for_the_nodes_class(
+    start_compute, compute, tmp_path
+):
+    agent = await start_compute(
+        host="ironic-1",
+        data_dir=tmp_path / "ironic",
+        driver="fake-ironic",
+        fake_nodes=2,
+        fake_ironic_resource_class="CUSTOM_BAREMETAL_GOLD",
+    )
+    node = ironic_node_uuid("ironic-1", 0)
+    gold = {"resources:CUSTOM_BAREMETAL_GOLD": "1"}
+    async with agent_stub(agent) as stub:
+        # An m1.medium: it would fit the server, but a bare-metal node offers no vCPUs.
+        vm = await refusal(stub.BuildInstance(build(2, 4096, 40, nodename=node)))
+        assert vm.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert vm.reason == "RESOURCE_CLASS_MISMATCH"
+        assert "bare-metal server of resource class CUSTOM_BAREMETAL_GOLD" in vm.message
+        assert vm.metadata["requested"] == ""
+        other = await refusal(stub.BuildInstance(build(nodename=node, specs=BAREMETAL)))
+        assert other.reason == "RESOURCE_CLASS_MISMATCH"
+        assert "offers resource class CUSTOM_BAREMETAL_GOLD, not CUSTOM_BAREMETAL" in other.message
+        assert await listed(stub) == []
+        built = (await stub.BuildInstance(build(nodename=node, specs=gold))).instance
+        assert dict(built.flavor_extra_specs) == gold
+        listing = await stub.ListInstances(compute_pb2.ListInstancesRequest())
+        assert [dict(i.flavor_extra_specs) for i in listing.instances] == [gold]
+    assert agent.manager.trackers[node].snapshot().resource_class == "CUSTOM_BAREMETAL_GOLD"
+    # A node of VMs takes no class request.
+    on_vms = await refusal(compute.BuildInstance(build(specs=gold)))
+    assert on_vms.reason == "RESOURCE_CLASS_MISMATCH"
+    assert "node kvm-1 is a node of VMs" in on_vms.message
     assert await listed(compute) == []
 
 
@@ -179,6 +227,26 @@ async def test_an_instance_too_big_for_the_node_is_refused_saying_why(compute):
         pytest.param(build(disk_gb=-5), "instance.resources.disk_gb", id="negative-disk"),
         pytest.param(build(nodename="bad\nname"), "nodename", id="bad-nodename"),
         pytest.param(build(claim_id="c" * 65), "claim_id", id="long-claim"),
+        pytest.param(
+            build(specs={"resources:CUSTOM_gold": "1"}),
+            "instance.flavor_extra_specs[resources:CUSTOM_gold]",
+            id="bad-resource-class",
+        ),
+        pytest.param(
+            build(specs={"resources:CUSTOM_A": "1", "resources:CUSTOM_B": "1"}),
+            "instance.flavor_extra_specs",
+            id="two-resource-classes",
+        ),
+        pytest.param(
+            build(specs={f"k{i}": "v" for i in range(101)}),
+            "instance.flavor_extra_specs",
+            id="too-many-extra-specs",
+        ),
+        pytest.param(
+            build(specs={"key": "bad\nvalue"}),
+            "instance.flavor_extra_specs[key]",
+            id="bad-extra-spec-value",
+        ),
     ],
 )
 async def test_bad_build_input_is_refused_naming_the_field(compute, request_, field):
@@ -234,13 +302,14 @@ async def test_a_bare_metal_node_takes_one_instance_and_must_be_named(start_comp
     agent = await start_compute(host="ironic-1", driver="fake-ironic", fake_nodes=3)
     node = ironic_node_uuid("ironic-1", 0)
     async with agent_stub(agent) as stub:
-        unnamed = await refusal(stub.BuildInstance(build()))
+        unnamed = await refusal(stub.BuildInstance(build(specs=BAREMETAL)))
         assert unnamed.code is grpc.StatusCode.INVALID_ARGUMENT
         assert unnamed.violations[0].field == "nodename"
 
-        built = (await stub.BuildInstance(build(nodename=node))).instance
+        built = (await stub.BuildInstance(build(nodename=node, specs=BAREMETAL))).instance
         assert (built.nodename, built.node_uuid) == (node, node)
-        second = await refusal(stub.BuildInstance(build(nodename=node)))
+        assert dict(built.flavor_extra_specs) == BAREMETAL
+        second = await refusal(stub.BuildInstance(build(nodename=node, specs=BAREMETAL)))
         assert second.code is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "already taken" in second.message
         assert await listed(stub, node) == [built.uuid]
@@ -264,7 +333,7 @@ async def test_a_restarted_agent_keeps_its_node_uuids_and_instances(start_comput
     first, first_kvm = await start_compute(**ironic), await start_compute(**kvm)
     node = ironic_node_uuid("ironic-1", 1)
     async with agent_stub(first) as stub:
-        built = (await stub.BuildInstance(build(nodename=node))).instance
+        built = (await stub.BuildInstance(build(nodename=node, specs=BAREMETAL))).instance
     kvm_uuid = first_kvm.manager.trackers["kvm-1"].node_uuid
     await first.stop(0)
     await first_kvm.stop(0)

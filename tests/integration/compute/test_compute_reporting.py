@@ -16,12 +16,15 @@ from tests.integration.compute.support import agent_stub, serve_fake_node_servic
 WAIT_S = 10  # a generous bound, so a broken pusher fails the test instead of hanging it
 
 
-def build(nodename: str = "", vcpus: int = 1) -> compute_pb2.BuildInstanceRequest:
+def build(
+    nodename: str = "", vcpus: int = 1, specs: dict[str, str] | None = None
+) -> compute_pb2.BuildInstanceRequest:
     return compute_pb2.BuildInstanceRequest(
         instance=node_pb2.Instance(
             uuid=str(uuid.uuid4()),
             project_id="demo",
             resources=common_pb2.Resources(vcpus=vcpus, memory_mb=512, disk_gb=1),
+            flavor_extra_specs=specs or {},
         ),
         nodename=nodename,
     )
@@ -116,7 +119,9 @@ async def test_a_vanished_node_is_deleted_unless_it_holds_instances(start_comput
     )
     nodes = [ironic_node_uuid("ironic-1", i) for i in range(3)]
     async with agent_stub(agent) as stub:
-        await stub.BuildInstance(build(nodename=nodes[1]))
+        await stub.BuildInstance(
+            build(nodename=nodes[1], specs={"resources:CUSTOM_BAREMETAL": "1"})
+        )
     # The rack shrinks to its first server.
     agent.manager.driver = FakeIronicDriver(
         "ironic-1", "", Resources(16, 65536, 1000), 1, "ironic-1"

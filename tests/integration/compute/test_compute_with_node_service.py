@@ -84,6 +84,46 @@ async def test_every_bare_metal_node_reports_and_a_vanished_one_is_deleted(
         assert await status_of(vanished) is grpc.StatusCode.NOT_FOUND
 
 
+async def test_a_bare_metal_nodes_class_and_its_instances_flavor_reach_the_node_service(
+    start_node, start_compute
+):
+    node_service = await start_node()
+    agent = await start_compute(
+        host="ironic-1",
+        driver="fake-ironic",
+        fake_nodes=2,
+        fake_ironic_resource_class="CUSTOM_BAREMETAL_GOLD",
+        node_url=node_service.address,
+    )
+    node = ironic_node_uuid("ironic-1", 0)
+    gold = {"resources:CUSTOM_BAREMETAL_GOLD": "1"}
+    async with agent_stub(agent) as stub:
+        request = compute_pb2.BuildInstanceRequest(
+            instance=node_pb2.Instance(
+                uuid=str(uuid.uuid4()),
+                project_id="demo",
+                resources=common_pb2.Resources(vcpus=1, memory_mb=1024, disk_gb=10),
+                flavor_extra_specs=gold,
+            ),
+            nodename=node,
+        )
+        built = (await stub.BuildInstance(request)).instance
+    await agent.manager.trackers[node].wait_reported(timeout_s=WAIT_S)
+
+    async with grpc.aio.insecure_channel(node_service.address) as channel:
+        nodes = node_pb2_grpc.NodeServiceStub(channel)
+        listed = await nodes.ListComputeNodes(node_pb2.ListComputeNodesRequest(host="ironic-1"))
+        assert {(n.resource_class, n.whole_machine) for n in listed.nodes} == {
+            ("CUSTOM_BAREMETAL_GOLD", True)
+        }
+        taken = next(n for n in listed.nodes if n.uuid == node)
+        assert taken.used == taken.total and taken.running_vms == 1
+        instances = await nodes.ListNodeInstances(node_pb2.ListNodeInstancesRequest())
+        assert [(i.uuid, dict(i.flavor_extra_specs)) for i in instances.instances] == [
+            (built.uuid, gold)
+        ]
+
+
 async def test_the_agent_registers_itself_with_its_endpoint(start, start_compute):
     registry = await start()
     agent = await start_compute(registry_url=registry.address, report_self=True)

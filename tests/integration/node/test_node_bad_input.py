@@ -56,7 +56,7 @@ BAD = [
     ),
     pytest.param(
         snapshot("kvm-1", memory_mb=1024, reserved_memory_mb=2000),
-        "snapshot.used.memory_mb",
+        "snapshot.reserved_host_memory_mb",
         id="reserved-beyond-total",
     ),
     pytest.param(snapshot("kvm-1", "n" * 256), "snapshot.nodename", id="nodename-256"),
@@ -86,6 +86,44 @@ BAD = [
         snapshot("kvm-1", instances=(instance(state=99),)),
         "snapshot.instances[0].state",
         id="unknown-state",
+    ),
+    pytest.param(
+        snapshot("kvm-1", resource_class="BAREMETAL_GOLD", whole_machine=True),
+        "snapshot.resource_class",
+        id="class-without-custom-prefix",
+    ),
+    pytest.param(
+        snapshot("kvm-1", resource_class="CUSTOM_baremetal", whole_machine=True),
+        "snapshot.resource_class",
+        id="lower-case-class",
+    ),
+    pytest.param(
+        snapshot("kvm-1", resource_class="CUSTOM_" + "G" * 249, whole_machine=True),
+        "snapshot.resource_class",
+        id="class-256",
+    ),
+    pytest.param(
+        snapshot("kvm-1", whole_machine=True),
+        "snapshot.resource_class",
+        id="whole-machine-without-class",
+    ),
+    pytest.param(
+        snapshot("kvm-1", resource_class="CUSTOM_BAREMETAL"),
+        "snapshot.whole_machine",
+        id="class-on-a-node-of-vms",
+    ),
+    pytest.param(
+        snapshot("kvm-1", instances=(instance(flavor_extra_specs={"resources:CUSTOM_x": "1"}),)),
+        "snapshot.instances[0].flavor_extra_specs[resources:CUSTOM_x]",
+        id="instance-bad-class",
+    ),
+    pytest.param(
+        snapshot(
+            "kvm-1",
+            instances=(instance(flavor_extra_specs={f"k{i}": "v" for i in range(101)}),),
+        ),
+        "snapshot.instances[0].flavor_extra_specs",
+        id="instance-too-many-specs",
     ),
 ]
 

@@ -358,6 +358,30 @@ async def test_anti_affinity_holds_during_moves_and_the_moved_instance_keeps_its
     )
 
 
+async def test_a_moved_instance_keeps_its_flavors_extra_specs_which_choose_where_it_goes(stack):
+    await three_hosts(stack, in_rack=("kvm-1", "kvm-2", "kvm-3"))
+    # Only kvm-3 is in an aggregate with ssd=true.
+    stub = stack.registry_stub
+    fast = registry_pb2.AggregateRef(name="fast")
+    await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="fast"))
+    await stub.SetAggregateMetadata(
+        registry_pb2.SetAggregateMetadataRequest(aggregate=fast, metadata={"ssd": "true"})
+    )
+    await stub.AddAggregateHost(registry_pb2.AddAggregateHostRequest(aggregate=fast, host="kvm-3"))
+    stack.aggregates["kvm-3"].add("fast")
+    specs = {"ssd": "true", "hw:cpu_policy": "dedicated"}
+    (moving,) = await stack.build("kvm-1", flavor_extra_specs=specs)
+    await stack.build("kvm-3", 2)  # kvm-2 has more room, but its aggregates set no ssd
+    await stack.ready(3, 3)
+
+    last = final(await stack.update("kvm-1", maintenance_mode=ENTER))
+    assert (last.moved, list(last.failures)) == (1, [])
+    listed = await stack.agent("kvm-3").ListInstances(compute_pb2.ListInstancesRequest())
+    (moved,) = [i for i in listed.instances if i.uuid == moving]
+    assert dict(moved.flavor_extra_specs) == specs
+    assert await stack.on("kvm-2") == set()
+
+
 async def test_a_move_left_selected_or_built_is_finished_by_the_next_request(stack):
     await three_hosts(stack)
     selected, built = await stack.build("kvm-1", 2)

@@ -188,6 +188,14 @@ NODE_UUID = "3d0c5a8e-7b6f-4e1d-9c2b-1a2b3c4d5e6f"
 IRONIC_UUID = "9a9a9a9a-1b1b-4c4c-8d8d-0e0e0e0e0e0e"
 
 
+# What an ironic node states besides its hypervisor type.
+BARE_METAL: dict[str, Any] = {
+    "hypervisor_type": "ironic",
+    "resource_class": "CUSTOM_BAREMETAL_GOLD",
+    "whole_machine": True,
+}
+
+
 def node(**fields: Any) -> npb.ComputeNode:
     defaults: dict[str, Any] = dict(
         uuid=NODE_UUID,
@@ -256,8 +264,8 @@ class FakeNode:
         self.nodes = [
             node(),
             node(uuid="n2", host="cmp2", nodename="cmp2"),
-            node(uuid=IRONIC_UUID, host="ironic-1", nodename="bm-0", hypervisor_type="ironic"),
-            node(uuid="n4", host="ironic-1", nodename="bm-1", hypervisor_type="ironic"),
+            node(uuid=IRONIC_UUID, host="ironic-1", nodename="bm-0", **BARE_METAL),
+            node(uuid="n4", host="ironic-1", nodename="bm-1", **BARE_METAL),
             node(uuid="n5", host="cmp1", nodename="shared"),
             node(uuid="n6", host="cmp2", nodename="shared"),
         ]

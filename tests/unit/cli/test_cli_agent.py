@@ -58,6 +58,8 @@ def test_every_option_given_becomes_its_berth_variable():
         "4",
         "--pool",
         "gold",
+        "--resource-class",
+        "CUSTOM_BAREMETAL_GOLD",
         "--port",
         "6100",
         "--data-dir",
@@ -92,6 +94,7 @@ def test_every_option_given_becomes_its_berth_variable():
         "BERTH_FAKE_DISK_GB": "200",
         "BERTH_FAKE_NODES": "4",
         "BERTH_FAKE_IRONIC_POOL": "gold",
+        "BERTH_FAKE_IRONIC_RESOURCE_CLASS": "CUSTOM_BAREMETAL_GOLD",
         "BERTH_UPDATE_RESOURCES_INTERVAL": "2.5",
         "BERTH_TOKEN": "agent-token",
         "BERTH_TLS_CA_FILE": "/ca.pem",
@@ -119,6 +122,11 @@ def test_the_registry_and_node_addresses_come_from_the_environment_like_every_co
         (["--nodes", "4"], "--nodes applies to --driver fake-ironic, not fake"),
         (["--driver", "fake-cluster", "--pool", "p"], "--pool applies to --driver fake-ironic"),
         (["--driver", "fake-ironic", "--members", "3"], "--members applies to --driver fake-c"),
+        (["--resource-class", "CUSTOM_X"], "--resource-class applies to --driver fake-ironic"),
+        (
+            ["--driver", "fake-ironic", "--resource-class", "gold"],
+            "--resource-class: 'gold' is not a custom resource class",
+        ),
     ],
 )
 def test_an_option_of_another_driver_is_a_usage_error(argv, message):

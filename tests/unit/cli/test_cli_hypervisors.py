@@ -68,6 +68,12 @@ def test_hypervisor_list_json_is_the_node_dicts_plus_state_and_status():
     assert (nodes[0]["uuid"], nodes[0]["state"], nodes[0]["status"]) == (NODE_UUID, "up", "enabled")
     assert nodes[0]["total"] == {"vcpus": 16, "memory_mb": "65536", "disk_gb": "900"}
     assert (nodes[2]["state"], nodes[2]["status"]) == ("down", None)
+    # What each node offers: VMs (no class), or a bare-metal class taken whole.
+    assert (nodes[0]["resource_class"], nodes[0]["whole_machine"]) == ("", False)
+    assert (nodes[2]["resource_class"], nodes[2]["whole_machine"]) == (
+        "CUSTOM_BAREMETAL_GOLD",
+        True,
+    )
 
 
 def test_hypervisor_list_asks_for_the_node_and_the_registry_client_and_closes_both():
@@ -192,6 +198,8 @@ def test_hypervisor_show_flattens_every_field_into_property_value_rows():
         "host_ip": "192.0.2.10",
         "hypervisor_type": "fake",
         "hypervisor_version": "1.0",
+        "resource_class": "-",
+        "whole_machine": "False",
         "vcpus": "16",
         "vcpus_used": "4",
         "memory_mb": "65536",
@@ -219,6 +227,17 @@ def test_hypervisor_show_flattens_every_field_into_property_value_rows():
         "created_at": "2023-11-14T22:13:20.000000",
         "updated_at": "2023-11-14T22:14:20.500000",
     }
+
+
+def test_a_bare_metal_node_shows_the_resource_class_it_offers_whole():
+    shown = properties(Run(["hypervisor-show", "ironic-1/bm-0"]).out)
+    assert (shown["hypervisor_type"], shown["resource_class"]) == (
+        "ironic",
+        "CUSTOM_BAREMETAL_GOLD",
+    )
+    assert shown["whole_machine"] == "True"
+    data = json.loads(Run(["hypervisor-show", "ironic-1/bm-0", "--json"]).out)
+    assert (data["resource_class"], data["whole_machine"]) == ("CUSTOM_BAREMETAL_GOLD", True)
 
 
 def test_each_numa_cell_is_a_line_of_its_own_in_the_value_cell():

@@ -178,6 +178,45 @@ def test_every_placement_option_reaches_the_request_spec():
     )
 
 
+def test_the_baremetal_flavor_asks_for_a_custom_baremetal_node():
+    run = Run(["boot", "--flavor", "baremetal"])
+
+    assert run.code == 0, run.err
+    flavor = spec_of(run).flavor
+    assert flavor.name == "baremetal"
+    assert dict(flavor.extra_specs) == {"resources:CUSTOM_BAREMETAL": "1"}
+
+
+@pytest.mark.parametrize(
+    ("size", "specs"),
+    [
+        pytest.param(
+            ["--flavor", "m1.medium"],
+            {"resources:CUSTOM_BAREMETAL_GOLD": "1"},
+            id="added to a flavor of VMs",
+        ),
+        pytest.param(
+            ["--flavor", "baremetal"],
+            {"resources:CUSTOM_BAREMETAL_GOLD": "1"},
+            id="instead of the class the flavor asks for",
+        ),
+        pytest.param(
+            ["--vcpus", "2", "--memory-mb", "4096"],
+            {"resources:CUSTOM_BAREMETAL_GOLD": "1"},
+            id="with explicit sizes",
+        ),
+    ],
+)
+def test_resource_class_asks_the_flavor_for_a_whole_node_of_that_class(size, specs):
+    run = Run(["boot", *size, "--resource-class", "CUSTOM_BAREMETAL_GOLD"])
+
+    assert run.code == 0, run.err
+    assert dict(spec_of(run).flavor.extra_specs) == specs
+    # The agent is told the same class, to check it against its node's.
+    (build,) = [c for agent in run.agents.values() for c in agent.calls if c[0] == "build_instance"]
+    assert build[2]["flavor_extra_specs"] == specs
+
+
 def test_without_a_seed_the_spec_has_none():
     run = Run(["boot", "--flavor", "m1.tiny"])
 
@@ -209,11 +248,18 @@ def test_a_malformed_hint_is_a_usage_error_naming_it(hint, says, capsys):
     [
         (["--flavor", "m1.huge"], "unknown flavor 'm1.huge'; known flavors: m1.tiny, m1.small"),
         (["--flavor", "m1.tiny", "--vcpus", "2"], "give --flavor or sizes, not both"),
-        ([], "give --flavor (m1.tiny, m1.small, m1.medium, m1.large, m1.xlarge) or --vcpus"),
+        (
+            [],
+            "give --flavor (m1.tiny, m1.small, m1.medium, m1.large, m1.xlarge, baremetal) or --vcpus",
+        ),
         (["--vcpus", "2"], "or --vcpus and --memory-mb"),
         (["--flavor", "m1.tiny", "--group", "web"], "--group and --group-policy go together"),
         (["--flavor", "m1.tiny", "--count", "0"], "must be at least 1"),
         (["--flavor", "m1.tiny", "--group-policy", "pack"], "invalid choice: 'pack'"),
+        (
+            ["--flavor", "m1.tiny", "--resource-class", "baremetal_gold"],
+            "--resource-class: 'baremetal_gold' is not a custom resource class: CUSTOM_ followed",
+        ),
     ],
 )
 def test_bad_boot_options_are_usage_errors(argv, says, capsys):

@@ -223,9 +223,9 @@ class Cloud:
         self.opened.append(client)
         return client
 
-    def boot(self, count: int = 1, **kwargs) -> list:
+    def boot(self, count: int = 1, flavor_name: str = "m1.small", **kwargs) -> list:
         spec = scheduler_pb2.RequestSpec(
-            flavor=flavor("m1.small"), num_instances=count, project_id="p1", user_id="u1"
+            flavor=flavor(flavor_name), num_instances=count, project_id="p1", user_id="u1"
         )
         return boot(
             spec,
@@ -313,6 +313,19 @@ def test_boot_builds_each_instance_on_its_primary_and_claims_no_alternate(cloud)
     assert not cloud.scheduler.alternates_claimed and not cloud.scheduler.released
     cloud.assert_no_claim_left()
     assert len(h1.builds) == 2
+
+
+def test_the_flavors_extra_specs_go_to_the_agent_with_the_build(cloud):
+    metal = cloud.add_agent("ironic-1")
+    cloud.scheduler.selections = [selection(UUIDS[0], "ironic-1")]
+
+    (result,) = cloud.boot(flavor_name="baremetal")
+
+    assert result.ok, result
+    (build,) = metal.builds
+    assert dict(build.instance.flavor_extra_specs) == {"resources:CUSTOM_BAREMETAL": "1"}
+    (spec,) = cloud.scheduler.specs
+    assert dict(spec.flavor.extra_specs) == {"resources:CUSTOM_BAREMETAL": "1"}
 
 
 def test_boot_asks_the_scheduler_once_for_every_instance(cloud):

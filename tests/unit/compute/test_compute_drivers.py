@@ -73,6 +73,25 @@ async def test_an_ironic_rack_reports_one_whole_machine_node_per_server():
     assert len({n.uuid for n in nodes}) == 4
 
 
+async def test_an_ironic_rack_offers_the_resource_class_it_is_given_or_custom_baremetal():
+    default = await FakeIronicDriver("ironic-1", "", MACHINE, 2, "rack-a").nodes()
+    assert {n.resource_class for n in default} == {"CUSTOM_BAREMETAL"}
+    settings = ComputeSettings(
+        host="ironic-1", driver="fake-ironic", fake_ironic_resource_class="CUSTOM_BAREMETAL_GOLD"
+    )
+    gold = await build_driver(settings).nodes()
+    assert {n.resource_class for n in gold} == {"CUSTOM_BAREMETAL_GOLD"}
+
+
+async def test_vm_drivers_report_no_resource_class_and_no_whole_machine():
+    for driver in (
+        FakeDriver("kvm-1", "", MACHINE),
+        FakeClusterDriver("vmware-1", "", MACHINE, members=2),
+    ):
+        (node,) = await driver.nodes()
+        assert (node.resource_class, node.whole_machine) == ("", False)
+
+
 async def test_agents_of_one_pool_report_the_same_node_uuids_and_other_pools_differ():
     async def uuids(host: str, pool: str) -> list[str | None]:
         return [n.uuid for n in await FakeIronicDriver(host, "", MACHINE, 3, pool).nodes()]

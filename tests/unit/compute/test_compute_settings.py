@@ -30,6 +30,10 @@ def test_the_defaults_are_novas():
         ("BERTH_RESERVED_HOST_MEMORY_MB", "-1"),
         ("BERTH_UPDATE_RESOURCES_INTERVAL", "0"),
         ("BERTH_NODE_URL", "no-port"),
+        ("BERTH_FAKE_IRONIC_RESOURCE_CLASS", "BAREMETAL"),
+        ("BERTH_FAKE_IRONIC_RESOURCE_CLASS", "CUSTOM_baremetal"),
+        ("BERTH_FAKE_IRONIC_RESOURCE_CLASS", "CUSTOM_"),
+        ("BERTH_FAKE_IRONIC_RESOURCE_CLASS", ""),
     ],
 )
 def test_an_invalid_value_stops_with_a_message_naming_the_variable(
@@ -43,3 +47,18 @@ def test_an_invalid_value_stops_with_a_message_naming_the_variable(
 
 def test_an_empty_node_url_is_allowed():
     assert ComputeSettings(node_url="").node_url == ""
+
+
+def test_a_bad_resource_class_says_what_placement_accepts(monkeypatch, capsys):
+    monkeypatch.setenv("BERTH_FAKE_IRONIC_RESOURCE_CLASS", "baremetal-gold")
+    with pytest.raises(SystemExit):
+        load_settings(ComputeSettings)
+    err = capsys.readouterr().err
+    assert "invalid setting BERTH_FAKE_IRONIC_RESOURCE_CLASS" in err
+    assert "CUSTOM_ followed by upper-case letters, digits and underscores" in err
+
+
+def test_fake_ironic_offers_custom_baremetal_unless_told_otherwise(monkeypatch):
+    assert ComputeSettings().fake_ironic_resource_class == "CUSTOM_BAREMETAL"
+    monkeypatch.setenv("BERTH_FAKE_IRONIC_RESOURCE_CLASS", "CUSTOM_BAREMETAL_GOLD")
+    assert load_settings(ComputeSettings).fake_ironic_resource_class == "CUSTOM_BAREMETAL_GOLD"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
@@ -45,6 +46,34 @@ async def test_node_uuids_and_instances_survive_a_round_trip(tmp_path: Path):
     assert again.find(kept.uuid) == kept
     assert list(again.instances_on("kvm-1")) == [kept.uuid]
     again.close()
+
+
+async def test_an_instances_flavor_extra_specs_survive_and_older_files_have_none(tmp_path: Path):
+    state = AgentState.load(tmp_path, "ironic-1")
+    metal = dataclasses.replace(
+        record(nodename="bm-0"),
+        flavor_extra_specs=(("resources:CUSTOM_BAREMETAL_GOLD", "1"), ("ssd", "true")),
+    )
+    state.put(metal)
+    await state.persist()
+    state.close()
+    doc = json.loads((tmp_path / STATE_FILE).read_text())
+    assert doc["instances"][0]["flavor_extra_specs"] == {
+        "resources:CUSTOM_BAREMETAL_GOLD": "1",
+        "ssd": "true",
+    }
+
+    again = AgentState.load(tmp_path, "ironic-1")
+    assert again.find(metal.uuid) == metal
+    assert again.find(metal.uuid).resource_class == "CUSTOM_BAREMETAL_GOLD"
+    again.close()
+    # A file written before instances kept their flavor's specs.
+    del doc["instances"][0]["flavor_extra_specs"]
+    (tmp_path / STATE_FILE).write_text(json.dumps(doc))
+    older = AgentState.load(tmp_path, "ironic-1")
+    assert older.find(metal.uuid).flavor_extra_specs == ()
+    assert older.find(metal.uuid).resource_class == ""
+    older.close()
 
 
 async def test_maintenance_survives_a_round_trip_and_older_files_are_not_in_it(tmp_path: Path):
@@ -116,6 +145,14 @@ def test_a_data_directory_of_another_host_is_refused(tmp_path: Path):
             '{"host": "kvm-1", "node_uuids": {}, "instances": [],'
             ' "maintenance_since": "2026-01-01T00:00:00"}',
             id="maintenance-without-zone",
+        ),
+        pytest.param(
+            '{"host": "kvm-1", "node_uuids": {}, "instances": [{"uuid": '
+            '"0b1e2c44-7a43-4c69-9d62-1f3f7f6e5c10", "project_id": "p", "user_id": "", '
+            '"resources": {"vcpus": 1, "memory_mb": 1, "disk_gb": 1}, "state": "ACTIVE", '
+            '"claim_id": "", "nodename": "kvm-1", '
+            '"flavor_extra_specs": {"resources:CUSTOM_gold": "1"}}]}',
+            id="bad-resource-class",
         ),
     ],
 )

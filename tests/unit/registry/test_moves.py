@@ -1,9 +1,11 @@
-"""Maintenance moves' pure parts: progress counts from the move rows, and bounded retries."""
+"""Maintenance moves' pure parts: progress counts from the move rows, bounded retries, and
+what a move asks the scheduler for."""
 
 from __future__ import annotations
 
 import pytest
 from berth.client.errors import FailedPrecondition, NotFound, Unavailable
+from berth.v1 import common_pb2, node_pb2
 
 from services.registry import moves
 from services.registry.store import maintenance as store
@@ -68,3 +70,49 @@ async def test_retries_stop_once_the_time_is_up():
 
 async def _no_sleep(delay: float) -> None:
     return None
+
+
+def a_pass(*nodes: node_pb2.ComputeNode) -> moves.MovePass:
+    """A pass over host `ironic-1` that knows its nodes (no database or peers needed)."""
+    move_pass = moves.MovePass("ironic-1", None, None, None, 1.0)  # type: ignore[arg-type]
+    move_pass.source_nodes = {node.nodename: node for node in nodes}
+    return move_pass
+
+
+METAL_NODE = node_pb2.ComputeNode(
+    nodename="bm-0",
+    hypervisor_type="ironic",
+    resource_class="CUSTOM_BAREMETAL_GOLD",
+    whole_machine=True,
+)
+VM_NODE = node_pb2.ComputeNode(nodename="kvm-1", hypervisor_type="QEMU")
+
+
+def on(nodename: str, **specs: str) -> node_pb2.Instance:
+    return node_pb2.Instance(
+        uuid="00000000-0000-4000-8000-000000000001",
+        project_id="p1",
+        nodename=nodename,
+        resources=common_pb2.Resources(vcpus=2, memory_mb=4096, disk_gb=40),
+        flavor_extra_specs=specs,
+    )
+
+
+def test_a_move_asks_with_the_instances_flavor_extra_specs_and_hypervisor_type():
+    specs = {"resources:CUSTOM_BAREMETAL_GOLD": "1", "ssd": "true"}
+    spec = a_pass(METAL_NODE)._spec(on("bm-0", **specs), set())
+    assert dict(spec.flavor.extra_specs) == specs
+    assert (spec.flavor.vcpus, spec.flavor.memory_mb, spec.flavor.root_gb) == (2, 4096, 40)
+    assert spec.hypervisor_type == "ironic"
+    assert spec.hints.same_aggregate_as_host == "ironic-1"
+
+
+def test_an_instance_that_kept_no_specs_on_a_bare_metal_node_asks_for_the_nodes_class():
+    # Built before instances kept their flavor's extra specs: it took a GOLD node whole.
+    spec = a_pass(METAL_NODE)._spec(on("bm-0"), set())
+    assert dict(spec.flavor.extra_specs) == {"resources:CUSTOM_BAREMETAL_GOLD": "1"}
+    # A VM keeps what it had: nothing, or its own specs.
+    assert not a_pass(VM_NODE)._spec(on("kvm-1"), set()).flavor.extra_specs
+    assert dict(a_pass(VM_NODE)._spec(on("kvm-1", ssd="true"), set()).flavor.extra_specs) == {
+        "ssd": "true"
+    }

@@ -25,6 +25,7 @@ from berth.cli.up import (
     port_is_free,
     set_signal,
 )
+from berth.client.flavors import resource_class_problem
 
 DEFAULT_PORT = 50054
 INSTALL_HINT = (
@@ -90,6 +91,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--members", type=_count, metavar="N", help="fake-cluster: how many machines.")
     p.add_argument("--pool", help="fake-ironic: the pool its nodes come from.")
     p.add_argument(
+        "--resource-class",
+        metavar="CLASS",
+        help="fake-ironic: the resource class its nodes offer (default: CUSTOM_BAREMETAL); "
+        "flavors ask for it with resources:CLASS=1.",
+    )
+    p.add_argument(
         "--port",
         type=_port,
         default=DEFAULT_PORT,
@@ -107,10 +114,20 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def agent_spec(args: argparse.Namespace, host: str) -> AgentSpec:
     """The agent the options describe; options of another driver are a usage error."""
-    only = {"nodes": "fake-ironic", "pool": "fake-ironic", "members": "fake-cluster"}
+    only = {
+        "nodes": "fake-ironic",
+        "pool": "fake-ironic",
+        "resource_class": "fake-ironic",
+        "members": "fake-cluster",
+    }
     for option, driver in only.items():
         if getattr(args, option) is not None and args.driver != driver:
-            raise UsageError(f"--{option} applies to --driver {driver}, not {args.driver}")
+            flag = option.replace("_", "-")
+            raise UsageError(f"--{flag} applies to --driver {driver}, not {args.driver}")
+    if args.resource_class is not None:
+        problem = resource_class_problem(args.resource_class)
+        if problem:
+            raise UsageError(f"--resource-class: {problem}")
     return AgentSpec(
         host=host,
         driver=args.driver,
@@ -120,6 +137,7 @@ def agent_spec(args: argparse.Namespace, host: str) -> AgentSpec:
         nodes=args.nodes,
         members=args.members,
         pool=args.pool,
+        resource_class=args.resource_class,
         update_interval=args.update_interval,
     )
 

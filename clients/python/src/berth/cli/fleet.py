@@ -23,6 +23,7 @@ class AgentSpec:
     nodes: int | None = None  # fake-ironic: how many bare-metal nodes
     members: int | None = None  # fake-cluster: how many machines in the cluster
     pool: str | None = None  # fake-ironic: the pool its nodes come from
+    resource_class: str | None = None  # fake-ironic: the class its nodes offer (CUSTOM_...)
     update_interval: float | None = None  # seconds between periodic snapshots
 
 
@@ -71,6 +72,7 @@ def agent_env(
         "BERTH_FAKE_NODES": agent.nodes,
         "BERTH_FAKE_CLUSTER_MEMBERS": agent.members,
         "BERTH_FAKE_IRONIC_POOL": agent.pool,
+        "BERTH_FAKE_IRONIC_RESOURCE_CLASS": agent.resource_class,
         "BERTH_UPDATE_RESOURCES_INTERVAL": agent.update_interval,
         "BERTH_TOKEN": token,
         "BERTH_TLS_CA_FILE": tls_ca_file,

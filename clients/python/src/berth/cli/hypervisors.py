@@ -144,6 +144,9 @@ def node_properties(node: pb.ComputeNode) -> list[tuple[str, object]]:
         ("host_ip", dash(node.host_ip)),
         ("hypervisor_type", dash(node.hypervisor_type)),
         ("hypervisor_version", dash(node.hypervisor_version)),
+        # What the node offers: a custom class taken whole (bare metal), or '-' for VMs.
+        ("resource_class", dash(node.resource_class)),
+        ("whole_machine", node.whole_machine),
         ("vcpus", node.total.vcpus),
         ("vcpus_used", node.used.vcpus),
         ("memory_mb", node.total.memory_mb),

@@ -13,7 +13,7 @@ from berth.cli.hypervisors import NODE_HELP, find_node, instance_state
 from berth.cli.output import Output, UsageError, dash, message_dict
 from berth.client import servers
 from berth.client.errors import InvalidArgument
-from berth.client.flavors import explicit_flavor, flavor, flavor_names
+from berth.client.flavors import explicit_flavor, flavor, flavor_names, with_resource_class
 from berth.client.registry import looks_like_uuid
 from berth.client.servers import BootResult, DeleteResult
 from berth.v1 import common_pb2
@@ -95,6 +95,14 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--group", default="", help="Server group name (with --group-policy).")
     p.add_argument("--group-policy", choices=sorted(_POLICIES), help="The group's policy.")
     p.add_argument("--hypervisor-type", default="", metavar="TYPE", help="e.g. QEMU, ironic.")
+    p.add_argument(
+        "--resource-class",
+        default="",
+        metavar="CLASS",
+        help="A whole bare-metal node of this class (CUSTOM_..., as its agent states it): "
+        "adds resources:CLASS=1 to the flavor's extra specs, replacing any class it asked "
+        "for. Without a class, instances go to nodes of VMs only.",
+    )
     p.add_argument("--seed", type=int, help="Seeds the scheduler's choice (replayable).")
     p.add_argument(
         "--parallel",
@@ -173,6 +181,13 @@ def request_spec(args: argparse.Namespace) -> pb.RequestSpec:
         chosen = explicit_flavor(args.vcpus, args.memory_mb, args.disk_gb or 0)
     else:
         raise UsageError(f"give --flavor ({', '.join(flavor_names())}) or --vcpus and --memory-mb")
+    if args.resource_class:
+        try:
+            specs = with_resource_class(chosen.extra_specs, args.resource_class)
+        except InvalidArgument as exc:
+            raise UsageError(f"--resource-class: {exc.violations[0].description}") from None
+        chosen.extra_specs.clear()
+        chosen.extra_specs.update(specs)
     hints = parse_hints(args.hint)
     if bool(args.group) != bool(args.group_policy):
         raise UsageError("--group and --group-policy go together")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from berth.client.base import BaseClient
 from berth.client.paging import paginate
@@ -29,10 +29,13 @@ class ComputeClient(BaseClient):
         claim_id: str = "",
         server_group: str = "",
         group_policy: common_pb2.GroupPolicy.ValueType = common_pb2.GROUP_POLICY_UNSPECIFIED,
+        flavor_extra_specs: Mapping[str, str] | None = None,
     ) -> node_pb2.Instance:
         """Build an instance on `nodename` (one of this agent's nodes), consuming `claim_id`
-        if the scheduler gave one; the agent's tracker has the final word on capacity. The
-        server group, if any, is recorded on the instance (the durable group membership)."""
+        if the scheduler gave one; the agent's tracker has the final word on capacity, and
+        refuses a node whose resource class is not the one `flavor_extra_specs` ask for
+        (`resources:CUSTOM_<CLASS>=1`; none: a node of VMs). The server group, if any, and
+        the flavor's extra specs are recorded on the instance."""
         instance = node_pb2.Instance(
             uuid=uuid,
             project_id=project_id,
@@ -41,6 +44,7 @@ class ComputeClient(BaseClient):
             claim_id=claim_id,
             server_group=server_group,
             group_policy=group_policy,
+            flavor_extra_specs=dict(flavor_extra_specs or {}),
         )
         request = pb.BuildInstanceRequest(instance=instance, nodename=nodename, claim_id=claim_id)
         return self._call(self._stub.BuildInstance, request).instance

@@ -1,8 +1,10 @@
-"""Instance sizes: Nova's default flavors by name, or explicit sizes."""
+"""Instance sizes: Nova's default flavors by name, or explicit sizes; and the resource class
+a flavor asks for (`resources:CUSTOM_<CLASS>=1`, a whole bare-metal node of that class)."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -10,7 +12,10 @@ from berth.client.errors import InvalidArgument
 from berth.v1 import common_pb2
 from berth.v1.scheduler_pb2 import Flavor
 
-# Nova's default flavors: name -> (vcpus, memory_mb, root_gb).
+# Nova's default flavors: name -> (vcpus, memory_mb, root_gb). `baremetal` is the flavor
+# of a bare-metal node, as devstack's Ironic setup creates it: its sizes are nominal (the
+# node is taken whole whatever they say; they only have to fit the machine), its extra spec
+# asks for one node of the class fake-ironic reports by default.
 DEFAULT_FLAVORS: Mapping[str, tuple[int, int, int]] = MappingProxyType(
     {
         "m1.tiny": (1, 512, 1),
@@ -18,12 +23,27 @@ DEFAULT_FLAVORS: Mapping[str, tuple[int, int, int]] = MappingProxyType(
         "m1.medium": (2, 4096, 40),
         "m1.large": (4, 8192, 80),
         "m1.xlarge": (8, 16384, 160),
+        "baremetal": (1, 1024, 10),
     }
+)
+
+# Placement's rule for the name of a custom resource class, and its longest name.
+RESOURCE_CLASS_PATTERN = re.compile(r"^CUSTOM_[A-Z0-9_]+$")
+MAX_RESOURCE_CLASS = 255
+# The extra spec prefix of a resource request (Nova: `resources:<CLASS>=<amount>`).
+RESOURCES_PREFIX = "resources:"
+# The resource class fake-ironic nodes report unless told otherwise, and the one the
+# `baremetal` flavor asks for.
+DEFAULT_BAREMETAL_CLASS = "CUSTOM_BAREMETAL"
+
+# The extra specs of the default flavors that have some.
+DEFAULT_EXTRA_SPECS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {"baremetal": MappingProxyType({f"{RESOURCES_PREFIX}{DEFAULT_BAREMETAL_CLASS}": "1"})}
 )
 
 
 def flavor_names() -> list[str]:
-    """The default flavors' names, smallest first."""
+    """The default flavors' names: those of VMs smallest first, then `baremetal`."""
     return list(DEFAULT_FLAVORS)
 
 
@@ -36,7 +56,13 @@ def flavor(name: str) -> Flavor:
             "flavor", f"unknown flavor {name!r}; known flavors: {', '.join(DEFAULT_FLAVORS)}"
         )
     vcpus, memory_mb, root_gb = sizes
-    return Flavor(name=name.strip(), vcpus=vcpus, memory_mb=memory_mb, root_gb=root_gb)
+    return Flavor(
+        name=name.strip(),
+        vcpus=vcpus,
+        memory_mb=memory_mb,
+        root_gb=root_gb,
+        extra_specs=dict(DEFAULT_EXTRA_SPECS.get(name.strip(), {})),
+    )
 
 
 def explicit_flavor(
@@ -77,3 +103,75 @@ def flavor_resources(flavor: Flavor) -> common_pb2.Resources:
         memory_mb=flavor.memory_mb,
         disk_gb=flavor.root_gb + flavor.ephemeral_gb + math.ceil(flavor.swap_mb / 1024),
     )
+
+
+# -- resource classes --------------------------------------------------------------------------
+
+
+def resource_class_problem(name: str) -> str | None:
+    """Why `name` is not a custom resource class as Placement names them, or None."""
+    if len(name) > MAX_RESOURCE_CLASS:
+        return f"must be at most {MAX_RESOURCE_CLASS} characters (got {len(name)})"
+    if not RESOURCE_CLASS_PATTERN.match(name):
+        return (
+            f"{name[:64]!r} is not a custom resource class: CUSTOM_ followed by upper-case "
+            "letters, digits and underscores (e.g. CUSTOM_BAREMETAL_GOLD)"
+        )
+    return None
+
+
+def check_resource_class(field: str, name: str, *, required: bool = True) -> str:
+    """`name` if it is a custom resource class (or empty and not `required`), else
+    InvalidArgument naming `field`."""
+    if not name and not required:
+        return name
+    problem = resource_class_problem(name)
+    if problem:
+        raise InvalidArgument.field(field, problem)
+    return name
+
+
+def requested_resource_class(
+    extra_specs: Mapping[str, str], field: str = "flavor.extra_specs"
+) -> str:
+    """The custom resource class a flavor asks one whole node of (`resources:CUSTOM_X=1`),
+    or '' when it asks for none. `resources:CUSTOM_X=0` asks for none (Nova's way to turn
+    a class off); standard classes (`resources:VCPU=...`) are not a node's class and are
+    left alone. InvalidArgument naming the key: a malformed class, an amount other than 0
+    or 1 (a bare-metal node offers one unit of its class), or two classes at once."""
+    wanted: list[str] = []
+    for key, value in extra_specs.items():
+        if not key.startswith(RESOURCES_PREFIX + "CUSTOM"):
+            continue
+        name = key.removeprefix(RESOURCES_PREFIX)
+        check_resource_class(f"{field}[{key}]", name)
+        amount = value.strip()
+        if amount == "0":
+            continue
+        if amount != "1":
+            raise InvalidArgument.field(
+                f"{field}[{key}]",
+                f"must be 1 (got {value[:32]!r}): a node of class {name} offers one unit, "
+                "which one instance takes whole",
+            )
+        wanted.append(name)
+    if len(wanted) > 1:
+        raise InvalidArgument.field(
+            field,
+            f"asks for {len(wanted)} resource classes ({', '.join(sorted(wanted))}); a node "
+            "offers one, so ask for one",
+        )
+    return wanted[0] if wanted else ""
+
+
+def with_resource_class(extra_specs: Mapping[str, str], name: str) -> dict[str, str]:
+    """`extra_specs` asking for one node of class `name` (checked) instead of any class
+    they asked for before."""
+    check_resource_class("resource_class", name)
+    specs = {
+        key: value
+        for key, value in extra_specs.items()
+        if not key.startswith(RESOURCES_PREFIX + "CUSTOM")
+    }
+    specs[RESOURCES_PREFIX + name] = "1"
+    return specs

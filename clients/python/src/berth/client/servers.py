@@ -2,7 +2,8 @@
 
     boot    SelectDestinations once for every instance (claimed primaries, unclaimed
             alternates)
-            -> per instance: BuildInstance on the primary's agent with its claim
+            -> per instance: BuildInstance on the primary's agent with its claim and the
+               flavor's extra specs (the agent checks the resource class they ask for)
                refused -> release that claim, ClaimAlternate the next alternate, build there
                connection lost mid-call -> not tried elsewhere: it may exist there
             -> release every claim of an instance not built
@@ -319,6 +320,8 @@ def _build(
                     claim_id=claim.claim_id,
                     server_group=spec.hints.group,
                     group_policy=spec.hints.group_policy,
+                    # Its resource class: the agent checks it against the node's.
+                    flavor_extra_specs=spec.flavor.extra_specs,
                 )
             except BerthError as exc:
                 last = exc

@@ -39,7 +39,7 @@ class BuildInstanceRequest(_message.Message):
     """The scheduler claim this build consumes; empty for a build without a claim."""
     @_builtins.property
     def instance(self) -> _node_pb2.Instance:
-        """The instance to build (uuid, project, user, resources)."""
+        """The instance to build (uuid, project, user, resources, its flavor's extra specs)."""
 
     def __init__(
         self,

@@ -320,6 +320,26 @@ class Instance(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class FlavorExtraSpecsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     UUID_FIELD_NUMBER: _builtins.int
     PROJECT_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
@@ -331,6 +351,7 @@ class Instance(_message.Message):
     NODENAME_FIELD_NUMBER: _builtins.int
     SERVER_GROUP_FIELD_NUMBER: _builtins.int
     GROUP_POLICY_FIELD_NUMBER: _builtins.int
+    FLAVOR_EXTRA_SPECS_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     project_id: _builtins.str
     user_id: _builtins.str
@@ -350,6 +371,14 @@ class Instance(_message.Message):
     def resources(self) -> _common_pb2.Resources:
         """What the instance was given."""
 
+    @_builtins.property
+    def flavor_extra_specs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The extra specs of the flavor it was built from, as Nova keeps an instance's flavor:
+        `resources:CUSTOM_<CLASS>=1` names the resource class of the bare-metal node it took
+        whole. The agent refuses a build whose class does not match the node's; maintenance
+        moves ask the scheduler with these, so an instance moves only where its flavor may go.
+        """
+
     def __init__(
         self,
         *,
@@ -364,10 +393,11 @@ class Instance(_message.Message):
         nodename: _builtins.str = ...,
         server_group: _builtins.str = ...,
         group_policy: _common_pb2.GroupPolicy.ValueType = ...,
+        flavor_extra_specs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "group_policy", b"group_policy", "host", b"host", "node_uuid", b"node_uuid", "nodename", b"nodename", "project_id", b"project_id", "resources", b"resources", "server_group", b"server_group", "state", b"state", "user_id", b"user_id", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "flavor_extra_specs", b"flavor_extra_specs", "group_policy", b"group_policy", "host", b"host", "node_uuid", b"node_uuid", "nodename", b"nodename", "project_id", b"project_id", "resources", b"resources", "server_group", b"server_group", "state", b"state", "user_id", b"user_id", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
