@@ -10,7 +10,7 @@ dimension is one contiguous array.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -122,7 +122,7 @@ class View:
         self._columns = columns
         self.rows = rows
 
-    def __getattr__(self, name: str) -> npt.NDArray[np.generic]:
+    def __getattr__(self, name: str) -> Any:  # a column's array (its dtype varies)
         array: npt.NDArray[np.generic] = getattr(self._columns, name)
         if self.rows is None:
             return array

@@ -352,12 +352,9 @@ class CacheKeeper:
                 backoff.reset()
             except Exception as exc:  # Redis away, or anything else: nothing may be lost
                 # Put back what was not written (unless something newer arrived meanwhile).
-                for key, value in writes.items():
-                    self._node_writes.setdefault(key, value)
-                for key, value in drops.items():
-                    self._node_drops.setdefault(key, value)
-                for key, value in hosts.items():
-                    self._host_writes.setdefault(key, value)
+                self._node_writes = writes | self._node_writes
+                self._node_drops = drops | self._node_drops
+                self._host_writes = hosts | self._host_writes
                 delay = backoff.next_delay()
                 log.warning("cannot write HostStates to Redis (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)

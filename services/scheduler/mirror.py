@@ -91,10 +91,10 @@ class Mirror:
         self.row_of: dict[str, int] = {}  # node uuid -> row
         self.node_at: list[str | None] = []  # row -> node uuid
         self._free_rows: list[int] = []
-        self.hosts = _Names()
-        self.zone_names = _Names()
-        self.hypervisor_types = _Names()
-        self.resource_classes = _Names()
+        self.hosts: _Names = _Names()
+        self.zone_names: _Names = _Names()
+        self.hypervisor_types: _Names = _Names()
+        self.resource_classes: _Names = _Names()
         self._by_host: dict[str, set[str]] = defaultdict(set)
         self._by_nodename: dict[str, set[str]] = defaultdict(set)
         self._instances: dict[str, str] = {}  # instance uuid -> node uuid (reported)

@@ -187,7 +187,7 @@ class Selector:
             raise
         if request.hints.group:
             await self.groups.add(
-                request.hints.group, request.hints.group_policy, request.instance_uuids
+                request.hints.group, request.hints.group_policy, list(request.instance_uuids)
             )
         return placements
 
