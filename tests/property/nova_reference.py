@@ -131,3 +131,12 @@ def multipliers_of(settings: SchedulerSettings) -> dict[str, float]:
         "IoOpsWeigher": settings.io_ops_weight_multiplier,
         "NumInstancesWeigher": settings.num_instances_weight_multiplier,
     }
+
+
+# Every resource weigher negative: Nova's way to pack instances onto the fullest nodes.
+PACK_MULTIPLIERS = {
+    "ram_weight_multiplier": -1.0,
+    "cpu_weight_multiplier": -1.0,
+    "disk_weight_multiplier": -1.0,
+    "io_ops_weight_multiplier": -1.0,
+}

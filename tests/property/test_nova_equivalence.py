@@ -133,13 +133,7 @@ def test_filters_agree_with_novas_rules_node_by_node(fleet_: list[Node], request
 
 
 SPREAD = SchedulerSettings()
-PACK = SchedulerSettings(
-    ram_weight_multiplier=-1.0,
-    cpu_weight_multiplier=-1.0,
-    disk_weight_multiplier=-1.0,
-    io_ops_weight_multiplier=-1.0,
-    num_instances_weight_multiplier=0.5,
-)
+PACK = SchedulerSettings(**nova.PACK_MULTIPLIERS, num_instances_weight_multiplier=0.5)
 
 
 @settings(max_examples=300, deadline=None)

@@ -253,13 +253,7 @@ def bench_like_fleet(count: int, seed: int) -> list[HostState]:
     return states
 
 
-PACKING = SchedulerSettings(
-    ram_weight_multiplier=-1.0,
-    cpu_weight_multiplier=-1.0,
-    disk_weight_multiplier=-1.0,
-    io_ops_weight_multiplier=-1.0,
-    max_attempts=1,
-)
+PACKING = SchedulerSettings(**nova.PACK_MULTIPLIERS, max_attempts=1)
 
 
 async def place_and_compare(redis_url: str, count: int, instances: int, config) -> list[str]:
