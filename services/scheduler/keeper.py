@@ -144,9 +144,16 @@ class _RegistrySide:
         self.refresh(hosts)
 
     def refresh(self, hosts: set[str]) -> None:
+        # Each aggregate's member list read once: asking every aggregate about every host
+        # would be hosts x members (a listing of 100,000 hosts in large aggregates).
+        memberships: dict[str, list[registry_pb2.Aggregate]] = {}
+        for aggregate in self.aggregates.values():
+            for host in aggregate.hosts:
+                if host in hosts:
+                    memberships.setdefault(host, []).append(aggregate)
         for host in hosts:
             service = self.services.get(host)
-            aggregates = [a for a in self.aggregates.values() if host in a.hosts]
+            aggregates = memberships.get(host, [])
             if service is None and not aggregates:
                 self.keeper.host_gone(host)
             else:
