@@ -130,9 +130,3 @@ class View:
 
     def __len__(self) -> int:
         return self._columns.size if self.rows is None else len(self.rows)
-
-    def row_ids(self) -> RowIndex:
-        """The row number of each position of this view."""
-        if self.rows is None:
-            return np.arange(self._columns.size)
-        return self.rows

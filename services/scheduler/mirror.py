@@ -262,18 +262,11 @@ class Mirror:
         for node_uuid in self._by_host.get(host, ()):
             self._write_facts(self.row_of[node_uuid], None)
 
-    def host_of(self, row: int) -> str:
-        return self.hosts.names[int(self.columns.host_id[row])]
-
     def node_uuids_of(self, host: str) -> set[str]:
         return set(self._by_host.get(host, ()))
 
     def node_uuids_named(self, nodename: str) -> set[str]:
         return set(self._by_nodename.get(nodename, ()))
-
-    def rows_of_hosts(self, hosts: Iterable[str]) -> BoolArray:
-        """True at every row whose node's host is one of `hosts`."""
-        return self.hosts.mask(hosts)[self.columns.host_id]
 
     def rows_of_nodes(self, node_uuids: Iterable[str]) -> BoolArray:
         mask = np.zeros(self.columns.size, np.bool_)
