@@ -75,7 +75,8 @@ class Weighing:
             self._raw[index, rows] = _clipped(weigher, weigher.raw(view))
 
     def weigh(self, rows: RowIndex) -> FloatArray:
-        """The final weight of each of these rows' nodes, in `rows` order.
+        """The final weight of each of these rows' nodes (`rows` sorted, as the filters'
+        candidates are), in `rows` order.
 
         As in Nova, one node (or none) is not weighed at all: with nothing to compare it
         to, every weight would be an artefact of minval / maxval.
@@ -84,24 +85,29 @@ class Weighing:
         if len(rows) <= 1 or not self.weighers:
             return totals
         self._refresh()
-        values = np.take(self._raw, rows, axis=1)
+        first, last = int(rows[0]), int(rows[-1])
+        gapless = last - first + 1 == len(rows)  # sorted, so a range: read it in place
+        values = self._raw[:, first : last + 1] if gapless else np.take(self._raw, rows, axis=1)
         highest = values.max(axis=1)
+        scaled = np.empty(len(rows))
         for index, weigher in enumerate(self.weighers):
-            row = values[index]
+            row = values[index]  # read only: it may be the cache itself
             low = row.min() if weigher.minval is None else weigher.minval
             high = highest[index] if weigher.maxval is None else weigher.maxval
             if low == high:
                 continue  # every node weighs 0.0: the weigher cannot tell them apart
             if low:
-                row -= low
-            row /= high - low
+                np.subtract(row, low, out=scaled)
+                scaled /= high - low
+            else:
+                np.divide(row, high - low, out=scaled)
             multiplier = self._multipliers[index]
             if multiplier == -1.0:
-                totals -= row  # the same bits as adding -1.0 x row, one pass fewer
+                totals -= scaled  # the same bits as adding -1.0 x scaled, one pass fewer
             else:
                 if multiplier != 1.0:
-                    row *= multiplier
-                totals += row
+                    scaled *= multiplier
+                totals += scaled
         return totals
 
 
