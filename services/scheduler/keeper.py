@@ -180,6 +180,7 @@ class CacheKeeper:
         self._idle.set()
         self._claims_dirty: set[str] = set()
         self._claims_event = asyncio.Event()
+        self._reread_all = False  # every node with claims is dirty (see _reread_claims)
         self._tasks: list[asyncio.Task[Any]] = []
         self._resync_lock = asyncio.Lock()
         self.ready = asyncio.Event()
@@ -254,8 +255,9 @@ class CacheKeeper:
 
     def _reread_claims(self) -> None:
         """Re-read every node's claims: events missed while Redis was away, and the claims
-        other replicas put back."""
-        self._claims_dirty.update(self.mirror.nodes)
+        other replicas put back. Only nodes with claims, in Redis or in the mirror, can
+        have any to re-read (`_refresh_claims_forever` finds them)."""
+        self._reread_all = True
         self._claims_event.set()
 
     # -- watch streams ----------------------------------------------------------------------
@@ -452,8 +454,12 @@ class CacheKeeper:
             await self._claims_event.wait()
             self._claims_event.clear()
             await asyncio.sleep(0.01)  # let a burst of events coalesce
+            reread_all, self._reread_all = self._reread_all, False
             node_uuids, self._claims_dirty = list(self._claims_dirty), set()
             try:
+                if reread_all:
+                    claimed = await self.store.nodes_with_claims()
+                    node_uuids = list(claimed | self.mirror.claimed_nodes() | set(node_uuids))
                 for start in range(0, len(node_uuids), 1000):
                     batch = node_uuids[start : start + 1000]
                     found = await self.store.claims_of(batch)
@@ -468,6 +474,7 @@ class CacheKeeper:
             except redis_errors.RedisError as exc:
                 log.warning("cannot re-read claims (%s); will retry", exc)
                 self._claims_dirty.update(node_uuids)
+                self._reread_all |= reread_all
                 await asyncio.sleep(1.0)
                 self._claims_event.set()
 

@@ -299,12 +299,20 @@ class Mirror:
     # -- claims ----------------------------------------------------------------------------
 
     def add_claim(self, claim: PendingClaim) -> None:
-        self._claims.setdefault(claim.node_uuid, {})[claim.claim_id] = claim
-        self._remember_claim(claim)
-        self._recount(claim.node_uuid)
+        """Count a claim; the same claim again (Redis confirming a tentative one) only
+        takes its deadline, leaving the row untouched."""
+        claims = self._claims.setdefault(claim.node_uuid, {})
+        old = claims.get(claim.claim_id)
+        claims[claim.claim_id] = claim
+        if old is None or old.expires_ms != claim.expires_ms:
+            heapq.heappush(self._deadlines, (claim.expires_ms, claim.claim_id))
+        if old is None:
+            self._claimed_instances[claim.instance_uuid] = claim.node_uuid
+            self._count(claim, 1)
+        elif old.resources != claim.resources:
+            self._recount(claim.node_uuid)
 
     def remove_claims(self, claim_ids: Iterable[str]) -> None:
-        touched = set()
         for claim_id in claim_ids:
             node_uuid = node_of_claim(claim_id)
             claims = self._claims.get(node_uuid or "")
@@ -312,9 +320,20 @@ class Mirror:
                 claim = claims.pop(claim_id, None)
                 if claim is not None:
                     self._forget_claim(claim)
-                    touched.add(claim.node_uuid)
-        for node_uuid in touched:
-            self._recount(node_uuid)
+                    self._count(claim, -1)
+                if not claims:
+                    del self._claims[node_uuid or ""]
+
+    def _count(self, claim: PendingClaim, sign: int) -> None:
+        """Add (or take away) one claim in its row's totals, without summing the rest."""
+        row = self.row_of.get(claim.node_uuid)
+        if row is None:
+            return
+        c = self.columns
+        r = claim.resources
+        c.claimed[:, row] += (sign * r.vcpus, sign * r.memory_mb, sign * r.disk_gb)
+        c.claim_count[row] += sign
+        self._derive(row)
 
     def replace_claims(self, node_uuid: str, claims: Iterable[PendingClaim]) -> None:
         """What Redis holds for the node now (after another replica claimed or released)."""
@@ -361,6 +380,9 @@ class Mirror:
     def claim_count(self, node_uuid: str) -> int:
         return len(self._claims.get(node_uuid, {}))
 
+    def claimed_nodes(self) -> set[str]:
+        return set(self._claims)
+
     def all_claims(self) -> Iterator[PendingClaim]:
         for claims in self._claims.values():
             yield from claims.values()
@@ -368,7 +390,6 @@ class Mirror:
     def expire(self, now_ms: int) -> int:
         """Drop the claims whose deadline has passed, soonest first."""
         expired = 0
-        touched = set()
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now_ms:
             _, claim_id = heapq.heappop(deadlines)
@@ -378,11 +399,11 @@ class Mirror:
             if claim is None or claim.expires_ms > now_ms:
                 continue  # released or confirmed earlier (or renewed: its own entry)
             del claims[claim_id]  # type: ignore[union-attr]
+            if not claims:
+                del self._claims[node_uuid]
             self._forget_claim(claim)
-            touched.add(node_uuid)
+            self._count(claim, -1)
             expired += 1
-        for node_uuid in touched:
-            self._recount(node_uuid)
         return expired
 
     def _recount(self, node_uuid: str) -> None:

@@ -225,16 +225,18 @@ class Selector:
                 results = await self.store.claim_many(
                     [(t.claim_id, t.instance_uuid, wanted) for _, _, t, _ in chosen]
                 )
-            finally:
+            except BaseException:
                 self.mirror.remove_claims(t.claim_id for _, _, t, _ in chosen)
+                raise
             refused = False
             for (row, state, tentative, alternates), result in zip(chosen, results, strict=True):
                 if isinstance(result, PendingClaim):
-                    self.mirror.add_claim(result)
+                    self.mirror.add_claim(result)  # the tentative one, with Redis's deadline
                     placements.append(
                         Placement(tentative.instance_uuid, (state, result), alternates)
                     )
                     continue
+                self.mirror.remove_claims([tentative.claim_id])
                 refused = True
                 if isinstance(result, ClaimRefused):
                     self.mirror.refused(state.node_uuid, result)

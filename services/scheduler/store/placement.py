@@ -148,7 +148,7 @@ class PlacementStore:
         # Names this replica in the claim events it causes: it applies its own claims and
         # releases to its mirror directly, and skips their events.
         self.replica = secrets.token_hex(6)
-        self._put_node = redis.register_script((_SCRIPTS / "put_node.lua").read_text())
+        self._put_nodes = redis.register_script((_SCRIPTS / "put_nodes.lua").read_text())
         self._drop_node = redis.register_script((_SCRIPTS / "drop_node.lua").read_text())
         self._claim = redis.register_script((_SCRIPTS / "claim.lua").read_text())
         self._release = redis.register_script((_SCRIPTS / "release.lua").read_text())
@@ -169,17 +169,13 @@ class PlacementStore:
         written = 0
         keys = self.keys
         for start in range(0, len(writes), WRITE_BATCH):
-            calls = [
-                (
-                    keys.node(state.node_uuid),
-                    keys.claims(state.node_uuid),
-                    state.generation,
-                    record(state, stored),
-                    *confirmed,
-                )
-                for state, stored, confirmed in writes[start : start + WRITE_BATCH]
-            ]
-            written += sum(await self._run(self._put_node, calls))
+            batch = writes[start : start + WRITE_BATCH]
+            node_keys: list[str] = []
+            args: list[Any] = []
+            for state, stored, confirmed in batch:
+                node_keys += (keys.node(state.node_uuid), keys.claims(state.node_uuid))
+                args += (state.generation, record(state, stored), len(confirmed), *confirmed)
+            written += await self._call(self._put_nodes, node_keys, args)
         return written
 
     async def drop_node(self, state: HostState) -> bool:
@@ -260,6 +256,10 @@ class PlacementStore:
         results = await self._run(self._claim, calls)
         return [_claim_result(w, r) for w, r in zip(wanted, results, strict=True)]
 
+    async def _call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One EVALSHA of `script`, loading it into a Redis that does not know it."""
+        return (await self._run(script, [(*keys, *args)], keys=len(keys)))[0]
+
     async def _run(self, script: Any, calls: Sequence[Sequence[Any]], keys: int = 2) -> list[Any]:
         """Run `script` once per call (its keys first) in one pipeline; EVALSHA by hand,
         since the Script wrapper costs as much as the command in a bulk write. A Redis
@@ -317,10 +317,7 @@ class PlacementStore:
     async def all_claims(self) -> dict[str, list[PendingClaim]]:
         """Every node's claims (a scheduler starting up learns what others hold); none
         from a Redis that holds no cache."""
-        node_uuids = [
-            self.keys.node_of_claims_key(key.decode())
-            async for key in self.redis.scan_iter(match=self.keys.claims_pattern, count=1000)
-        ]
+        node_uuids = list(await self.nodes_with_claims())
         claims: dict[str, list[PendingClaim]] = {}
         for start in range(0, len(node_uuids), WRITE_BATCH):
             found = await self.claims_of(node_uuids[start : start + WRITE_BATCH])
@@ -328,6 +325,14 @@ class PlacementStore:
                 return {}
             claims.update(found)
         return claims
+
+    async def nodes_with_claims(self) -> set[str]:
+        """The nodes Redis holds claims for: one SCAN of the keyspace (done in Redis), where
+        asking every node would be a command per node."""
+        return {
+            self.keys.node_of_claims_key(key.decode())
+            async for key in self.redis.scan_iter(match=self.keys.claims_pattern, count=5000)
+        }
 
     async def restore_claims(self, claims: Iterable[PendingClaim], now_ms: int) -> int:
         """Put back claims a replica still holds in memory after Redis lost them (flush)."""
