@@ -13,15 +13,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Resources:
+class Resources(NamedTuple):
+    """Amounts of the three resources. A tuple: cheap to build by the hundred thousand (a
+    listing), and a column takes it as it is."""
+
     vcpus: int = 0
     memory_mb: int = 0
     disk_gb: int = 0
 
-    def __add__(self, other: Resources) -> Resources:
+    # Element-wise, unlike a tuple's concatenation.
+    def __add__(self, other: Resources) -> Resources:  # type: ignore[override]
         return Resources(
             self.vcpus + other.vcpus,
             self.memory_mb + other.memory_mb,

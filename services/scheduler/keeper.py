@@ -32,7 +32,7 @@ from services.common.settings import COMPUTE_BINARY
 from services.common.supervise import supervised
 from services.scheduler import convert
 from services.scheduler.followers import Follower, stop_tasks
-from services.scheduler.hoststate import HostState
+from services.scheduler.hoststate import HostFacts, HostState
 from services.scheduler.mirror import Mirror
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.store.placement import PlacementStore, claim_event
@@ -151,13 +151,15 @@ class _RegistrySide:
             for host in aggregate.hosts:
                 if host in hosts:
                     memberships.setdefault(host, []).append(aggregate)
+        changed = []
         for host in hosts:
             service = self.services.get(host)
             aggregates = memberships.get(host, [])
             if service is None and not aggregates:
                 self.keeper.host_gone(host)
             else:
-                self.keeper.host_changed(convert.host_facts(host, service, aggregates))
+                changed.append(convert.host_facts(host, service, aggregates))
+        self.keeper.hosts_changed(changed)
 
 
 class CacheKeeper:
@@ -315,10 +317,15 @@ class CacheKeeper:
         self._node_drops[state.node_uuid] = state
         self._wake()
 
-    def host_changed(self, facts: Any) -> None:
-        self.mirror.set_facts(facts)
-        self._host_writes[facts.host] = convert.facts_json(facts)
-        self._wake()
+    def hosts_changed(self, many: list[HostFacts]) -> None:
+        """Hosts' facts to the mirror (those that differ) and to Redis (all: a resync
+        rewrites a Redis that lost them)."""
+        facts_of = self.mirror.facts
+        self.mirror.set_many_facts([f for f in many if facts_of.get(f.host) != f])
+        for facts in many:
+            self._host_writes[facts.host] = convert.facts_json(facts)
+        if many:
+            self._wake()
 
     def host_gone(self, host: str) -> None:
         if host in self.mirror.facts:

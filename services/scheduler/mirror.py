@@ -54,17 +54,13 @@ def _zone_id(mirror: Mirror, state: HostState) -> int:
     return mirror.zone_names.id(facts.availability_zone) if facts else 0
 
 
-def _triple(value: Resources) -> tuple[int, int, int]:
-    return value.vcpus, value.memory_mb, value.disk_gb
-
-
 # Every column a report writes, and how (the one place that maps a report onto a row).
 _REPORTED: tuple[tuple[str, Callable[[Mirror, HostState], Any]], ...] = (
     ("live", lambda m, s: True),
-    ("total", lambda m, s: _triple(s.total)),
-    ("used", lambda m, s: _triple(s.used)),
-    ("capacity", lambda m, s: _triple(s.capacity)),
-    ("usage", lambda m, s: _triple(s.usage)),
+    ("total", lambda m, s: s.total),
+    ("used", lambda m, s: s.used),
+    ("capacity", lambda m, s: s.capacity),
+    ("usage", lambda m, s: s.usage),
     ("cpu_allocation_ratio", lambda m, s: s.cpu_allocation_ratio),
     ("num_instances", lambda m, s: s.num_instances),
     ("io_ops", lambda m, s: s.io_ops),
@@ -72,7 +68,7 @@ _REPORTED: tuple[tuple[str, Callable[[Mirror, HostState], Any]], ...] = (
     ("host_id", lambda m, s: m.hosts.id(s.host)),
     ("hypervisor_id", lambda m, s: m.hypervisor_types.id(s.hypervisor_type.lower())),
     ("resource_class_id", lambda m, s: m.resource_classes.id(s.resource_class)),
-    # The host's facts, as `_write_facts` writes them when they change.
+    # The host's facts, as `set_many_facts` writes them when they change.
     ("service_up", lambda m, s: bool((f := m.facts.get(s.host)) and f.service_up)),
     ("service_enabled", lambda m, s: bool((f := m.facts.get(s.host)) and not f.service_disabled)),
     ("zone_id", _zone_id),
@@ -237,23 +233,38 @@ class Mirror:
     # -- hosts -----------------------------------------------------------------------------
 
     def set_facts(self, facts: HostFacts) -> None:
-        old = self.facts.get(facts.host)
-        if old is not None:
-            self._zones[old.availability_zone] -= 1
-        self._zones[facts.availability_zone] += 1
-        self.facts[facts.host] = facts
-        for hosts, present in (
-            (self.hosts_with_aggregates, facts.aggregates),
-            (self.hosts_with_metadata, facts.aggregate_metadata),
-        ):
-            if present:
-                hosts.add(facts.host)
-            else:
-                hosts.discard(facts.host)
-        for node_uuid in self._by_host.get(facts.host, ()):
-            row = self.row_of[node_uuid]
-            self._write_facts(row, facts)
-            self._touch(row)
+        self.set_many_facts([facts])
+
+    def set_many_facts(self, many: Iterable[HostFacts]) -> None:
+        """Hosts' registry facts; their nodes' rows written in one pass (a listing)."""
+        rows: list[int] = []
+        written: list[HostFacts] = []
+        for facts in many:
+            old = self.facts.get(facts.host)
+            if old is not None:
+                self._zones[old.availability_zone] -= 1
+            self._zones[facts.availability_zone] += 1
+            self.facts[facts.host] = facts
+            for hosts, present in (
+                (self.hosts_with_aggregates, facts.aggregates),
+                (self.hosts_with_metadata, facts.aggregate_metadata),
+            ):
+                if present:
+                    hosts.add(facts.host)
+                else:
+                    hosts.discard(facts.host)
+            for node_uuid in self._by_host.get(facts.host, ()):
+                rows.append(self.row_of[node_uuid])
+                written.append(facts)
+        if not rows:
+            return
+        c = self.columns
+        at = np.array(rows, np.intp)
+        c.service_up[at] = [f.service_up for f in written]
+        c.service_enabled[at] = [not f.service_disabled for f in written]
+        c.zone_id[at] = [self.zone_names.id(f.availability_zone) for f in written]
+        self.version += 1
+        c.stamp[at] = self.version
 
     def drop_facts(self, host: str) -> None:
         self.set_facts(HostFacts(host=host))
