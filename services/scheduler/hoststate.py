@@ -64,7 +64,10 @@ UNKNOWN_HOST = HostFacts(host="")
 
 @dataclass(frozen=True, slots=True)
 class HostState:
-    """One node as its latest report describes it (pending claims are counted apart)."""
+    """One node as its latest report describes it (pending claims are counted apart).
+
+    `reserved`, `capacity` and `usage` are worked out once, when the report is taken (the
+    columns and Redis both read them)."""
 
     node_uuid: str
     host: str
@@ -86,32 +89,30 @@ class HostState:
     num_instances: int = 0
     io_ops: int = 0
     instance_uuids: frozenset[str] = frozenset()
+    # Held back for the host (disk in whole GiB, rounded up as the agent counts it).
+    reserved: Resources = field(init=False, compare=False, repr=False)
+    # What instances may hold in all: Placement's (total - reserved) x ratio, floored; a
+    # whole machine's total.
+    capacity: Resources = field(init=False, compare=False, repr=False)
+    # What the node's instances hold (Placement's `used`): reported use less reserved.
+    usage: Resources = field(init=False, compare=False, repr=False)
 
-    @property
-    def reserved(self) -> Resources:
-        """Held back for the host (disk in whole GiB, rounded up as the agent counts it)."""
+    def __post_init__(self) -> None:
+        total = self.total
         if self.whole_machine:
-            return ZERO
-        return Resources(
-            self.reserved_host_cpus,
-            self.reserved_host_memory_mb,
-            math.ceil(self.reserved_host_disk_mb / 1024),
-        )
-
-    @property
-    def capacity(self) -> Resources:
-        """What instances may hold in all: Placement's (total - reserved) x ratio, floored;
-        a whole machine's total."""
-        if self.whole_machine:
-            return self.total
-        reserved = self.reserved
-        return Resources(
-            math.floor((self.total.vcpus - reserved.vcpus) * self.cpu_allocation_ratio),
-            math.floor((self.total.memory_mb - reserved.memory_mb) * self.ram_allocation_ratio),
-            math.floor((self.total.disk_gb - reserved.disk_gb) * self.disk_allocation_ratio),
-        )
-
-    @property
-    def usage(self) -> Resources:
-        """What the node's instances hold (Placement's `used`): reported use less reserved."""
-        return self.used - self.reserved
+            reserved, capacity = ZERO, total
+        else:
+            reserved = Resources(
+                self.reserved_host_cpus,
+                self.reserved_host_memory_mb,
+                math.ceil(self.reserved_host_disk_mb / 1024),
+            )
+            capacity = Resources(
+                math.floor((total.vcpus - reserved.vcpus) * self.cpu_allocation_ratio),
+                math.floor((total.memory_mb - reserved.memory_mb) * self.ram_allocation_ratio),
+                math.floor((total.disk_gb - reserved.disk_gb) * self.disk_allocation_ratio),
+            )
+        set_field = object.__setattr__  # frozen: set once, here
+        set_field(self, "reserved", reserved)
+        set_field(self, "capacity", capacity)
+        set_field(self, "usage", self.used - reserved)
