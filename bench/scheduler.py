@@ -40,9 +40,11 @@ from berth.v1 import (
 )
 from grpc import aio
 from redis.asyncio import Redis
-from support import REPO, ServiceProcess, log, percentile
+from support import REPO, ServiceProcess, client_channel, log, percentile
 
 SYNCED = common_pb2.EVENT_TYPE_SYNCED
+# Connections the load opens per scheduler worker (workers share a port by connection).
+CONNECTIONS_PER_WORKER = 8
 ADDED = common_pb2.EVENT_TYPE_ADDED
 
 
@@ -223,6 +225,7 @@ async def run_size(args, count: int, workdir: Path) -> dict:
         "BERTH_REDIS_PREFIX": prefix,
         "BERTH_REGISTRY_URL": target,
         "BERTH_NODE_URL": target,
+        "BERTH_WORKERS": str(args.workers),
         **(
             {"BERTH_SAMPLE_PERCENTAGE": str(args.sample_percentage)}
             if args.sample_percentage is not None
@@ -234,6 +237,7 @@ async def run_size(args, count: int, workdir: Path) -> dict:
         for i in range(args.replicas)
     ]
     channels: list[aio.Channel] = []
+    load_channels: list[aio.Channel] = []
     result: dict[str, Any] = {"nodes": count}
     try:
         schedulers[0].start()
@@ -251,13 +255,20 @@ async def run_size(args, count: int, workdir: Path) -> dict:
         )
         result["batch"] = await batch_latency(first, args.batch, runs=10)
         log(f"one request for {args.batch} instances: {json.dumps(result['batch'])}")
+        # Workers share a port; the kernel spreads connections, not calls, among them: the
+        # load uses several connections per replica, as several clients would.
+        per_replica = 1 if args.workers == 1 else CONNECTIONS_PER_WORKER * args.workers
+        load_channels: list[aio.Channel] = []
         for replicas in range(1, args.replicas + 1):
+            scheduler = schedulers[replicas - 1]
             if replicas > 1:
-                schedulers[replicas - 1].start()
-                await schedulers[replicas - 1].wait_serving()
-                channels.append(aio.insecure_channel(schedulers[replicas - 1].target))
-                await wait_ready(scheduler_pb2_grpc.SchedulerServiceStub(channels[-1]), 600)
-            stubs = [scheduler_pb2_grpc.SchedulerServiceStub(c) for c in channels]
+                scheduler.start()
+                await scheduler.wait_serving()
+            for _ in range(per_replica):
+                channel = client_channel(scheduler.target, len(load_channels))
+                load_channels.append(channel)
+                await wait_ready(scheduler_pb2_grpc.SchedulerServiceStub(channel), 600)
+            stubs = [scheduler_pb2_grpc.SchedulerServiceStub(c) for c in load_channels]
             cpu_before = [s.cpu_seconds() for s in schedulers[:replicas]]
             figures = await load(stubs, args.in_flight, args.warmup, args.seconds)
             window = args.seconds + args.warmup
@@ -268,7 +279,7 @@ async def run_size(args, count: int, workdir: Path) -> dict:
             result[f"replicas_{replicas}"] = figures
             log(f"{replicas} replica(s): {json.dumps(figures)}")
     finally:
-        for channel in channels:
+        for channel in channels + load_channels:
             await channel.close()
         for scheduler in schedulers:
             scheduler.stop()
@@ -352,6 +363,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", default="10000,100000")
     parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="BERTH_WORKERS of each scheduler replica (processes on one port)",
+    )
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100, help="instances in the batch request")
     parser.add_argument("--warmup", type=float, default=2.0)

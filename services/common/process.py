@@ -17,6 +17,7 @@ from services.common.metrics import serve_metrics
 from services.common.reporter import ServiceReporter
 from services.common.server import Running, StartupError, run_until_signalled
 from services.common.settings import CommonSettings, load_settings
+from services.common.workers import STARTUP_FAILED, Supervisor, Worker, reserve_port, this_worker
 
 
 class Serving:
@@ -48,23 +49,33 @@ def run(
     *,
     after_start: Callable[[], None] | None = None,
 ) -> None:
-    """Run one process until signalled; never returns a traceback for a bad start."""
+    """Run one process until signalled; never returns a traceback for a bad start. With
+    `workers` above 1 in its settings (BERTH_WORKERS), this process supervises that many
+    copies of itself serving one port (see workers.py)."""
 
-    async def main() -> None:
-        settings = load_settings(settings_class)
-        setup_logging(settings.log_level, settings.log_format)
+    async def main(settings: S, worker: Worker | None) -> None:
         if settings.metrics_listen:
-            serve_metrics(settings.metrics_listen, has_credentials=settings.auth_file is not None)
+            # Each worker its own metrics port: the configured one plus its index.
+            listen = worker.own_port(settings.metrics_listen) if worker else settings.metrics_listen
+            serve_metrics(listen, has_credentials=settings.auth_file is not None)
         process = await start(settings)
         if after_start is not None:
             after_start()
 
         await run_until_signalled(process, service_names, settings.shutdown_grace)
 
+    settings = load_settings(settings_class)
+    setup_logging(settings.log_level, settings.log_format)
+    worker = this_worker()
     try:
-        asyncio.run(main())
+        workers = getattr(settings, "workers", 1)
+        if workers > 1 and worker is None:
+            holder, address = reserve_port(settings.listen_address, "BERTH_LISTEN")
+            with holder:
+                sys.exit(Supervisor(settings_class.binary, workers, address).run())
+        asyncio.run(main(settings, worker))
     except StartupError as exc:
         print(f"{settings_class.binary}: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(STARTUP_FAILED)
     except KeyboardInterrupt:
         pass

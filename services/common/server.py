@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common import auth, interceptors
 from services.common.listeners import StartupError, is_loopback, require_credentials, require_free
 from services.common.settings import CommonSettings
+from services.common.workers import this_worker
 
 __all__ = ["ServiceSpec", "StartupError", "build_server", "is_loopback", "set_serving"]
 
@@ -73,7 +74,10 @@ def build_server(
     address = settings.listen_address
     tokens = _load_tokens(settings)
     require_credentials(address, tokens is not None, "gRPC", "BERTH_LISTEN")
-    require_free(address, "BERTH_LISTEN")
+    # A worker shares its port with the others (its parent checked and holds it).
+    shared_port = this_worker() is not None
+    if not shared_port:
+        require_free(address, "BERTH_LISTEN")
     if tokens is None:
         log.warning("no credentials configured: serving loopback only, every caller is admin")
     server = aio.server(
@@ -85,7 +89,7 @@ def build_server(
             interceptors.DecodeInterceptor(),
         ],
         options=[
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if shared_port else 0),
             ("grpc.max_concurrent_streams", 20000),
             # The default cap on calls waiting to be accepted left most of 10,000 agents'
             # heartbeat streams unopened (measured); a fleet reconnecting at once needs room.

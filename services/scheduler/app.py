@@ -13,6 +13,7 @@ from services.common import auth
 from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, StartupError, build_server
+from services.common.workers import this_worker
 from services.scheduler.filters import build_filters
 from services.scheduler.groups import ServerGroups
 from services.scheduler.keeper import CacheKeeper
@@ -84,7 +85,8 @@ async def start_scheduler(
     await keeper.start()
     await server.start()
     scheduler = Scheduler(server, port, health, keeper, store, mirror, selector)
-    if report_self:
+    worker = this_worker()
+    if report_self and (worker is None or worker.index == 0):  # one service, however many workers
         scheduler.reporter = ServiceReporter(settings, settings.endpoint(port))
         scheduler.reporter.start()
     log.info(
@@ -93,6 +95,7 @@ async def start_scheduler(
             "address": settings.bound_address(port),
             "redis": redis.get_connection_kwargs().get("host", "?"),
             "filters": ",".join(f.name for f in filters),
+            **({"worker": str(worker)} if worker else {}),
         },
     )
     if wait_ready_s is not None:

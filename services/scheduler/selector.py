@@ -52,6 +52,7 @@ LOST_RACE = "ClaimRefused"
 MAX_SUSPECTS = 5000
 # Filter masks kept for request shapes (flavor sizes, zone, type, class) seen lately.
 SHARED_MASKS = 64
+_SHARED_RNG = random.Random()
 
 
 @dataclass
@@ -170,7 +171,9 @@ class Selector:
         return max(self.settings.min_feasible_nodes, by_share, 1)
 
     async def select(self, request: Request) -> list[Placement]:
-        rng = random.Random(request.seed)  # None seeds from the OS
+        # A seeded request (tests, replays) draws from its own sequence; the rest share one
+        # (seeding a generator from the OS per request costs more than weighing).
+        rng = _SHARED_RNG if request.seed is None else random.Random(request.seed)
         context = await self._context(request)
         run = FilterRun(self.filters, request, context)
         candidates = _Candidates(run, self.mirror, self._shared_masks)

@@ -62,6 +62,9 @@ class SchedulerSettings(CommonSettings):
     # How often the scheduler checks that Redis still holds its cache (a flush or a new
     # Redis triggers a rebuild from the registry and node service).
     cache_check_interval: float = Field(2.0, gt=0)
+    # Scheduler processes serving the one port (SO_REUSEPORT): a decision is CPU-bound,
+    # and one Python process uses one core. One per core; each holds its own cache.
+    workers: int = Field(1, ge=1, le=64)
 
     @field_validator("enabled_filters", mode="before")
     @classmethod
