@@ -12,6 +12,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -135,4 +136,7 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
             if name not in reported:  # a union type reports one error per member: say it once
                 reported.add(name)
                 print(f"{cls.binary}: invalid setting {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SettingsError as exc:  # a value the environment source could not even parse
+        print(f"{cls.binary}: invalid setting: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from services.common.settings import CommonSettings
 
@@ -37,7 +38,8 @@ class SchedulerSettings(CommonSettings):
     redis_prefix: str = Field("berth", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     # The node service, whose WatchComputeNodes the scheduler follows.
     node_url: str = Field("127.0.0.1:50052", min_length=1)
-    enabled_filters: tuple[str, ...] = DEFAULT_FILTERS
+    # Comma-separated in the environment (NoDecode: not read as JSON first).
+    enabled_filters: Annotated[tuple[str, ...], NoDecode] = DEFAULT_FILTERS
     # Weigher multipliers (Nova's defaults); negative packs instead of spreading, 0 disables.
     ram_weight_multiplier: float = 1.0
     cpu_weight_multiplier: float = 1.0

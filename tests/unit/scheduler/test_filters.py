@@ -28,7 +28,7 @@ from services.scheduler.filters.server_group_affinity import ServerGroupAffinity
 from services.scheduler.filters.server_group_anti_affinity import ServerGroupAntiAffinityFilter
 from services.scheduler.hoststate import UNKNOWN_HOST
 from services.scheduler.request import GroupPolicy, Request
-from services.scheduler.settings import DEFAULT_FILTERS
+from services.scheduler.settings import DEFAULT_FILTERS, SchedulerSettings
 
 from .hosts import Node, R, make_bare_metal, make_host, make_request, make_settings
 from .hosts import verdict as decide
@@ -674,6 +674,13 @@ def test_build_filters_parses_a_comma_separated_setting() -> None:
     settings = make_settings(enabled_filters="ComputeFilter, IoOpsFilter")
     built = [type(f) for f in build_filters(settings)]
     assert built == [SchedulerHintsFilter, ResourceClassFilter, ComputeFilter, IoOpsFilter]
+
+
+def test_the_environment_gives_filters_comma_separated_as_the_readme_says(monkeypatch) -> None:
+    # Not JSON: pydantic-settings would otherwise parse the list as JSON and stop the start
+    # with a traceback.
+    monkeypatch.setenv("BERTH_ENABLED_FILTERS", "ComputeFilter,IoOpsFilter")
+    assert SchedulerSettings().enabled_filters == ("ComputeFilter", "IoOpsFilter")
 
 
 def test_an_unknown_filter_name_is_refused_with_the_known_names() -> None:
