@@ -301,6 +301,7 @@ def in_process(count: int, decisions: int) -> dict:
     from services.scheduler.filters import build_filters
     from services.scheduler.groups import ServerGroups
     from services.scheduler.hoststate import HostFacts
+    from services.scheduler.keeper import LOAD_CHUNK
     from services.scheduler.mirror import Mirror
     from services.scheduler.request import Flavor, Request
     from services.scheduler.selector import Selector
@@ -323,11 +324,16 @@ def in_process(count: int, decisions: int) -> dict:
     rng = random.Random(count)
     config = SchedulerSettings()
     mirror = Mirror()
+    nodes = [synthetic_node(i, rng) for i in range(count)]
     loaded = time.perf_counter()
-    for node in (synthetic_node(i, rng) for i in range(count)):
-        mirror.set_facts(HostFacts(node.host, service_up=True, availability_zone="nova"))
-        mirror.put_node(host_state(node), [])
+    for start in range(0, count, LOAD_CHUNK):  # as the cache keeper loads a listing
+        chunk = nodes[start : start + LOAD_CHUNK]
+        mirror.set_many_facts(
+            HostFacts(node.host, service_up=True, availability_zone="nova") for node in chunk
+        )
+        mirror.put_nodes([(host_state(node), []) for node in chunk])
     loaded = time.perf_counter() - loaded
+
     store = AcceptingStore()
     selector = Selector(
         config,

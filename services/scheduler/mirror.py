@@ -9,6 +9,7 @@ heap), so their cost does not grow with the claims outstanding.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,6 +23,10 @@ from services.scheduler.columns import BoolArray, Columns, RowIndex, View
 from services.scheduler.hoststate import HostFacts, HostState, Resources
 from services.scheduler.store.keys import node_of_claim
 from services.scheduler.store.placement import ClaimRefused, PendingClaim, claimed_by
+
+# Writes remembered for `changed_since`; a reader further behind reads every stamp.
+JOURNAL_SIZE = 4096
+_NO_ROWS: RowIndex = np.zeros(0, np.intp)
 
 
 class _Names:
@@ -105,6 +110,11 @@ class Mirror:
         self._zones: Counter[str] = Counter()  # zone -> hosts in it (read on every request)
         # Grows with every row written; a row's `stamp` is the version that last wrote it.
         self.version = 0
+        # The rows written lately and the versions that wrote them (what most readers ask
+        # for, without reading every stamp); versions up to the floor are not in it.
+        self._journal_rows: list[int] = []
+        self._journal_versions: list[int] = []
+        self._journal_floor = 0
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -224,8 +234,7 @@ class Mirror:
             else:
                 column[rows] = np.fromiter(values, column.dtype, count)
         c.free[:, rows] = c.capacity[:, rows] - c.usage[:, rows] - c.claimed[:, rows]
-        self.version += 1
-        c.stamp[rows] = self.version
+        self._touch_many(rows)
 
     def _write_facts(self, row: int, facts: HostFacts | None) -> None:
         c = self.columns
@@ -277,8 +286,7 @@ class Mirror:
         c.service_up[at] = [f.service_up for f in written]
         c.service_enabled[at] = [not f.service_disabled for f in written]
         c.zone_id[at] = [self.zone_names.id(f.availability_zone) for f in written]
-        self.version += 1
-        c.stamp[at] = self.version
+        self._touch_many(at)
 
     def drop_facts(self, host: str) -> None:
         self.set_facts(HostFacts(host=host))
@@ -454,8 +462,32 @@ class Mirror:
     def _touch(self, row: int) -> None:
         self.version += 1
         self.columns.stamp[row] = self.version
+        self._journal_rows.append(row)
+        self._journal_versions.append(self.version)
+        if len(self._journal_rows) > JOURNAL_SIZE:
+            self._restart_journal()
+
+    def _touch_many(self, rows: RowIndex) -> None:
+        self.version += 1
+        self.columns.stamp[rows] = self.version
+        if len(self._journal_rows) + len(rows) > JOURNAL_SIZE:
+            self._restart_journal()  # a listing: readers look at every stamp once
+        else:
+            self._journal_rows.extend(rows.tolist())
+            self._journal_versions.extend([self.version] * len(rows))
+
+    def _restart_journal(self) -> None:
+        self._journal_rows.clear()
+        self._journal_versions.clear()
+        self._journal_floor = self.version
 
     def changed_since(self, version: int) -> RowIndex:
         """The rows written after `version` (a reader keeps the version it last read at;
-        the columns' size tells it when they were reallocated)."""
-        return np.flatnonzero(self.columns.stamp > version)
+        the columns' size tells it when they were reallocated), sorted: from the journal
+        of recent writes, or, for a reader older than the journal, from every stamp."""
+        if version < self._journal_floor:
+            return np.flatnonzero(self.columns.stamp > version)
+        start = bisect.bisect_right(self._journal_versions, version)
+        if start == len(self._journal_rows):
+            return _NO_ROWS
+        return np.unique(np.array(self._journal_rows[start:], np.intp))

@@ -71,6 +71,7 @@ class _Mask:
     passed: BoolArray
     version: int
     names_version: int
+    rows: RowIndex | None = None  # where `passed` is True, until a row's answer changes
 
 
 class _Candidates:
@@ -107,7 +108,10 @@ class _Candidates:
             if self._stale_rows:
                 changed = np.union1d(changed, np.fromiter(self._stale_rows, np.intp))
             if len(changed):
-                mask.passed[changed] = self.run.mask(mirror.view(changed))
+                passed = self.run.mask(mirror.view(changed))
+                if mask.rows is None or (mask.passed[changed] != passed).any():
+                    mask.rows = None
+                mask.passed[changed] = passed
             mask.version = mirror.version
         self._stale_rows.clear()
         self._mask = mask
@@ -115,7 +119,9 @@ class _Candidates:
             self._shared[self._key] = mask
             while len(self._shared) > SHARED_MASKS:
                 del self._shared[next(iter(self._shared))]
-        rows = np.flatnonzero(mask.passed)
+        if mask.rows is None:
+            mask.rows = np.flatnonzero(mask.passed)
+        rows = mask.rows
         if self.refused:
             rows = rows[~np.isin(rows, np.fromiter(self.refused, np.intp))]
         return rows
