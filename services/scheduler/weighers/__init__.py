@@ -110,9 +110,13 @@ class Weighing:
         first, last = int(rows[0]), int(rows[-1])
         gapless = last - first + 1 == len(rows)  # sorted, so a range: read it in place
         previous = self._last
-        if changed is not None and previous is not None and _same(previous, rows, gapless):
-            if self._reweigh(previous, *changed):
-                return previous.totals
+        if (
+            changed is not None
+            and previous is not None
+            and _same(previous, rows, gapless)
+            and self._reweigh(previous, *changed)
+        ):
+            return previous.totals
         values = self._raw[:, first : last + 1] if gapless else np.take(self._raw, rows, axis=1)
         highest = values.max(axis=1)
         lows = [
