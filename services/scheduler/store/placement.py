@@ -265,10 +265,12 @@ class PlacementStore:
         since the Script wrapper costs as much as the command in a bulk write. A Redis
         that does not know the script (restarted, new) gets it and the calls again."""
         for attempt in range(2):
-            pipe = self.redis.pipeline(transaction=False)
-            for args in calls:
-                pipe.evalsha(script.sha, keys, *args)
             try:
+                if len(calls) == 1:  # the usual claim: no pipeline to build
+                    return [await self.redis.evalsha(script.sha, keys, *calls[0])]
+                pipe = self.redis.pipeline(transaction=False)
+                for args in calls:
+                    pipe.evalsha(script.sha, keys, *args)
                 return list(await pipe.execute())
             except redis_errors.NoScriptError:
                 if attempt:
