@@ -3,7 +3,7 @@
     WatchServices ──► services, aggregates ──► HostFacts per host ─┐
     WatchComputeNodes ──► HostState per node ──────────────────────┼─► mirror (at once)
                                                                    └─► Redis (batched writer)
-    Redis claim events ──► the node's claims re-read ──► mirror
+    Redis claim events ──► the claim or release applied ──► mirror
 
 Redis is a cache: when its cache marker is gone (flushed, or a new Redis) the keeper
 lists both services again and writes everything back, with the claims this replica holds.
@@ -444,11 +444,16 @@ class CacheKeeper:
                 async for message in pubsub.listen():
                     if message["type"] != "message":
                         continue
-                    replica, key = claim_event(message["data"])
-                    if replica == self.store.replica:
+                    event = claim_event(self.store.keys, message["data"])
+                    if event.replica == self.store.replica:
                         continue  # its own claim or release: the mirror has it already
-                    self._claims_dirty.add(self.store.keys.node_of_claims_key(key))
-                    self._claims_event.set()
+                    if event.claimed is not None:
+                        self.mirror.add_claim(event.claimed)
+                    elif event.released:
+                        self.mirror.remove_claims(event.released)
+                    else:  # a replica of an older release: read the node's claims
+                        self._claims_dirty.add(event.node_uuid)
+                        self._claims_event.set()
             except redis_errors.RedisError as exc:
                 delay = backoff.next_delay()
                 log.warning("claim events interrupted (%s); resubscribing in %.1f s", exc, delay)

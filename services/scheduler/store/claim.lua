@@ -3,7 +3,7 @@
 -- the claim with its expiry. The point of truth when schedulers race for the last room.
 -- KEYS[1] the node's record (see PlacementStore.put_nodes), KEYS[2] the node's claims hash
 -- ARGV: claim id, instance uuid, vcpus, memory_mb, disk_gb, ttl_ms, channel, replica
--- (the event says which replica claimed, so that one does not re-read its own claim)
+-- (the event says which replica claimed, so that one skips its own claim)
 -- Returns {1, expires_ms, v, m, d} (claimed amounts: a bare-metal node is claimed whole)
 --      or {0, why, gen, used v/m/d, claimed v/m/d, claims, instances}
 --      or {-1} when the node is not in the store
@@ -45,9 +45,11 @@ elseif uv + cv + v > lv or um + cm + m > lm or ud + cd + d > ld then
   return refused
 end
 local expires = now + tonumber(ARGV[6])
-redis.call('HSET', KEYS[2], ARGV[1], v .. ' ' .. m .. ' ' .. d .. ' ' .. expires .. ' ' .. ARGV[2])
+local value = v .. ' ' .. m .. ' ' .. d .. ' ' .. expires .. ' ' .. ARGV[2]
+redis.call('HSET', KEYS[2], ARGV[1], value)
 -- Every claim has the same lifetime, so the newest one outlives the rest: an abandoned
 -- node's claims hash disappears by itself.
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
-redis.call('PUBLISH', ARGV[7], ARGV[8] .. ' ' .. KEYS[2])
+-- The event carries the claim, so other replicas count it without reading it back.
+redis.call('PUBLISH', ARGV[7], ARGV[8] .. ' ' .. KEYS[2] .. ' + ' .. ARGV[1] .. ' ' .. value)
 return {1, expires, v, m, d}

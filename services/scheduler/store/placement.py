@@ -120,11 +120,30 @@ def stored_of(value: bytes) -> bytes:
     return value.split(b" ", RECORD_NUMBERS)[RECORD_NUMBERS]
 
 
-def claim_event(data: bytes | str) -> tuple[str, str]:
-    """(replica, claims key) of a claim event."""
+@dataclass(frozen=True, slots=True)
+class ClaimEvent:
+    """What a claim or release published: which replica, which node, and the change (a
+    claim made, or the ids released); neither for an event of an older release, which
+    names only the node (its claims must be read again)."""
+
+    replica: str
+    node_uuid: str
+    claimed: PendingClaim | None = None
+    released: tuple[str, ...] = ()
+
+
+def claim_event(keys: Keys, data: bytes | str) -> ClaimEvent:
+    """Parse "<replica> <claims key> + <claim id> <claim value>" or "<replica> <claims key>
+    - <claim id>..." (or the bare "<replica> <claims key>" of an older release)."""
     text = data.decode() if isinstance(data, bytes) else data
-    replica, _, key = text.rpartition(" ")
-    return replica, key
+    replica, key, *change = text.split(" ", 3)
+    node_uuid = keys.node_of_claims_key(key)
+    if len(change) == 2 and change[0] == "+":
+        claim_id, _, value = change[1].partition(" ")
+        return ClaimEvent(replica, node_uuid, claimed=parse_claim(node_uuid, claim_id, value))
+    if len(change) == 2 and change[0] == "-":
+        return ClaimEvent(replica, node_uuid, released=tuple(change[1].split(" ")))
+    return ClaimEvent(replica, node_uuid)
 
 
 def unavailable_redis(exc: BaseException) -> BerthError | None:

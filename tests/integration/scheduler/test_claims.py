@@ -93,3 +93,27 @@ async def test_a_restarted_scheduler_keeps_the_claims_in_redis(cloud):
     with pytest.raises(aio.AioRpcError) as err:
         await stub.SelectDestinations(spec("m1.small"))
     assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_another_replica_learns_a_claim_and_its_release_from_the_events(cloud):
+    await cloud.add_host("c1")
+    first, stub = await cloud.start_scheduler(max_attempts=1)
+    second, _ = await cloud.start_scheduler(max_attempts=1)
+    claim = (await stub.SelectDestinations(spec("m1.small"))).selections[0].primary
+    node = claim.node_uuid
+    # The event carries the claim: the other mirror holds the same claim, deadline included.
+    await eventually(lambda: second.mirror.claim_count(node) == 1)
+    [theirs] = second.mirror.claims(node)
+    [ours] = first.mirror.claims(node)
+    assert theirs == ours and theirs.claim_id == claim.claim_id
+    await stub.ReleaseClaims(scheduler_pb2.ReleaseClaimsRequest(claim_ids=[claim.claim_id]))
+    await eventually(lambda: second.mirror.claim_count(node) == 0)
+
+    # An event that names only the node (a replica of an older release) has the node's
+    # claims read back from Redis.
+    again = (await stub.SelectDestinations(spec("m1.small"))).selections[0].primary
+    await eventually(lambda: second.mirror.claim_count(node) == 1)
+    second.mirror.remove_claims([again.claim_id])  # as if its event had been missed
+    keys = first.store.keys
+    await first.store.redis.publish(keys.channel, f"older-replica {keys.claims(node)}")
+    await eventually(lambda: second.mirror.claim_count(node) == 1)
