@@ -12,7 +12,9 @@ WatchComputeNodes for N synthetic hosts (one node each; random sizes, 0-70 % use
 fleet of 100,000 nodes costs seconds, not the hours real agents would take to report it.
 Load: `--in-flight` SelectDestinations calls (m1.tiny, one instance, max_attempts 3: one
 claimed primary and two unclaimed alternates per call) kept in flight over real gRPC, closed
-loop, spread over the replicas; the scheduler's defaults (every node weighed).
+loop, spread over the replicas; the scheduler's defaults (every node weighed). Each size
+runs with BERTH_WORKERS=1, then 2 (`--workers`): workers share a port by connection, so the
+load then goes over 8 connections per worker, as several clients' would.
 """
 
 from __future__ import annotations
@@ -225,7 +227,7 @@ async def run_size(args, count: int, workdir: Path) -> dict:
         "BERTH_REDIS_PREFIX": prefix,
         "BERTH_REGISTRY_URL": target,
         "BERTH_NODE_URL": target,
-        "BERTH_WORKERS": str(args.workers),
+        "BERTH_WORKERS": str(args.worker_count),
         **(
             {"BERTH_SAMPLE_PERCENTAGE": str(args.sample_percentage)}
             if args.sample_percentage is not None
@@ -257,7 +259,7 @@ async def run_size(args, count: int, workdir: Path) -> dict:
         log(f"one request for {args.batch} instances: {json.dumps(result['batch'])}")
         # Workers share a port; the kernel spreads connections, not calls, among them: the
         # load uses several connections per replica, as several clients would.
-        per_replica = 1 if args.workers == 1 else CONNECTIONS_PER_WORKER * args.workers
+        per_replica = 1 if args.worker_count == 1 else CONNECTIONS_PER_WORKER * args.worker_count
         load_channels: list[aio.Channel] = []
         for replicas in range(1, args.replicas + 1):
             scheduler = schedulers[replicas - 1]
@@ -371,9 +373,9 @@ async def main() -> None:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument(
         "--workers",
-        type=int,
-        default=1,
-        help="BERTH_WORKERS of each scheduler replica (processes on one port)",
+        default="1,2",
+        help="BERTH_WORKERS of each scheduler replica (processes on one port); a list runs "
+        "each (default: 1, then one per core of this 2-core machine)",
     )
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100, help="instances in the batch request")
@@ -403,7 +405,10 @@ async def main() -> None:
             args.redis_url = own_redis.url
         try:
             for count in sizes:
-                results["load"].append(await run_size(args, count, Path(tmp)))
+                for workers in [int(w) for w in args.workers.split(",")]:
+                    args.worker_count = workers
+                    row = await run_size(args, count, Path(tmp))
+                    results["load"].append(row | {"workers": workers})
         finally:
             if own_redis is not None:
                 own_redis.stop()
@@ -417,7 +422,8 @@ async def main() -> None:
         "this machine"
     )
     print(
-        "nodes    replicas  placements/s  p50 ms  p99 ms  sched cpu %  first sync s  resync s  "
+        "nodes    replicas  workers  placements/s  p50 ms  p99 ms  sched cpu %  first sync s  "
+        "resync s  "
         f"Redis B/node  {args.batch} instances p50/max ms"
     )
     for row in results["load"]:
@@ -426,7 +432,8 @@ async def main() -> None:
             if f:
                 batch = row["batch"]
                 print(
-                    f"{row['nodes']:<8} {replicas:<9} {f['placements_per_s']:<13} {f['p50_ms']:<7} "
+                    f"{row['nodes']:<8} {replicas:<9} {row['workers']:<8} "
+                    f"{f['placements_per_s']:<13} {f['p50_ms']:<7} "
                     f"{f['p99_ms']:<7} {'/'.join(map(str, f['scheduler_cpu_pct'])):<12} "
                     f"{row['first_sync_s']:<13} {row['resync_s']:<9} "
                     f"{row['redis_bytes_per_node']:<13} {batch['p50_ms']}/{batch['max_ms']}"
