@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from berth.v1 import common_pb2, node_pb2, registry_pb2, scheduler_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.scheduler.hoststate import HostFacts, HostState, Resources
+from services.scheduler.hoststate import HostFacts, HostState, Resources, amounts
 from services.scheduler.store.placement import PendingClaim, claimed_by
 
 
 def resources(message: common_pb2.Resources) -> Resources:
-    return Resources(message.vcpus, message.memory_mb, message.disk_gb)
+    return amounts(message.vcpus, message.memory_mb, message.disk_gb)
 
 
 def resources_proto(value: Resources) -> common_pb2.Resources:
