@@ -287,24 +287,33 @@ class CacheKeeper:
     def nodes_changed(self, nodes: list[node_pb2.ComputeNode]) -> None:
         reports = []
         for node in nodes:
-            old = self.mirror.nodes.get(node.uuid)
-            if old is not None and (old.host, old.nodename) != (node.host, node.nodename):
-                self._node_drops[node.uuid] = old  # moved host (rebalance): old entry goes
             # Claims the report confirms (its instances name them) and claims the node
             # ended (instances built and deleted before any report named them): neither
             # counts on.
-            reports.append((convert.host_state(node), [*node.claim_ids, *node.released_claim_ids]))
-        for (state, ended), taken in zip(reports, self.mirror.put_nodes(reports), strict=True):
-            if not taken:
+            ended = [*node.claim_ids, *node.released_claim_ids]
+            old = self.mirror.nodes.get(node.uuid)
+            if old is not None and old.generation == node.generation:
+                # The report the mirror holds (listed again: a resync, a reconnect). The
+                # node service bumps the generation on every change, so only Redis, which
+                # may have lost it, needs it again.
+                self._queue_write(old, ended)
                 continue
-            # A newer report of the node replaces the write still queued, but the claims
-            # the older one ended stay ended.
-            queued = self._node_writes.get(state.node_uuid)
-            if queued is not None:
-                ended = list(dict.fromkeys([*queued[1], *ended]))
-            self._node_writes[state.node_uuid] = (state, ended)
-        if reports:
+            if old is not None and (old.host, old.nodename) != (node.host, node.nodename):
+                self._node_drops[node.uuid] = old  # moved host (rebalance): old entry goes
+            reports.append((convert.host_state(node), ended))
+        for (state, ended), taken in zip(reports, self.mirror.put_nodes(reports), strict=True):
+            if taken:
+                self._queue_write(state, ended)
+        if nodes:
             self._wake()
+
+    def _queue_write(self, state: HostState, ended: list[str]) -> None:
+        # A newer report of the node replaces the write still queued, but the claims the
+        # older one ended stay ended.
+        queued = self._node_writes.get(state.node_uuid)
+        if queued is not None:
+            ended = list(dict.fromkeys([*queued[1], *ended]))
+        self._node_writes[state.node_uuid] = (state, ended)
 
     def node_deleted(self, node: node_pb2.ComputeNode) -> None:
         state = self.mirror.nodes.get(node.uuid)
