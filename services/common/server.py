@@ -12,10 +12,10 @@ from typing import Any, Protocol
 import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from services.common import auth, interceptors
 from services.common.listeners import StartupError, is_loopback, require_credentials, require_free
+from services.common.reflection import serve_reflection
 from services.common.settings import CommonSettings
 from services.common.workers import this_worker
 
@@ -101,8 +101,7 @@ def build_server(
         register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
+    serve_reflection(server, [*spec.service_names, health.SERVICE_NAME])
     credentials = _credentials(settings)
     try:
         if credentials is None:
