@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Berth with its development tools
 
-run: $(STAMP) ## Run Berth on this machine (embedded defaults; Ctrl-C stops it)
-	$(VENV)/bin/berth up
+run: $(STAMP) ## Run Berth on this machine (embedded defaults; Ctrl-C stops it; options: ARGS=--no-fleet)
+	$(VENV)/bin/berth up $(ARGS)
 
 test: $(STAMP) ## Run the test suite (unit, integration on SQLite/PostgreSQL/MariaDB)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -626,3 +626,19 @@ def test_a_redis_port_in_use_is_reported_before_anything_starts(tmp_path, monkey
 )
 def test_a_redis_password_is_never_printed(url, shown):
     assert up.hide_password(url) == shown
+
+
+def test_the_banner_says_how_to_type_berth_when_it_is_not_on_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "berth").touch()
+    hint = up.path_hint(str(venv / "berth"), None)
+    assert hint == (
+        "berth is not on your PATH: in another terminal, run `. .venv/bin/activate` first "
+        "(or type .venv/bin/berth)"
+    )
+    # On PATH (an activated virtualenv, or installed): nothing to say.
+    assert up.path_hint(str(venv / "berth"), str(venv / "berth")) is None
+    # Another program (tests call up() from python): nothing to say either.
+    assert up.path_hint("/usr/bin/python3", None) is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -411,6 +412,9 @@ def _print_ready(
         print(f"  {child.name:<{width}}  {child.address:<15}  log: {child.log_path}", file=out)
     addresses = {child.spec.name: child.address for child in children if child.agent is None}
     registry = addresses.get("registry")
+    hint = path_hint(sys.argv[0], shutil.which("berth"))
+    if hint:
+        print(f"\n{hint}", file=out)
     if registry:
         print(
             f"\ntry: berth service-list / berth host-list / grpcurl -plaintext {registry} list",
@@ -422,6 +426,21 @@ def _print_ready(
             also.append(f"berth host-describe {fleet[0].host}")
         print("     " + " / ".join(also), file=out)
     print("Ctrl-C stops everything.", file=out, flush=True)
+
+
+def path_hint(running: str, on_path: str | None) -> str | None:
+    """How to type `berth` in another terminal, when the `berth` running is not the one on
+    PATH (`make run` runs .venv/bin/berth without activating the virtualenv)."""
+    program = Path(running)
+    if program.name != "berth" or (on_path and Path(on_path).resolve() == program.resolve()):
+        return None
+    where = os.path.relpath(program.parent)
+    if where.startswith(".."):
+        where = str(program.parent.resolve())
+    return (
+        f"berth is not on your PATH: in another terminal, run `. {where}/activate` first "
+        f"(or type {where}/berth)"
+    )
 
 
 def hide_password(url: str) -> str:
