@@ -55,6 +55,7 @@ class Harness:
             registry_port=50051,
             redis_url=None,
             redis_port=0,
+            metrics_port_base=0,
         )
         self.out, self.err = io.StringIO(), io.StringIO()
         self.interrupt_when_supervising = True
@@ -642,3 +643,43 @@ def test_the_banner_says_how_to_type_berth_when_it_is_not_on_path(tmp_path, monk
     assert up.path_hint(str(venv / "berth"), str(venv / "berth")) is None
     # Another program (tests call up() from python): nothing to say either.
     assert up.path_hint("/usr/bin/python3", None) is None
+
+
+NODE = up.ServiceSpec("node", "json", 50052, "node.sqlite3")
+
+
+def test_each_process_gets_its_own_metrics_port_from_the_base(tmp_path):
+    harness = Harness(tmp_path, FakeProcess())
+    harness.args.node_port = 50052
+    harness.args.metrics_port_base = 9300
+    harness.run(specs=(REGISTRY, NODE))
+    listens = [env.get("BERTH_METRICS_LISTEN") for _, env, _ in harness.spawned]
+    assert listens == ["127.0.0.1:9300", "127.0.0.1:9301"]
+    assert "metrics: http://127.0.0.1:9301/metrics" in harness.out.getvalue()
+
+
+def test_an_inherited_metrics_listen_becomes_the_base_never_a_shared_port(tmp_path):
+    harness = Harness(tmp_path, FakeProcess())
+    harness.args.node_port = 50052
+    harness.run(
+        specs=(REGISTRY, NODE), base_env={"PATH": "/usr/bin", "BERTH_METRICS_LISTEN": ":9400"}
+    )
+    listens = [env.get("BERTH_METRICS_LISTEN") for _, env, _ in harness.spawned]
+    assert listens == ["127.0.0.1:9400", "127.0.0.1:9401"]
+
+
+def test_a_taken_metrics_port_stops_the_start_with_one_line(tmp_path):
+    harness = Harness(tmp_path, FakeProcess())
+    harness.args.metrics_port_base = 9300
+    assert harness.run(port_free=lambda port: port != 9300) == 1
+    assert harness.err.getvalue().strip() == (
+        "metrics port 9300 is in use; pick another base with --metrics-port-base "
+        "(one port per process, 1 from there)"
+    )
+    assert harness.spawned == []
+
+
+def test_without_a_base_no_child_serves_metrics(tmp_path):
+    harness = Harness(tmp_path, FakeProcess())
+    harness.run()
+    assert all("BERTH_METRICS_LISTEN" not in env for _, env, _ in harness.spawned)

@@ -87,6 +87,7 @@ class Child:
     log_path: Path
     process: Process
     agent: AgentSpec | None = None  # set for a compute agent of the fleet
+    metrics: str = ""  # where it serves /metrics, if it does
 
     @property
     def name(self) -> str:
@@ -119,6 +120,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         default=0,
         metavar="PORT",
         help="Port of the embedded Redis on 127.0.0.1 (default: a free one).",
+    )
+    p.add_argument(
+        "--metrics-port-base",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="Serve Prometheus metrics on 127.0.0.1: the registry on PORT, the node service "
+        "on PORT+1, the scheduler on PORT+2, the agents on the ports after (default: off, "
+        "or the port of $BERTH_METRICS_LISTEN).",
     )
     p.add_argument(
         "--no-fleet",
@@ -267,6 +277,26 @@ def up(
                 file=err,
             )
             return 1
+    env = os.environ if base_env is None else base_env
+    # One metrics port per process: the same BERTH_METRICS_LISTEN in every child would
+    # have them all fight over one port.
+    metrics_base = args.metrics_port_base or metrics_port(env.get("BERTH_METRICS_LISTEN", ""))
+    env = {k: v for k, v in env.items() if k != "BERTH_METRICS_LISTEN"}
+    metrics_ports = list(range(metrics_base, metrics_base + len(specs) + len(fleet)))
+    for port in metrics_ports if metrics_base else []:
+        if not port_free(port):
+            print(
+                f"metrics port {port} is in use; pick another base with --metrics-port-base "
+                f"(one port per process, {len(metrics_ports)} from there)",
+                file=err,
+            )
+            return 1
+    metrics_left = iter(metrics_ports if metrics_base else [])
+
+    def metrics_env() -> dict[str, str]:
+        port = next(metrics_left, None)
+        return {"BERTH_METRICS_LISTEN": f"127.0.0.1:{port}"} if port else {}
+
     data_dir = Path(args.data_dir).expanduser().resolve()
     try:
         (data_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -274,7 +304,6 @@ def up(
         print(f"cannot create {data_dir / 'logs'}: {exc.strerror} (see --data-dir)", file=err)
         return 1
     host = args.host or socket.gethostname()
-    env = os.environ if base_env is None else base_env
 
     children: list[Child] = []
     redis: RedisServer | None = None
@@ -291,17 +320,33 @@ def up(
             redis_url = redis.url
         for spec in specs:
             log_path = data_dir / "logs" / f"{spec.name}.log"
-            child_env = service_env(
-                spec, ports=ports, data_dir=data_dir, host=host, base=env, redis_url=redis_url
+            child_env = (
+                service_env(
+                    spec, ports=ports, data_dir=data_dir, host=host, base=env, redis_url=redis_url
+                )
+                | metrics_env()
             )
             print(f"starting {spec.name}: output goes to {log_path}", file=out, flush=True)
             child = Child(
-                spec, f"127.0.0.1:{ports[spec.name]}", log_path, spawn(spec, child_env, log_path)
+                spec,
+                f"127.0.0.1:{ports[spec.name]}",
+                log_path,
+                spawn(spec, child_env, log_path),
+                metrics=child_env.get("BERTH_METRICS_LISTEN", ""),
             )
             children.append(child)
             if not _wait_ready(child, err, probe=probe, sleep=sleep, clock=clock):
                 return 1
-        agents = _start_fleet(fleet, ports, data_dir, env, out, spawn=spawn, pick_port=pick_port)
+        agents = _start_fleet(
+            fleet,
+            ports,
+            data_dir,
+            env,
+            out,
+            spawn=spawn,
+            pick_port=pick_port,
+            extra_env=metrics_env,
+        )
         children.extend(agents)
         # The agents start together and are waited for one after the other.
         for child in agents:
@@ -325,6 +370,7 @@ def _start_fleet(
     *,
     spawn: Callable[[ServiceSpec, Mapping[str, str], Path], Process],
     pick_port: Callable[[], int],
+    extra_env: Callable[[], dict[str, str]] = dict,
 ) -> list[Child]:
     """Spawn one compute agent per AgentSpec, each on a free port with a data dir of its own."""
     agents: list[Child] = []
@@ -337,14 +383,17 @@ def _start_fleet(
         address = f"127.0.0.1:{port}"
         agent_dir = data_dir / "agents" / agent.host
         agent_dir.mkdir(parents=True, exist_ok=True)
-        child_env = agent_env(
-            agent,
-            listen=address,
-            data_dir=agent_dir,
-            registry_url=f"127.0.0.1:{ports['registry']}",
-            node_url=f"127.0.0.1:{ports['node']}" if "node" in ports else "",
-            base=env,
-            scheduler_url=f"127.0.0.1:{ports['scheduler']}" if "scheduler" in ports else None,
+        child_env = (
+            agent_env(
+                agent,
+                listen=address,
+                data_dir=agent_dir,
+                registry_url=f"127.0.0.1:{ports['registry']}",
+                node_url=f"127.0.0.1:{ports['node']}" if "node" in ports else "",
+                base=env,
+                scheduler_url=f"127.0.0.1:{ports['scheduler']}" if "scheduler" in ports else None,
+            )
+            | extra_env()
         )
         spec = ServiceSpec(agent.host, COMPUTE_MODULE, port)
         log_path = data_dir / "logs" / f"{agent.host}.log"
@@ -354,7 +403,8 @@ def _start_fleet(
             flush=True,
         )
         process = spawn(spec, child_env, log_path)
-        agents.append(Child(spec, address, log_path, process, agent=agent))
+        metrics = child_env.get("BERTH_METRICS_LISTEN", "")
+        agents.append(Child(spec, address, log_path, process, agent=agent, metrics=metrics))
     return agents
 
 
@@ -411,7 +461,11 @@ def _print_ready(
     elif redis_url:
         print(f"  {'redis':<{width}}  {hide_password(redis_url)}  (--redis-url)", file=out)
     for child in children:
-        print(f"  {child.name:<{width}}  {child.address:<15}  log: {child.log_path}", file=out)
+        metrics = f"  metrics: http://{child.metrics}/metrics" if child.metrics else ""
+        print(
+            f"  {child.name:<{width}}  {child.address:<15}  log: {child.log_path}{metrics}",
+            file=out,
+        )
     addresses = {child.spec.name: child.address for child in children if child.agent is None}
     registry = addresses.get("registry")
     hint = path_hint(sys.argv[0], shutil.which("berth"))
@@ -428,6 +482,12 @@ def _print_ready(
             also.append(f"berth host-describe {fleet[0].host}")
         print("     " + " / ".join(also), file=out)
     print("Ctrl-C stops everything.", file=out, flush=True)
+
+
+def metrics_port(listen: str) -> int:
+    """The port of a BERTH_METRICS_LISTEN value ("host:port"), 0 when unset or unreadable."""
+    _, _, port = listen.rpartition(":")
+    return int(port) if port.isdigit() else 0
 
 
 def path_hint(running: str, on_path: str | None) -> str | None:
