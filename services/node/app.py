@@ -13,10 +13,12 @@ from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from services.common import auth, db
+from services.common.metrics import register_collector
 from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, build_server
 from services.node.events import NodeFeed, node_feed
+from services.node.metrics import NodeResources
 from services.node.nodes import Nodes
 from services.node.ownership import ComputeLiveness
 from services.node.reports import Clock, SnapshotWriter
@@ -97,7 +99,10 @@ async def start_node_service(
     liveness = ComputeLiveness(settings)
     writer = SnapshotWriter(sessions, feed, liveness, clock, max_batch=settings.snapshot_batch)
     stopping = asyncio.Event()
-    servicer = NodeServicer(Nodes(sessions, feed, clock), writer, feed, stopping)
+    nodes = Nodes(sessions, feed, clock)
+    servicer = NodeServicer(nodes, writer, feed, stopping)
+    resources = NodeResources()
+    feed.add_listener(resources.latest.on_event)
     spec = ServiceSpec(
         registrars=[lambda s: node_pb2_grpc.add_NodeServiceServicer_to_server(servicer, s)],
         service_names=SERVICE_NAMES,
@@ -108,6 +113,9 @@ async def start_node_service(
     server, port, health = build_server(settings, spec)
     await feed.start()
     writer.start()
+    _, listed = await nodes.read_listing()
+    resources.latest.loaded(listed)
+    register_collector("nodes", resources)
     await server.start()
     service = NodeService(server, port, engine, feed, writer, liveness, health, stopping)
     if report_self:

@@ -220,7 +220,7 @@ class Nodes:
         if events:
             await repo.CHANGES.add_many(session, events, now)
 
-    async def _read_listing(self) -> tuple[int, list[node_pb2.ComputeNode]]:
+    async def read_listing(self) -> tuple[int, list[node_pb2.ComputeNode]]:
         async with self._sessions() as session, session.begin():
             revision, _ = await repo.CHANGES.state(session, lock=True)
             return revision, await self.protos(session, await repo.list_nodes(session, limit=None))
@@ -228,7 +228,7 @@ class Nodes:
     async def listing(self, batch: int = 0) -> AsyncIterator[node_pb2.WatchComputeNodesResponse]:
         """Every live node at one revision as ADDED (one per event, or `batch` per event),
         then SYNCED at that revision."""
-        revision, protos = await db.uncancelled(self._read_listing())
+        revision, protos = await db.uncancelled(self.read_listing())
         added = common_pb2.EVENT_TYPE_ADDED
         if batch:
             for chunk in changefeed.chunks(protos, batch):

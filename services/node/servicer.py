@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 
-from berth.client.errors import InvalidArgument
+from berth.client.errors import BerthError, InvalidArgument
 from berth.v1 import node_pb2, node_pb2_grpc
 
 from services.common import auth, changefeed, validation
 from services.node.events import NodeFeed
+from services.node.metrics import SNAPSHOTS
 from services.node.nodes import Nodes
 from services.node.reports import SnapshotWriter
 from services.node.snapshots import validate
@@ -25,11 +26,17 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self._stopping = stopping
 
     async def ReportSnapshot(self, request, context):
-        if not request.HasField("snapshot"):
-            raise InvalidArgument.field("snapshot", "must be set")
-        report = validate(request.snapshot)
-        auth.require_host(report.host)  # an agent reports only for its own host
-        return await self._writer.submit(report)
+        try:
+            if not request.HasField("snapshot"):
+                raise InvalidArgument.field("snapshot", "must be set")
+            report = validate(request.snapshot)
+            auth.require_host(report.host)  # an agent reports only for its own host
+            answer = await self._writer.submit(report)
+        except BerthError as exc:
+            SNAPSHOTS.labels(exc.reason.lower()).inc()
+            raise
+        SNAPSHOTS.labels("changed" if answer.changed else "unchanged").inc()
+        return answer
 
     async def ListComputeNodes(self, request, context):
         host = validation.name("host", request.host, required=False)

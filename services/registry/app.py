@@ -15,10 +15,12 @@ from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from services.common import auth, db
+from services.common.metrics import register_collector
 from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, build_server
 from services.common.supervise import supervised
+from services.registry import metrics
 from services.registry.agent_link import AgentLink
 from services.registry.aggregates import Aggregates
 from services.registry.events import ServiceFeed, service_feed
@@ -140,6 +142,8 @@ async def start_registry(
     aggregates = Aggregates(sessions, liveness, feed, services)
     heartbeats = HeartbeatBatcher(engine, sessions, liveness, settings.report_interval)
     feed.add_listener(heartbeats.on_event)
+    service_states = metrics.ServiceStates()
+    feed.add_listener(service_states.latest.on_event)
     stopping = asyncio.Event()
     registry_servicer = RegistryServicer(
         sessions,
@@ -175,6 +179,9 @@ async def start_registry(
     server, port, health = build_server(settings, spec)
     await feed.start()
     heartbeats.start()
+    _, listed, _ = await registry_servicer.read_listing()
+    service_states.latest.loaded(listed)
+    register_collector("services", service_states)
     await server.start()
     registry = Registry(
         server,

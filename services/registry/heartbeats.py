@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from berth.client.errors import NotFound, Unavailable
+from berth.client.errors import BerthError, NotFound, Unavailable
 from berth.v1 import common_pb2, registry_pb2
 from google.protobuf.duration_pb2 import Duration
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.common import auth
 from services.common.supervise import supervised
 from services.registry.liveness import Liveness
+from services.registry.metrics import HEARTBEATS
 from services.registry.store import repository as repo
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,12 @@ class HeartbeatBatcher:
             await self._flush()
 
     async def beat(self, service_uuid: str) -> registry_pb2.HeartbeatResult:
-        known = self._known.get(service_uuid) or await self._load(service_uuid)
-        auth.require_host(known.host)
+        try:
+            known = self._known.get(service_uuid) or await self._load(service_uuid)
+            auth.require_host(known.host)
+        except BerthError as exc:
+            HEARTBEATS.labels(exc.reason.lower()).inc()  # refused: why
+            raise
         now = self._liveness.clock()
         if self._pending_since is None:
             self._pending_since = now
@@ -87,6 +92,7 @@ class HeartbeatBatcher:
         done = self._done
         self._wake.set()
         await asyncio.shield(done)
+        HEARTBEATS.labels("stored").inc()
         result = registry_pb2.HeartbeatResult(
             service_uuid=service_uuid,
             report_count=known.report_count,

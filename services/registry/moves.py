@@ -37,8 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import paging
 from services.common.backoff import Backoff
-from services.common.metrics import MAINTENANCE_MOVES
 from services.registry.agent_link import AgentLink
+from services.registry.metrics import MAINTENANCE_MOVES
 from services.registry.node_link import NodeLink
 from services.registry.scheduler_link import SchedulerLink
 from services.registry.store import maintenance as store

@@ -101,7 +101,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def _listing(self, batch: int = 0) -> AsyncIterator[registry_pb2.WatchServicesResponse]:
         """Every live service and aggregate at one revision (one per event, or `batch` per
         event), then SYNCED at that revision."""
-        revision, services, aggregates = await db.uncancelled(self._read_listing())
+        revision, services, aggregates = await db.uncancelled(self.read_listing())
         added = common_pb2.EVENT_TYPE_ADDED
         Response = registry_pb2.WatchServicesResponse
         if batch:
@@ -118,7 +118,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             type=common_pb2.EVENT_TYPE_SYNCED, revision=revision
         )
 
-    async def _read_listing(
+    async def read_listing(
         self,
     ) -> tuple[int, list[registry_pb2.Service], list[registry_pb2.Aggregate]]:
         async with self._sessions() as session, session.begin():

@@ -10,6 +10,7 @@ from grpc import aio
 from redis.asyncio import Redis
 
 from services.common import auth
+from services.common.metrics import register_collector
 from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, StartupError, build_server
@@ -17,6 +18,7 @@ from services.common.workers import this_worker
 from services.scheduler.filters import build_filters
 from services.scheduler.groups import ServerGroups
 from services.scheduler.keeper import CacheKeeper
+from services.scheduler.metrics import CacheState
 from services.scheduler.mirror import Mirror
 from services.scheduler.selector import Selector
 from services.scheduler.servicer import SchedulerServicer
@@ -82,6 +84,7 @@ async def start_scheduler(
         translators=(unavailable_redis,),
     )
     server, port, health = build_server(settings, spec)
+    register_collector("scheduler-cache", CacheState(keeper))
     await keeper.start()
     await server.start()
     scheduler = Scheduler(server, port, health, keeper, store, mirror, selector)

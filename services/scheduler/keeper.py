@@ -183,6 +183,7 @@ class CacheKeeper:
         self._claims_dirty: set[str] = set()
         self._claims_event = asyncio.Event()
         self._reread_all = False  # every node with claims is dirty (see _reread_claims)
+        self.last_change = time.monotonic()  # when a watch last changed the cache
         self._tasks: list[asyncio.Task[Any]] = []
         self._resync_lock = asyncio.Lock()
         self.ready = asyncio.Event()
@@ -343,6 +344,7 @@ class CacheKeeper:
         self._wake()
 
     def _wake(self) -> None:
+        self.last_change = time.monotonic()
         self._idle.clear()
         self._dirty.set()
 

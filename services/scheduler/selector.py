@@ -33,6 +33,7 @@ from services.scheduler.filters.base import HostFilter
 from services.scheduler.filters.runner import FilterRun
 from services.scheduler.groups import ServerGroups
 from services.scheduler.hoststate import HostState, Resources
+from services.scheduler.metrics import CLAIM_CONFLICTS
 from services.scheduler.mirror import Mirror
 from services.scheduler.request import GroupPolicy, Request
 from services.scheduler.settings import SchedulerSettings
@@ -248,6 +249,7 @@ class Selector:
                 self.mirror.remove_claims([tentative.claim_id])
                 refused = True
                 if isinstance(result, ClaimRefused):
+                    CLAIM_CONFLICTS.inc()
                     self.mirror.refused(state.node_uuid, result)
                     candidates.refused.add(row)
                 elif state.node_uuid in repaired or not await self._repair(state.node_uuid):
@@ -464,6 +466,7 @@ class Selector:
                 self.mirror.add_claim(result)
                 return result
             if isinstance(result, ClaimRefused):
+                CLAIM_CONFLICTS.inc()
                 self.mirror.refused(state.node_uuid, result)
                 log.debug(
                     "claim on %s/%s refused (%s); trying the next node",

@@ -5,15 +5,16 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
-from berth.client.errors import InvalidArgument, Unavailable
+from berth.client.errors import InvalidArgument, ResourceExhausted, Unavailable
 from berth.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 from services.common import paging, validation
 from services.scheduler import convert
 from services.scheduler.keeper import CacheKeeper
+from services.scheduler.metrics import FILTER_REJECTIONS, PLACEMENTS
 from services.scheduler.mirror import Mirror
 from services.scheduler.request import Request
-from services.scheduler.selector import Selector
+from services.scheduler.selector import NO_VALID_HOST, Selector
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.store.placement import PlacementStore
 from services.scheduler.validate import claim_ids, request_from_spec
@@ -55,7 +56,16 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def SelectDestinations(self, request, context):
         spec = self._request(request)
         self._require_ready()
-        placements = await self._selector.select(spec)
+        try:
+            placements = await self._selector.select(spec)
+        except ResourceExhausted as exc:
+            if exc.reason == NO_VALID_HOST:
+                PLACEMENTS.labels("no_valid_host").inc()
+                for name, count in exc.metadata.items():
+                    if name not in ("nodes", "placed"):
+                        FILTER_REJECTIONS.labels(name).inc(int(count))
+            raise
+        PLACEMENTS.labels("placed").inc(len(placements))
         return scheduler_pb2.SelectDestinationsResponse(
             selections=[
                 scheduler_pb2.Selection(
