@@ -102,3 +102,19 @@ def _methods(described: str) -> list[str]:
     return sorted(
         line.split()[1] for line in described.splitlines() if line.strip().startswith("rpc ")
     )
+
+
+def test_berth_health_answers_for_every_server_as_a_container_health_check_would(stack):
+    every = list(stack.servers.values())
+    done = subprocess.run(
+        [str(BIN / "berth"), "health", *every], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(": serving") == len(every) == 6  # 3 services, 3 agents
+    dead = subprocess.run(
+        [str(BIN / "berth"), "health", stack.registry, "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dead.returncode == 1 and "127.0.0.1:1: not serving" in dead.stdout

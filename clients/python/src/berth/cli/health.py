@@ -1,9 +1,15 @@
 """Is a Berth server up? grpc.health.v1 Check, without the grpcio-health-checking
-dependency (the client package does not need it)."""
+dependency (the client package does not need it); `berth health` for container health
+checks and scripts."""
 
 from __future__ import annotations
 
+import argparse
+from typing import Any
+
 import grpc
+
+from berth.cli.output import Output
 
 SERVING = 1  # grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
 
@@ -50,3 +56,26 @@ def health_status(address: str, timeout: float = 1.0) -> int:
             return int(check(None, timeout=timeout))
         except grpc.RpcError:
             return 0
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "health",
+        parents=[common],
+        help="Exit 0 when every named server answers SERVING (a container's health check).",
+        description="Asks grpc.health.v1 Check of each ADDRESS (default: the registry); "
+        "public, so no token is needed. Exits 1 naming each server that is not serving.",
+    )
+    p.add_argument("addresses", nargs="*", metavar="ADDRESS", help="host:port of a server")
+    p.add_argument("--timeout-each", type=float, default=2.0, metavar="SECONDS")
+    p.set_defaults(func=health_command, client=None)
+
+
+def health_command(_client: None, args: argparse.Namespace, out: Output) -> int:
+    addresses = [a.removeprefix("grpc://") for a in args.addresses or [args.registry]]
+    failing = [a for a in addresses if health_status(a, args.timeout_each) != SERVING]
+    for address in addresses:
+        out.note(f"{address}: {'not serving' if address in failing else 'serving'}")
+    if args.json:
+        out.json({address: address not in failing for address in addresses})
+    return 1 if failing else 0

@@ -14,6 +14,7 @@ from berth import __version__
 from berth.cli import (
     agent,
     aggregates,
+    health,
     host_update,
     hosts,
     hypervisors,
@@ -81,6 +82,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     aggregates.add_commands(sub, common)
     up.add_commands(sub, common)
     agent.add_commands(sub, common)
+    health.add_commands(sub, common)
     for subparser in sub.choices.values():
         # Commands report bad combinations through their own parser's usage line.
         subparser.set_defaults(subparser=subparser)
