@@ -34,12 +34,24 @@ class NodeResources(Collector):
     def collect(self) -> Iterator[Metric]:
         labels = ["host", "node", "resource"]
         families = {
-            name: GaugeMetricFamily(f"berth_node_resource_{name}", text, labels=labels)
-            for name, text in (
-                ("total", "What the node has, by Placement resource class."),
-                ("used", "What the node reports in use (instances plus reserved amounts)."),
-                ("reserved", "What the node holds back for its host."),
-                ("allocation_ratio", "How far the node's resource may be over-committed."),
+            name: GaugeMetricFamily(metric, text, labels=labels)
+            for name, metric, text in (
+                ("total", "berth_node_resource_total", "What the node has, by resource class."),
+                (
+                    "used",
+                    "berth_node_resource_used",
+                    "What the node reports in use (instances plus reserved amounts).",
+                ),
+                (
+                    "reserved",
+                    "berth_node_resource_reserved",
+                    "What the node holds back for its host.",
+                ),
+                (
+                    "allocation_ratio",
+                    "berth_node_resource_allocation_ratio",
+                    "How far the node's resource may be over-committed.",
+                ),
             )
         }
         for node in self.latest.values():

@@ -5,6 +5,9 @@ to Redis, the registry and the node service with a token of its own."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import json
+import re
 import socket
 from pathlib import Path
 
@@ -199,3 +202,101 @@ async def test_the_compose_settings_start_a_registry_and_node_service_that_work_
         if registry is not None:
             await registry.stop(0)
         await node_service.stop(0)
+
+
+# --- what an operator needs from the file (checked without Docker) ----------------------
+
+BERTH_MODULES = {
+    "services.registry": "RegistrySettings",
+    "services.node": "NodeSettings",
+    "services.scheduler": "SchedulerSettings",
+    "services.compute": "ComputeSettings",
+}
+# What the `berth` CLI reads from its environment (clients/python/src/berth/cli/main.py).
+CLI_SETTINGS = {"BERTH_REGISTRY_URL", "BERTH_NODE_URL", "BERTH_SCHEDULER_URL", "BERTH_TOKEN"}
+
+
+def _berth_services(compose: dict) -> dict[str, dict]:
+    return {name: s for name, s in compose["services"].items() if "build" in s}
+
+
+def _settings_of(module: str) -> set[str]:
+    settings = importlib.import_module(f"{module}.settings")
+    cls = getattr(settings, BERTH_MODULES[module])
+    return {f"BERTH_{name.upper()}" for name in cls.model_fields}
+
+
+def test_every_service_has_a_health_check_and_waits_for_healthy_dependencies(compose):
+    services = compose["services"]
+    for name, service in services.items():
+        check = service.get("healthcheck", {})
+        if name in ("prometheus", "grafana", "cli"):
+            continue
+        assert check.get("test"), f"{name} has no health check"
+        if name in _berth_services(compose):
+            assert check["test"][:3] == ["CMD", "berth", "health"], name
+            port = check["test"][3].rsplit(":", 1)[1]
+            assert service["environment"]["BERTH_LISTEN"].endswith(f":{port}"), name
+    for name, service in services.items():
+        needs = service.get("depends_on") or {}
+        for needed in needs:
+            how = needs[needed] if isinstance(needs, dict) else {}
+            if "healthcheck" in services[needed]:
+                assert how.get("condition") == "service_healthy", f"{name} -> {needed}"
+
+
+def test_every_variable_is_a_real_setting_and_every_command_a_real_program(compose):
+    for name, service in _berth_services(compose).items():
+        command = service["command"]
+        env = set(service.get("environment", {}))
+        if command[:2] == ["python", "-m"]:
+            assert command[2] in BERTH_MODULES, name
+            unknown = env - _settings_of(command[2])
+        else:
+            assert command[0] == "berth", name
+            unknown = env - CLI_SETTINGS
+        assert not unknown, f"{name}: no such setting {sorted(unknown)}"
+
+
+def test_redis_keeps_its_data_and_no_port_collides_with_node_exporter(compose):
+    redis = compose["services"]["redis"]
+    volume = redis["volumes"][0].split(":")[0]
+    assert volume in compose["volumes"] and "--appendonly" in redis["command"]
+    published = [
+        str(port).split(":")[-2] if str(port).count(":") else str(port)
+        for service in compose["services"].values()
+        for port in service.get("ports", [])
+    ]
+    assert "9100" not in published, published
+
+
+def test_prometheus_scrapes_every_berth_process_where_it_serves_metrics(compose):
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    targets = {
+        t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
+    }
+    expected = {
+        f"{name}:{service['environment']['BERTH_METRICS_LISTEN'].rsplit(':', 1)[1]}"
+        for name, service in _berth_services(compose).items()
+        if "BERTH_METRICS_LISTEN" in service.get("environment", {})
+    }
+    assert targets == expected
+    assert len(expected) == 6  # registry, node, scheduler, three agents
+
+
+def test_the_dashboard_and_alerts_use_only_metrics_berth_serves():
+    declared = set()
+    for source in (ROOT / "services").rglob("*.py"):
+        declared.update(re.findall(r'"(berth_[a-z_]+)"', source.read_text()))
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "berth.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    alerts = yaml.safe_load((ROOT / "deploy" / "alerts.yml").read_text())
+    exprs += [rule["expr"] for group in alerts["groups"] for rule in group["rules"]]
+    used = {
+        re.sub(r"_(bucket|sum|count)$", "", m)
+        for e in exprs
+        for m in re.findall(r"berth_[a-z_]+", e)
+    }
+    missing = {m for m in used if m not in declared}
+    assert not missing, missing
+    assert len(used) >= 12
