@@ -50,7 +50,7 @@ chaos: $(STAMP) ## Only the fault-injection tests (kill -9, frozen databases, lo
 migrations-check: $(STAMP) ## Models equal migrations (alembic check on a scratch SQLite)
 	$(PY) -m pytest -q tests/integration/test_migrations.py -k sqlite
 
-check: lint proto-check test ## Everything CI runs
+check: lint typecheck proto-check test ## Everything CI runs
 
 bench: $(STAMP) ## Benchmarks (not tests): heartbeats/s, snapshots/s, placements/s
 	$(PY) bench/heartbeats.py $(BENCH_ARGS)

@@ -108,7 +108,7 @@ class ChangeLog:
         """(current revision, compacted revision); `lock` holds writers off for a listing."""
         counter = self.counter
         query = select(counter.revision, counter.compacted).where(counter.id == 1)
-        if lock and session.bind.dialect.name != "sqlite":
+        if lock and session.get_bind().dialect.name != "sqlite":
             query = query.with_for_update(read=True)
         row = (await session.execute(query)).one()
         return int(row.revision), int(row.compacted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
 from sqlalchemy import MetaData
@@ -14,7 +15,7 @@ from services.common.db import create_engine
 def run_migrations(target_metadata: MetaData, version_table: str) -> None:
     config = context.config
     url = config.attributes["url"]
-    options = {
+    options: dict[str, Any] = {
         "target_metadata": target_metadata,
         "version_table": version_table,
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.

@@ -25,6 +25,11 @@ class Page:
     after: str | int | None
     size: int
 
+    @property
+    def after_id(self) -> int | None:
+        """`after` of a query ordered by an integer id."""
+        return None if self.after is None else int(self.after)
+
 
 def _fingerprint(query: tuple[object, ...]) -> str:
     return hashlib.sha256(repr(query).encode()).hexdigest()[:16]

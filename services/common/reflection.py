@@ -109,7 +109,7 @@ class ReflectionServicer:
                 message = _POOL.FindMessageTypeByName(wanted.containing_type)
                 extension = _POOL.FindExtensionByNumber(message, wanted.extension_number)
                 answer.file_descriptor_response.file_descriptor_proto.extend(
-                    _with_dependencies(extension.file)
+                    _with_dependencies(extension.file)  # type: ignore[attr-defined]  # upb has it, the stubs do not
                 )
             elif asked == "all_extension_numbers_of_type":
                 message = _POOL.FindMessageTypeByName(request.all_extension_numbers_of_type)

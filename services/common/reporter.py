@@ -104,7 +104,9 @@ class ServiceReporter:
         )
 
     async def _register(
-        self, stub: registry_pb2_grpc.RegistryServiceStub, metadata: tuple[tuple[str, str], ...]
+        self,
+        stub: registry_pb2_grpc.RegistryServiceAsyncStub,
+        metadata: tuple[tuple[str, str], ...],
     ) -> float:
         request = registry_pb2.RegisterServiceRequest(
             host=self._settings.host,
@@ -132,7 +134,7 @@ class ServiceReporter:
 
     async def _beat(
         self,
-        stub: registry_pb2_grpc.RegistryServiceStub,
+        stub: registry_pb2_grpc.RegistryServiceAsyncStub,
         metadata: tuple[tuple[str, str], ...],
         interval: float,
     ) -> None:
@@ -142,7 +144,7 @@ class ServiceReporter:
         try:
             while True:
                 await call.write(
-                    registry_pb2.HeartbeatStreamRequest(service_uuid=self.service_uuid)
+                    registry_pb2.HeartbeatStreamRequest(service_uuid=self.service_uuid or "")
                 )
                 response = await asyncio.wait_for(call.read(), timeout=max(interval, 5.0))
                 if response is aio.EOF:

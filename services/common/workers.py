@@ -108,9 +108,10 @@ class Supervisor:
             pid, status = _wait_any()
             if pid == 0:
                 break
-            index = next((i for i, p in self._workers.items() if p.pid == pid), None)
-            if index is None:
+            found = next((i for i, p in self._workers.items() if p.pid == pid), None)
+            if found is None:
                 continue
+            index = found
             code = os.waitstatus_to_exitcode(status)
             del self._workers[index]
             if self._stopping:

@@ -46,7 +46,7 @@ class ComputeManager:
         settings: ComputeSettings,
         driver: Driver,
         state: AgentState,
-        node_stub: node_pb2_grpc.NodeServiceStub | None,
+        node_stub: node_pb2_grpc.NodeServiceAsyncStub | None,
         metadata: tuple[tuple[str, str], ...] = (),
         *,
         clock: Clock = utcnow,

@@ -34,7 +34,7 @@ class SnapshotPusher:
 
     def __init__(
         self,
-        stub: node_pb2_grpc.NodeServiceStub,
+        stub: node_pb2_grpc.NodeServiceAsyncStub,
         metadata: tuple[tuple[str, str], ...],
         *,
         node_service: str,
@@ -146,7 +146,7 @@ class SnapshotPusher:
 
 
 async def delete_node(
-    stub: node_pb2_grpc.NodeServiceStub,
+    stub: node_pb2_grpc.NodeServiceAsyncStub,
     metadata: tuple[tuple[str, str], ...],
     nodename: str,
     node_uuid: str,

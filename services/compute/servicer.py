@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from berth.client.errors import InvalidArgument
 from berth.v1 import common_pb2, compute_pb2, compute_pb2_grpc, host_pb2
@@ -58,11 +59,14 @@ def build_request(request: compute_pb2.BuildInstanceRequest) -> InstanceRecord:
         server_group=validation.name(
             "instance.server_group", instance.server_group, required=False
         ),
-        group_policy=validation.enum(
-            "instance.group_policy",
-            instance.group_policy,
-            common_pb2.GroupPolicy,
-            allow_unspecified=True,
+        group_policy=cast(
+            "common_pb2.GroupPolicy.ValueType",
+            validation.enum(
+                "instance.group_policy",
+                instance.group_policy,
+                common_pb2.GroupPolicy,
+                allow_unspecified=True,
+            ),
         ),
         flavor_extra_specs=flavor_extra_specs(
             "instance.flavor_extra_specs", instance.flavor_extra_specs

@@ -20,7 +20,7 @@ def timestamp(value: datetime | None) -> Timestamp | None:
 
 
 def node(
-    row: Mapping[str, Any], claim_ids: Iterable[str] = (), instance_uuids: Iterable[str] = ()
+    row: Mapping[Any, Any], claim_ids: Iterable[str] = (), instance_uuids: Iterable[str] = ()
 ) -> node_pb2.ComputeNode:
     """A compute_nodes row (any mapping of its columns) as a ComputeNode, with the claim ids
     and uuids of the instances it reports (both sorted, so equal nodes read equal)."""
@@ -69,7 +69,7 @@ def node(
     return message
 
 
-def instance(row: Mapping[str, Any]) -> node_pb2.Instance:
+def instance(row: Mapping[Any, Any]) -> node_pb2.Instance:
     """A node_instances row joined with its node's `node_uuid`, `host` and `nodename`."""
     return node_pb2.Instance(
         uuid=row["uuid"],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from berth.v1 import node_pb2
+from typing import cast
+
+from berth.v1 import common_pb2, node_pb2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.changefeed import EventFeed
@@ -13,7 +15,8 @@ NodeFeed = EventFeed[node_pb2.WatchComputeNodesResponse]
 
 
 def decode(event: EventColumns) -> node_pb2.WatchComputeNodesResponse:
-    response = node_pb2.WatchComputeNodesResponse(type=event.type, revision=event.revision)
+    kind = cast("common_pb2.EventType.ValueType", event.type)
+    response = node_pb2.WatchComputeNodesResponse(type=kind, revision=event.revision)
     response.node.ParseFromString(event.payload)
     return response
 

@@ -295,7 +295,7 @@ def _digest(snapshot: node_pb2.ResourceSnapshot) -> str:
         copy = content.instances.add()
         copy.CopyFrom(instance)
         for name in ("node_uuid", "host", "nodename"):
-            copy.ClearField(name)
+            copy.ClearField(name)  # type: ignore[arg-type]  # each is a field of Instance
     return hashlib.blake2b(
         content.SerializeToString(deterministic=True), digest_size=16
     ).hexdigest()

@@ -63,7 +63,7 @@ class AgentLink:
 
     async def stub(
         self, host: str, *, require_up: bool = True
-    ) -> tuple[compute_pb2_grpc.ComputeAgentServiceStub, registry_pb2.Service]:
+    ) -> tuple[compute_pb2_grpc.ComputeAgentServiceAsyncStub, registry_pb2.Service]:
         """The host's agent stub and its service row. UNAVAILABLE (AGENT_DOWN, with the
         last-seen time) when it is down, or has no endpoint."""
         service = await self.compute_service(host)
@@ -90,7 +90,9 @@ class AgentLink:
     async def call(
         self,
         host: str,
-        method: Callable[[compute_pb2_grpc.ComputeAgentServiceStub], Callable[..., Awaitable[R]]],
+        method: Callable[
+            [compute_pb2_grpc.ComputeAgentServiceAsyncStub], Callable[..., Awaitable[R]]
+        ],
         request: Message,
         *,
         what: str,

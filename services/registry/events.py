@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from berth.v1 import registry_pb2
+from typing import cast
+
+from berth.v1 import common_pb2, registry_pb2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.changefeed import EventFeed
@@ -13,7 +15,8 @@ ServiceFeed = EventFeed[registry_pb2.WatchServicesResponse]
 
 
 def decode(event: EventColumns) -> registry_pb2.WatchServicesResponse:
-    response = registry_pb2.WatchServicesResponse(type=event.type, revision=event.revision)
+    kind = cast("common_pb2.EventType.ValueType", event.type)
+    response = registry_pb2.WatchServicesResponse(type=kind, revision=event.revision)
     if event.kind == "service":
         response.service.ParseFromString(event.payload)
     else:

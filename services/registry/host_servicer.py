@@ -37,11 +37,11 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
         query = ("hosts", zone)
         page = paging.read_page(request.page_size, request.page_token, query)
         rows: list[host_pb2.HostSummary] = []
-        after = page.after
+        after = page.after_id
         token = ""
         async with self._sessions() as session:
             while len(rows) < page.size:
-                batch = await repo.list_services(session, after_id=after, limit=page.size * 2)  # type: ignore[arg-type]
+                batch = await repo.list_services(session, after_id=after, limit=page.size * 2)
                 if not batch:
                     break
                 for row, proto in zip(

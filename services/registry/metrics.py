@@ -59,8 +59,8 @@ class ServiceStates(Collector):
             key = [service.binary, service.host, service.availability_zone]
             up.add_metric(key, 1.0 if service.up else 0.0)
             enabled.add_metric(key, 0.0 if service.disabled else 1.0)
-            state = ("up" if service.up else "down", "disabled" if service.disabled else "enabled")
-            counts[(service.binary, *state)] += 1
+            state = "up" if service.up else "down"
+            counts[(service.binary, state, "disabled" if service.disabled else "enabled")] += 1
         totals = GaugeMetricFamily(
             "berth_services",
             "Services by binary, state (up/down) and status (enabled/disabled).",

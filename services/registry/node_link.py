@@ -24,7 +24,7 @@ class NodeLink(PeerLink):
         }
     )
 
-    def _stub(self) -> node_pb2_grpc.NodeServiceStub:
+    def _stub(self) -> node_pb2_grpc.NodeServiceAsyncStub:
         return node_pb2_grpc.NodeServiceStub(self.channel)
 
     async def host_usage(self, host: str) -> node_pb2.GetHostUsageResponse:

@@ -28,7 +28,7 @@ class SchedulerLink(PeerLink):
     )
     deadline_s = 15.0
 
-    def _stub(self) -> scheduler_pb2_grpc.SchedulerServiceStub:
+    def _stub(self) -> scheduler_pb2_grpc.SchedulerServiceAsyncStub:
         return scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
 
     async def select(self, spec: scheduler_pb2.RequestSpec) -> scheduler_pb2.Selection:

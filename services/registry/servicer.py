@@ -76,8 +76,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         page = paging.read_page(request.page_size, request.page_token, query)
         async with self._sessions() as session:
             rows = await repo.list_services(
-                session, host=host, binary=binary, after_id=page.after, limit=page.size + 1
-            )  # type: ignore[arg-type]
+                session, host=host, binary=binary, after_id=page.after_id, limit=page.size + 1
+            )
             protos = await self._services.protos(session, rows[: page.size])
         return registry_pb2.ListServicesResponse(
             services=protos, next_page_token=paging.next_token(list(rows), page, "id", query)
@@ -107,8 +107,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         if batch:
             for chunk in changefeed.chunks(services, batch):
                 yield Response(type=added, revision=revision, services=chunk)
-            for chunk in changefeed.chunks(aggregates, batch):
-                yield Response(type=added, revision=revision, aggregates=chunk)
+            for group in changefeed.chunks(aggregates, batch):
+                yield Response(type=added, revision=revision, aggregates=group)
         else:
             for service in services:
                 yield Response(type=added, revision=revision, service=service)

@@ -81,7 +81,7 @@ class ServerGroups:
 
     async def _ask_node(
         self,
-        node: node_pb2_grpc.NodeServiceStub,
+        node: node_pb2_grpc.NodeServiceAsyncStub,
         name: str,
         request: node_pb2.ListNodeInstancesRequest,
     ) -> node_pb2.ListNodeInstancesResponse:

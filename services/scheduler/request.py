@@ -19,7 +19,7 @@ class GroupPolicy(Enum):
 
     @classmethod
     def from_proto(cls, value: int) -> GroupPolicy:
-        return _POLICIES.get(value, cls.NONE)
+        return _POLICIES.get(value, cls.NONE)  # type: ignore[call-overload]  # an int is a ValueType
 
 
 _POLICIES = {

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy.engine import CursorResult, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.changefeed import ChangeLog
@@ -20,8 +20,9 @@ from services.node.store.models import ComputeNode, Event, NodeInstance, Revisio
 
 CHANGES = ChangeLog(RevisionCounter, Event)
 
-NODES = ComputeNode.__table__
-INSTANCES = NodeInstance.__table__
+# The mapped classes' Tables (typed as such: `__table__` is declared a FromClause).
+NODES = cast(Table, ComputeNode.__table__)
+INSTANCES = cast(Table, NodeInstance.__table__)
 LIVE = NODES.c.deleted == 0
 
 # --- one node ---------------------------------------------------------------------------
@@ -48,8 +49,10 @@ async def node_by_key(
 
 
 async def insert_node(session: AsyncSession, values: Mapping[str, Any]) -> int:
-    result = await session.execute(insert(NODES).values(**values))
-    return int(result.inserted_primary_key[0])
+    result = cast(CursorResult[Any], await session.execute(insert(NODES).values(**values)))
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row always has one
+    return int(key[0])
 
 
 async def update_node(session: AsyncSession, node_id: int, values: Mapping[str, Any]) -> None:

@@ -146,6 +146,11 @@ def claim_event(keys: Keys, data: bytes | str) -> ClaimEvent:
     return ClaimEvent(replica, node_uuid)
 
 
+def _text(value: bytes | str | None) -> str:
+    """A Redis reply as text (this client answers bytes)."""
+    return value.decode() if isinstance(value, bytes) else value or ""
+
+
 def unavailable_redis(exc: BaseException) -> BerthError | None:
     """Error translator: an unreachable Redis is UNAVAILABLE, never INTERNAL."""
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
@@ -236,7 +241,7 @@ class PlacementStore:
         hosts = [host for _, _, host, _ in found]
         facts = await self.redis.hmget(self.keys.hosts, hosts) if hosts else []
         return [
-            (node_uuid, stored, (fact or b"").decode(), claims)
+            (node_uuid, stored, _text(fact), claims)
             for (node_uuid, stored, _, claims), fact in zip(found, facts, strict=True)
         ]
 
@@ -379,9 +384,9 @@ class PlacementStore:
         """(policy, member instance uuids, the affinity group's host or "") of a server
         group; ("", [], "") when it is new."""
         raw = await self.redis.hgetall(self.keys.group(name))
-        policy = raw.pop(b"policy", b"").decode()
-        host = raw.pop(b"host", b"").decode()
-        return policy, [k.decode() for k in raw], host
+        policy = _text(raw.pop(b"policy", b""))
+        host = _text(raw.pop(b"host", b""))
+        return policy, [_text(k) for k in raw], host
 
     async def hold_group_host(self, name: str, policy: str, host: str) -> str:
         """The host of an affinity group: `host` if the group has none yet (this member

@@ -46,7 +46,7 @@ def _varint(data: bytes, i: int) -> tuple[int, int]:
 def health_status(address: str, timeout: float = 1.0) -> int:
     """Ask the whole server (service "") how it is; 0 when it does not answer yet."""
     with grpc.insecure_channel(address) as channel:
-        check = channel.unary_unary(
+        check: grpc.UnaryUnaryMultiCallable[None, int] = channel.unary_unary(
             "/grpc.health.v1.Health/Check",
             # HealthCheckRequest{service: ""} has no set fields, so it encodes to no bytes.
             request_serializer=lambda _request: b"",

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import grpc
 
 from berth.client.channel import DEFAULT_TIMEOUT, open_channel, parse_target, translate_error
 
 Resp = TypeVar("Resp")
+Stub = TypeVar("Stub")
 
 
-class BaseClient:
-    """Owns (or borrows) one channel; subclasses add stubs and typed methods."""
+class BaseClient(Generic[Stub]):
+    """Owns (or borrows) one channel; subclasses name their generated stub
+    (`class RegistryClient(BaseClient[RegistryServiceStub])`) and add typed methods."""
 
     # Named in error sentences: "cannot reach the registry at 127.0.0.1:50051: ...".
     server_name = "server"
     # The generated stub class this client wraps; subclasses set it.
-    stub_class: Any = None
+    stub_class: Callable[[grpc.Channel], Stub]
 
     def __init__(
         self,
@@ -33,7 +35,7 @@ class BaseClient:
         self.target = target
         self.timeout = timeout
         self._owns_channel = owns_channel
-        self._stub = self.stub_class(channel) if self.stub_class is not None else None
+        self._stub: Stub = self.stub_class(channel)
 
     @classmethod
     def connect(
@@ -74,14 +76,14 @@ class BaseClient:
     ) -> None:
         self.close()
 
-    def _call(self, method: Any, request: Any) -> Any:
+    def _call(self, method: Callable[..., Resp], request: Any) -> Resp:
         """One unary call with the client's deadline; grpc errors come out as BerthError."""
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as error:
             raise self._translate(error) from error
 
-    def _stream(self, method: Any, request: Any) -> Iterator[Any]:
+    def _stream(self, method: Callable[..., Any], request: Any) -> Iterator[Any]:
         """A server stream without deadline, cancelled when the caller stops iterating."""
         call = method(request)
         try:

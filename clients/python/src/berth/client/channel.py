@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -218,4 +218,6 @@ def translate_error(
 def _sent_by_server(error: grpc.RpcError) -> bool:
     """Berth servers always attach a google.rpc.Status; grpc-core's own failures never do."""
     trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
-    return any(key == "grpc-status-details-bin" for key, _ in trailing or ())
+    # (key, value) pairs at run time, whatever the typing stubs call them.
+    pairs = cast("Sequence[tuple[str, Any]]", trailing or ())
+    return any(key == "grpc-status-details-bin" for key, _ in pairs)

@@ -10,7 +10,7 @@ from berth.v1 import common_pb2, compute_pb2_grpc, host_pb2, node_pb2
 from berth.v1 import compute_pb2 as pb
 
 
-class ComputeClient(BaseClient):
+class ComputeClient(BaseClient[compute_pb2_grpc.ComputeAgentServiceStub]):
     """One compute agent: build and delete instances, power actions, maintenance."""
 
     server_name = "compute agent"

@@ -11,7 +11,7 @@ from berth.v1 import host_pb2 as pb
 from berth.v1 import host_pb2_grpc
 
 
-class HostClient(BaseClient):
+class HostClient(BaseClient[host_pb2_grpc.HostServiceStub]):
     """Nova's os-hosts: host-list, host-describe, host-update, host-action; served by the
     registry, so it can share its channel."""
 

@@ -24,7 +24,7 @@ def node_ref(
     raise InvalidArgument.field("node", "give a uuid, or both host and nodename")
 
 
-class NodeClient(BaseClient):
+class NodeClient(BaseClient[node_pb2_grpc.NodeServiceStub]):
     """The node service's NodeService: what every node can hold and holds now."""
 
     server_name = "node service"

@@ -41,7 +41,7 @@ def aggregate_ref(name_or_uuid: str) -> pb.AggregateRef:
     return pb.AggregateRef(name=name_or_uuid)
 
 
-class RegistryClient(BaseClient):
+class RegistryClient(BaseClient[registry_pb2_grpc.RegistryServiceStub]):
     """The registry's RegistryService; `.hosts` is its HostService on the same channel."""
 
     server_name = "registry"

@@ -10,7 +10,7 @@ from berth.v1 import scheduler_pb2 as pb
 from berth.v1 import scheduler_pb2_grpc
 
 
-class SchedulerClient(BaseClient):
+class SchedulerClient(BaseClient[scheduler_pb2_grpc.SchedulerServiceStub]):
     """The scheduler: claimed destinations for new instances, and its HostState cache."""
 
     server_name = "scheduler"
