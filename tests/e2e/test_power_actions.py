@@ -54,7 +54,7 @@ def test_host_action_reboots_a_fake_agent_and_shuts_another_down(fleet):
     answer = fleet.berth("host-action", "kvm-1", "--action", "reboot")
     assert (answer["host"], answer["action"], answer["result"]) == (
         "kvm-1",
-        "POWER_ACTION_REBOOT",
+        "reboot",
         "rebooting",
     )
     eventually(lambda: not compute_service(fleet, "kvm-1")["up"], within_s=10)

@@ -66,7 +66,7 @@ def test_hypervisor_list_json_is_the_node_dicts_plus_state_and_status():
 
     assert len(nodes) == 6
     assert (nodes[0]["uuid"], nodes[0]["state"], nodes[0]["status"]) == (NODE_UUID, "up", "enabled")
-    assert nodes[0]["total"] == {"vcpus": 16, "memory_mb": "65536", "disk_gb": "900"}
+    assert nodes[0]["total"] == {"vcpus": 16, "memory_mb": 65536, "disk_gb": 900}
     assert (nodes[2]["state"], nodes[2]["status"]) == ("down", None)
     # What each node offers: VMs (no class), or a bare-metal class taken whole.
     assert (nodes[0]["resource_class"], nodes[0]["whole_machine"]) == ("", False)

@@ -77,13 +77,13 @@ def test_host_describe_shows_total_used_now_used_max_then_one_row_per_project():
     ]
 
 
-def test_host_describe_json_nests_resources_and_writes_int64_as_strings_like_grpcurl():
+def test_host_describe_json_nests_resources_and_writes_numbers_as_numbers():
     rows_json = json.loads(Run(["host-describe", "cmp1", "--json"]).out)
 
     assert rows_json[0] == {
         "host": "cmp1",
         "project": "(total)",
-        "resources": {"vcpus": 16, "memory_mb": "65536", "disk_gb": "900"},
+        "resources": {"vcpus": 16, "memory_mb": 65536, "disk_gb": 900},
     }
 
 
@@ -143,3 +143,42 @@ def test_every_command_prints_one_json_array_or_object_with_json(argv, shape):
 
     assert run.code == 0
     assert isinstance(json.loads(run.out), shape)
+
+
+# --- formats for scripts (-f, -c, --sort-column) -----------------------------------------
+
+
+def test_csv_and_value_formats_print_the_chosen_columns_in_the_chosen_order():
+    csv_run = Run(["aggregate-list", "-f", "csv", "-c", "Name", "-c", "ID"])
+    assert csv_run.out.splitlines()[0] == '"Name","ID"'
+    assert '"rack2","a2"' in csv_run.out.splitlines()
+    value_run = Run(["aggregate-list", "-f", "value", "-c", "name"])
+    assert value_run.out.split() == ["rack1", "rack2"]
+
+
+def test_sort_column_orders_rows_numbers_by_value():
+    run = Run(["host-describe", "cmp1", "--sort-column", "cpu", "-f", "value", "-c", "cpu"])
+    cpus = [int(v) for v in run.out.split()]
+    assert cpus == sorted(cpus)
+
+
+def test_an_unknown_column_is_a_usage_error_naming_the_columns(capsys):
+    run = Run(["aggregate-list", "-c", "Nope"])
+    assert run.code == 2  # argparse's usage line and the sentence go to stderr
+    said = capsys.readouterr().err
+    assert "no column 'Nope'; the columns are: ID, Name, Availability Zone" in said
+
+
+def test_json_writes_enums_as_words_and_int64_as_numbers():
+    from berth.cli.output import message_dict
+    from berth.v1 import common_pb2, node_pb2
+
+    instance = node_pb2.Instance(
+        uuid="i-1",
+        state=node_pb2.INSTANCE_STATE_ACTIVE,
+        group_policy=common_pb2.GROUP_POLICY_ANTI_AFFINITY,
+        resources=common_pb2.Resources(vcpus=2, memory_mb=4096, disk_gb=40),
+    )
+    data = message_dict(instance)
+    assert data["state"] == "active" and data["group_policy"] == "anti_affinity"
+    assert data["resources"] == {"vcpus": 2, "memory_mb": 4096, "disk_gb": 40}

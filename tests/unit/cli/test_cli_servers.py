@@ -389,7 +389,7 @@ def test_server_list_json_is_the_instances():
     data = json.loads(Run(["server-list", "--json"]).out)
 
     assert [i["uuid"] for i in data] == ["inst-1", "inst-2"]
-    assert data[0]["resources"] == {"vcpus": 2, "memory_mb": "4096", "disk_gb": "40"}
+    assert data[0]["resources"] == {"vcpus": 2, "memory_mb": 4096, "disk_gb": 40}
 
 
 # -- scheduler-hosts and scheduler-resync -----------------------------------------------------

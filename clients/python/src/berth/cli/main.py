@@ -23,7 +23,7 @@ from berth.cli import (
     services,
     up,
 )
-from berth.cli.output import Output, UsageError
+from berth.cli.output import FORMATS, Output, UsageError
 from berth.client.channel import DEFAULT_TIMEOUT
 from berth.client.compute import ComputeClient
 from berth.client.errors import BerthError
@@ -152,7 +152,30 @@ def _add_global_options(
         "--json",
         action="store_true",
         default=default(False),
-        help="Print JSON (an array or an object) instead of tables.",
+        help="Print JSON (an array or an object) instead of tables; the same as -f json.",
+    )
+    group.add_argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        default=default(None),
+        help="Output format, as OpenStack's CLI: table (default), json, csv, or value "
+        "(the cells alone, space-separated).",
+    )
+    group.add_argument(
+        "-c",
+        "--column",
+        action="append",
+        metavar="COLUMN",
+        default=default(None),
+        help="Show only this column of a table, csv or value output (repeatable, in order).",
+    )
+    group.add_argument(
+        "--sort-column",
+        action="append",
+        metavar="COLUMN",
+        default=default(None),
+        help="Sort the rows by this column (repeatable: ties go to the next one).",
     )
 
 
@@ -239,7 +262,13 @@ def main(
     try:
         args = build_parser(env).parse_args(argv)
         args.stderr = stderr  # progress lines of long commands (boot, delete) go here
-        return run(args, Output(stdout, json_mode=args.json), connect or connect_server)
+        output = Output(
+            stdout,
+            format=args.format or ("json" if args.json else "table"),
+            columns=args.column or (),
+            sort_columns=args.sort_column or (),
+        )
+        return run(args, output, connect or connect_server)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 2
     except UsageError as exc:

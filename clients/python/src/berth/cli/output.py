@@ -1,17 +1,23 @@
-"""Where a command's results go: a table for people, or JSON on stdout with --json."""
+"""Where a command's results go: a table for people, or JSON, CSV or bare values for
+scripts (`-f json|csv|value`, as OpenStack's CLI), with `-c` and `--sort-column`."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC
 from typing import Any, TextIO
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from berth.cli.table import render
+from berth.cli.table import cell_text, render
+
+FORMATS = ("table", "json", "csv", "value")
 
 
 class UsageError(Exception):
@@ -19,35 +25,162 @@ class UsageError(Exception):
 
 
 class Output:
-    """Commands write through this so --json and table output stay one decision."""
+    """Commands write through this so the output format stays one decision."""
 
-    def __init__(self, stream: TextIO, *, json_mode: bool = False) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        json_mode: bool = False,
+        format: str | None = None,
+        columns: Sequence[str] = (),
+        sort_columns: Sequence[str] = (),
+    ) -> None:
         self.stream = stream
-        self.json_mode = json_mode
+        self.format = format or ("json" if json_mode else "table")
+        self.columns = list(columns)
+        self.sort_columns = list(sort_columns)
+
+    @property
+    def json_mode(self) -> bool:
+        return self.format == "json"
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[object]], data: object) -> None:
-        """Print `rows` under `headers`, or `data` (already JSON-ready) with --json."""
+        """Print `rows` under `headers` (as a table, CSV or bare values), or `data` (already
+        JSON-ready) as JSON."""
         if self.json_mode:
             self.json(data)
+            return
+        headers, rows = self._shape(list(headers), [list(row) for row in rows])
+        if self.format == "csv":
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+            writer.writerow(headers)
+            writer.writerows([[_csv_cell(v) for v in row] for row in rows])
+            self.stream.write(buffer.getvalue())
+        elif self.format == "value":
+            for row in rows:
+                print(" ".join(cell_text(v) for v in row), file=self.stream)
         else:
             print(render(headers, rows), file=self.stream)
+
+    def _shape(
+        self, headers: list[str], rows: list[list[object]]
+    ) -> tuple[list[str], list[list[object]]]:
+        """The rows sorted by --sort-column, then cut to the -c columns."""
+        for name in reversed(self.sort_columns):  # stable: the first column sorts last
+            index = _column(headers, name)
+            rows.sort(key=lambda row: _sort_key(row[index]))
+        if self.columns:
+            picked = [_column(headers, name) for name in self.columns]
+            headers = [headers[i] for i in picked]
+            rows = [[row[i] for i in picked] for row in rows]
+        return headers, rows
 
     def json(self, data: object) -> None:
         print(json.dumps(data, indent=2, sort_keys=False), file=self.stream)
 
     def note(self, text: str) -> None:
-        """A sentence for people; left out of --json output so it stays parseable."""
-        if not self.json_mode:
+        """A sentence for people; left out of machine-readable output."""
+        if self.format == "table":
             print(text, file=self.stream)
 
 
+def _column(headers: Sequence[str], name: str) -> int:
+    """A column by its header, case and spaces aside (`-c "Host Name"`, `-c host_name`)."""
+    wanted = _plain(name)
+    for index, header in enumerate(headers):
+        if _plain(header) == wanted:
+            return index
+    raise UsageError(f"no column {name!r}; the columns are: {', '.join(headers)}")
+
+
+def _plain(name: str) -> str:
+    return name.lower().replace(" ", "_").replace("-", "_")
+
+
+def _sort_key(value: object) -> tuple[int, Any]:
+    """Numbers by value, before text; text as text; empty cells last."""
+    if value is None or value == "":
+        return (2, "")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value)
+    text = str(value)
+    try:
+        return (0, float(text))
+    except ValueError:
+        return (1, text)
+
+
+def _csv_cell(value: object) -> object:
+    return (
+        value
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else cell_text(value)
+    )
+
+
+# Integer fields json_format writes as strings (JSON numbers lose precision past 2**53;
+# Berth's counts and sizes never get there, and scripts want numbers).
+_INT64 = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
+
+
 def message_dict(message: Message) -> dict[str, Any]:
-    """A proto message as a JSON-ready dict, field names as in the .proto, defaults included."""
-    return json_format.MessageToDict(
+    """A proto message as a JSON-ready dict: field names as in the .proto, defaults
+    included, 64-bit integers as numbers, and enums as the words the tables show
+    (`INSTANCE_STATE_ACTIVE` -> `active`)."""
+    data = json_format.MessageToDict(
         message,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
     )
+    return _plain_values(message.DESCRIPTOR, data)
+
+
+def _plain_values(descriptor: Descriptor, data: dict[str, Any]) -> dict[str, Any]:
+    for field in descriptor.fields:
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        convert = _converter(field)
+        if convert is None:
+            continue
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            inner = _converter(value_field)
+            if inner is not None:
+                data[field.name] = {k: inner(v) for k, v in value.items()}
+        elif field.is_repeated:
+            data[field.name] = [convert(v) for v in value]
+        else:
+            data[field.name] = convert(value)
+    return data
+
+
+def _converter(field: FieldDescriptor) -> Any:
+    if field.type in _INT64:
+        return int
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return lambda name: enum_word(field.enum_type.name, name)
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name.startswith(
+        "berth."
+    ):
+        return lambda value: _plain_values(field.message_type, value)
+    return None
+
+
+def enum_word(enum_name: str, value: str) -> str:
+    """An enum value name without its type's prefix, lower case: what the tables show
+    (`GroupPolicy`, `GROUP_POLICY_ANTI_AFFINITY` -> `anti_affinity`; unspecified -> "")."""
+    prefix = "".join(f"_{c}" if c.isupper() else c for c in enum_name).lstrip("_").upper() + "_"
+    word = str(value).removeprefix(prefix).lower()
+    return "" if word == "unspecified" else word
 
 
 def timestamp_text(message: Message, field: str) -> str:
