@@ -11,7 +11,7 @@ from datetime import UTC
 from typing import Any, TextIO
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -143,7 +143,7 @@ def message_dict(message: Message) -> dict[str, Any]:
     return _plain_values(message.DESCRIPTOR, data)
 
 
-def _plain_values(descriptor: Descriptor, data: dict[str, Any]) -> dict[str, Any]:
+def _plain_values(descriptor: Any, data: dict[str, Any]) -> dict[str, Any]:
     for field in descriptor.fields:
         if field.name not in data:
             continue
@@ -166,12 +166,11 @@ def _plain_values(descriptor: Descriptor, data: dict[str, Any]) -> dict[str, Any
 def _converter(field: FieldDescriptor) -> Any:
     if field.type in _INT64:
         return int
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        return lambda name: enum_word(field.enum_type.name, name)
-    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name.startswith(
-        "berth."
-    ):
-        return lambda value: _plain_values(field.message_type, value)
+    enum, message = field.enum_type, field.message_type
+    if field.type == FieldDescriptor.TYPE_ENUM and enum is not None:
+        return lambda name: enum_word(enum.name, name)
+    if message is not None and message.full_name.startswith("berth."):
+        return lambda value: _plain_values(message, value)
     return None
 
 
