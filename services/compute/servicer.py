@@ -71,6 +71,8 @@ def build_request(request: compute_pb2.BuildInstanceRequest) -> InstanceRecord:
         flavor_extra_specs=flavor_extra_specs(
             "instance.flavor_extra_specs", instance.flavor_extra_specs
         ),
+        name=validation.text("instance.name", instance.name),
+        flavor_name=validation.text("instance.flavor_name", instance.flavor_name),
     )
 
 

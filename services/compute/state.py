@@ -92,6 +92,9 @@ class InstanceRecord:
     # The extra specs of the flavor it was built from, sorted by key (a tuple, so that the
     # record stays hashable): its resource class, and what a maintenance move asks with.
     flavor_extra_specs: tuple[tuple[str, str], ...] = ()
+    # The name its user gave it and its flavor's name ('' when none was given).
+    name: str = ""
+    flavor_name: str = ""
 
     @property
     def resource_class(self) -> str:
@@ -113,6 +116,8 @@ class InstanceRecord:
             server_group=self.server_group,
             group_policy=self.group_policy,
             flavor_extra_specs=dict(self.flavor_extra_specs),
+            name=self.name,
+            flavor_name=self.flavor_name,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -144,6 +149,9 @@ class InstanceRecord:
             ),
             # Absent from state files written before instances kept their flavor's specs.
             flavor_extra_specs=extra_specs(_specs(doc.get("flavor_extra_specs", {}))),
+            # Absent from state files written before instances kept their names.
+            name=_text(doc.get("name", "")),
+            flavor_name=_text(doc.get("flavor_name", "")),
         )
 
 

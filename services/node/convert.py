@@ -86,4 +86,6 @@ def instance(row: Mapping[Any, Any]) -> node_pb2.Instance:
         server_group=row["server_group"],
         group_policy=row["group_policy"],
         flavor_extra_specs=json.loads(row["flavor_extra_specs"] or "{}"),
+        name=row["name"],
+        flavor_name=row["flavor_name"],
     )

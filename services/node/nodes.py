@@ -115,12 +115,13 @@ class Nodes:
     ) -> tuple[list[node_pb2.Instance], str]:
         """The instances of one node, of every node of a host, or of every node; only the
         requested uuids when `instance_uuids` is given, only a server group's members when
-        `server_group` is."""
+        `server_group` is, only those named `name` when it is."""
         has_node = request.HasField("node")
         if has_node and request.host:
             raise InvalidArgument.field("node", "name a node or a host, not both")
         uuids = _instance_uuids(request.instance_uuids)
         group = validation.name("server_group", request.server_group, required=False)
+        name = validation.text("name", request.name)
         async with self._sessions() as session:
             node_ids: list[int] | None = None
             query: tuple[object, ...]
@@ -133,14 +134,15 @@ class Nodes:
                 query = ("instances", "host", host)
             else:
                 query = ("instances", "every node")
-            query += (tuple(uuids), group)
+            query += (tuple(uuids), group, name)
             page = paging.read_page(request.page_size, request.page_token, query)
             rows = await repo.list_instances(
                 session,
                 node_ids=node_ids,
                 uuids=uuids,
                 server_group=group,
-                after_id=page.after,  # type: ignore[arg-type]
+                name=name,
+                after_id=page.after_id,
                 limit=page.size + 1,
             )
         protos = [convert.instance(row) for row in rows[: page.size]]

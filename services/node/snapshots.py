@@ -106,6 +106,8 @@ class Report:
                 "server_group": i.server_group,
                 "group_policy": i.group_policy,
                 "flavor_extra_specs": extra_specs_text(i.flavor_extra_specs),
+                "name": i.name,
+                "flavor_name": i.flavor_name,
             }
             for i in self.snapshot.instances
         ]
@@ -274,6 +276,8 @@ def _instances(s: node_pb2.ResourceSnapshot) -> None:
         )
         _resources(f"{field}.resources", instance.resources)
         _extra_specs(f"{field}.flavor_extra_specs", instance.flavor_extra_specs)
+        validation.text(f"{field}.name", instance.name)
+        validation.text(f"{field}.flavor_name", instance.flavor_name)
 
 
 def _extra_specs(field: str, specs: Mapping[str, str]) -> None:

@@ -356,6 +356,8 @@ class MovePass:
             server_group=instance.server_group,
             group_policy=instance.group_policy,
             flavor_extra_specs=self._extra_specs(instance),
+            name=instance.name,  # a moved instance keeps its name and flavor
+            flavor_name=instance.flavor_name,
         )
         request = compute_pb2.BuildInstanceRequest(
             instance=built, nodename=move.destination_nodename, claim_id=move.claim_id

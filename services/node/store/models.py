@@ -105,6 +105,9 @@ class NodeInstance(Base):
     group_policy: Mapped[int] = mapped_column(SmallInteger, default=0)
     # The extra specs of the flavor it was built from, as a JSON object; NULL for none.
     flavor_extra_specs: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The name its user gave it (looked up by name: indexed) and its flavor's name.
+    name: Mapped[str] = mapped_column(String(255), default="", index=True)
+    flavor_name: Mapped[str] = mapped_column(String(255), default="")
 
 
 class RevisionCounter(RevisionCounterColumns, Base):

@@ -212,6 +212,7 @@ async def list_instances(
     node_ids: Sequence[int] | None = None,
     uuids: Sequence[str] = (),
     server_group: str = "",
+    name: str = "",
     after_id: int | None = None,
     limit: int = 100,
 ) -> Sequence[RowMapping]:
@@ -231,6 +232,8 @@ async def list_instances(
         query = query.where(INSTANCES.c.uuid.in_(uuids))
     if server_group:
         query = query.where(INSTANCES.c.server_group == server_group)
+    if name:
+        query = query.where(INSTANCES.c.name == name)
     if after_id is not None:
         query = query.where(INSTANCES.c.id > after_id)
     return (await session.execute(query)).mappings().all()

@@ -71,10 +71,10 @@ class FakeRegistry:
     def hosts(self) -> FakeRegistry:
         return self
 
-    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
-        self.calls.append((name, args, kwargs))
-        if name in self.fail:
-            raise self.fail[name]
+    def _record(self, method: str, /, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((method, args, kwargs))
+        if method in self.fail:
+            raise self.fail[method]
 
     def list_services(self, **kwargs: Any) -> Any:
         self._record("list_services", **kwargs)
@@ -240,6 +240,8 @@ def node(**fields: Any) -> npb.ComputeNode:
 def instance(**fields: Any) -> npb.Instance:
     defaults: dict[str, Any] = dict(
         uuid="inst-1",
+        name="web-1",
+        flavor_name="m1.medium",
         project_id="p-alpha",
         user_id="u-1",
         resources=common_pb2.Resources(vcpus=2, memory_mb=4096, disk_gb=40),
@@ -276,10 +278,10 @@ class FakeNode:
     def __exit__(self, *exc: object) -> None:
         self.closed = True
 
-    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
-        self.calls.append((name, args, kwargs))
-        if name in self.fail:
-            raise self.fail[name]
+    def _record(self, method: str, /, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((method, args, kwargs))
+        if method in self.fail:
+            raise self.fail[method]
 
     def list_nodes(self, **kwargs: Any) -> Any:
         self._record("list_nodes", **kwargs)
@@ -314,13 +316,27 @@ class FakeNode:
 
     instances = (
         instance(),
-        instance(uuid="inst-2", project_id="", user_id="", state=npb.INSTANCE_STATE_UNSPECIFIED),
+        instance(
+            uuid="inst-2",
+            name="",
+            flavor_name="",
+            project_id="",
+            user_id="",
+            state=npb.INSTANCE_STATE_UNSPECIFIED,
+        ),
     )
 
     def node_instances(self, **kwargs: Any) -> Any:
         self._record("node_instances", **kwargs)
         wanted = set(kwargs.get("instance_uuids", ()))
-        return iter([i for i in self.instances if not wanted or i.uuid in wanted])
+        name = kwargs.get("name", "")
+        return iter(
+            [
+                i
+                for i in self.instances
+                if (not wanted or i.uuid in wanted) and (not name or i.name == name)
+            ]
+        )
 
 
 def claim(instance_uuid: str, host: str) -> spb.Claim:
@@ -391,10 +407,10 @@ class FakeScheduler:
     def __exit__(self, *exc: object) -> None:
         self.closed = True
 
-    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
-        self.calls.append((name, args, kwargs))
-        if name in self.fail:
-            raise self.fail[name]
+    def _record(self, method: str, /, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((method, args, kwargs))
+        if method in self.fail:
+            raise self.fail[method]
 
     def select_destinations(self, spec: spb.RequestSpec) -> list[spb.Selection]:
         self._record("select_destinations", spec)

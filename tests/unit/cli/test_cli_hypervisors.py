@@ -310,6 +310,8 @@ def test_hypervisor_servers_of_a_node_lists_by_the_nodes_uuid():
 
     assert header(run.out) == [
         "ID",
+        "Name",
+        "Flavor",
         "Project",
         "User",
         "vcpus",
@@ -319,8 +321,8 @@ def test_hypervisor_servers_of_a_node_lists_by_the_nodes_uuid():
         "Hypervisor hostname",
     ]
     assert rows(run.out) == [
-        ["inst-1", "p-alpha", "u-1", "2", "4096", "40", "active", "cmp1"],
-        ["inst-2", "-", "-", "2", "4096", "40", "-", "cmp1"],
+        ["inst-2", "-", "-", "-", "-", "2", "4096", "40", "-", "cmp1"],
+        ["inst-1", "web-1", "m1.medium", "p-alpha", "u-1", "2", "4096", "40", "active", "cmp1"],
     ]
     assert run.node.calls[-1] == ("node_instances", (), {"uuid": NODE_UUID})
 

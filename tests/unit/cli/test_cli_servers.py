@@ -307,11 +307,33 @@ def test_deleting_an_unknown_instance_says_not_found_and_fails():
     assert f"ERROR: instance {UUID_B} was not deleted: no compute node reports" in run.err
 
 
-def test_delete_with_a_malformed_uuid_deletes_nothing():
-    run = Run(["delete", UUID_A, "web-1"], node=node_with(UUID_A))
+def named(*pairs: tuple[str, str]) -> FakeNode:
+    node = FakeNode()
+    node.instances = tuple(instance(uuid=uuid, name=name) for uuid, name in pairs)
+    return node
+
+
+def test_delete_by_a_name_only_one_instance_has_deletes_that_instance():
+    run = Run(["delete", "web-1"], node=named((UUID_A, "web-1"), (UUID_B, "web-2")))
+
+    assert run.code == 0, run.err
+    assert rows(run.out) == [[UUID_A, "cmp1", "deleted"]]
+    assert run.node.calls[0] == ("node_instances", (), {"name": "web-1"})
+
+
+def test_a_name_no_instance_has_deletes_nothing_and_says_so():
+    run = Run(["delete", UUID_A, "web-9"], node=named((UUID_A, "web-1")))
 
     assert run.code == 1
-    assert "uuids[1]: must be an instance UUID" in run.err
+    assert "no instance is named 'web-9'" in run.err
+    assert run.agents == {}
+
+
+def test_a_name_several_instances_have_names_them_and_deletes_nothing():
+    run = Run(["delete", "web"], node=named((UUID_A, "web"), (UUID_B, "web")))
+
+    assert run.code == 1
+    assert f"2 instances are named 'web' ({UUID_A}, {UUID_B})" in run.err
     assert run.agents == {}
 
 
@@ -335,6 +357,8 @@ def test_server_list_shows_every_instance_of_every_node():
     assert run.code == 0, run.err
     assert header(run.out) == [
         "ID",
+        "Name",
+        "Flavor",
         "Host",
         "Node",
         "Project",
@@ -343,9 +367,9 @@ def test_server_list_shows_every_instance_of_every_node():
         "disk_gb",
         "State",
     ]
-    assert rows(run.out) == [
-        ["inst-1", "cmp1", "cmp1", "p-alpha", "2", "4096", "40", "active"],
-        ["inst-2", "cmp1", "cmp1", "-", "2", "4096", "40", "-"],
+    assert rows(run.out) == [  # sorted by name: the unnamed one first
+        ["inst-2", "-", "-", "cmp1", "cmp1", "-", "2", "4096", "40", "-"],
+        ["inst-1", "web-1", "m1.medium", "cmp1", "cmp1", "p-alpha", "2", "4096", "40", "active"],
     ]
     assert run.node.calls == [("node_instances", (), {})]
 
@@ -388,8 +412,9 @@ def test_server_list_of_a_node_on_another_host_is_a_usage_error(capsys):
 def test_server_list_json_is_the_instances():
     data = json.loads(Run(["server-list", "--json"]).out)
 
-    assert [i["uuid"] for i in data] == ["inst-1", "inst-2"]
-    assert data[0]["resources"] == {"vcpus": 2, "memory_mb": 4096, "disk_gb": 40}
+    assert [i["uuid"] for i in data] == ["inst-2", "inst-1"]  # sorted by name, as the table
+    assert (data[1]["name"], data[1]["flavor_name"]) == ("web-1", "m1.medium")
+    assert data[1]["resources"] == {"vcpus": 2, "memory_mb": 4096, "disk_gb": 40}
 
 
 # -- scheduler-hosts and scheduler-resync -----------------------------------------------------

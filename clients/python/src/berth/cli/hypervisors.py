@@ -20,6 +20,8 @@ LIST_COLUMNS = ("ID", "Hypervisor hostname", "State", "Status", "Hypervisor type
 SEARCH_COLUMNS = ("ID", "Hypervisor hostname", "Host")
 SERVERS_COLUMNS = (
     "ID",
+    "Name",
+    "Flavor",
     "Project",
     "User",
     "vcpus",
@@ -250,11 +252,14 @@ def hypervisor_servers(client: Any, args: argparse.Namespace, out: Output) -> in
     else:
         node = find_node(client, args.node_ref)
         instances = list(client.node_instances(uuid=node.uuid))
+    instances.sort(key=lambda i: (i.nodename, i.name, i.uuid))
     out.table(
         SERVERS_COLUMNS,
         [
             [
                 instance.uuid,
+                dash(instance.name),
+                dash(instance.flavor_name),
                 dash(instance.project_id),
                 dash(instance.user_id),
                 instance.resources.vcpus,

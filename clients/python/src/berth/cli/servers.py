@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from berth.cli.hypervisors import NODE_HELP, find_node, instance_state
 from berth.cli.output import Output, UsageError, dash, message_dict
 from berth.client import servers
-from berth.client.errors import InvalidArgument
+from berth.client.errors import InvalidArgument, NotFound
 from berth.client.flavors import explicit_flavor, flavor, flavor_names, with_resource_class
 from berth.client.registry import looks_like_uuid
 from berth.client.servers import BootResult, DeleteResult
@@ -22,7 +22,18 @@ from berth.v1 import scheduler_pb2 as pb
 DEFAULT_PROJECT = "demo"
 BOOT_COLUMNS = ("ID", "Host", "Node", "Status")
 DELETE_COLUMNS = ("ID", "Host", "Status")
-LIST_COLUMNS = ("ID", "Host", "Node", "Project", "vcpus", "memory_mb", "disk_gb", "State")
+LIST_COLUMNS = (
+    "ID",
+    "Name",
+    "Flavor",
+    "Host",
+    "Node",
+    "Project",
+    "vcpus",
+    "memory_mb",
+    "disk_gb",
+    "State",
+)
 
 # --hint KEY -> the SchedulerHints field it fills.
 HINTS = {
@@ -116,7 +127,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "delete", parents=[common], help="Delete instances on the hosts that hold them."
     )
-    p.add_argument("uuids", metavar="UUID", nargs="+", help="Instance uuid.")
+    p.add_argument(
+        "uuids",
+        metavar="INSTANCE",
+        nargs="+",
+        help="Instance uuid, or a name only one instance has.",
+    )
     p.add_argument(
         "--parallel",
         type=_at_least_one,
@@ -243,6 +259,7 @@ def boot(clients: Any, args: argparse.Namespace, out: Output) -> int:
         connect_agent=clients.agent,
         max_parallel=args.parallel,
         progress=progress,
+        names={uuid: label for uuid, label in labels.items() if label},
     )
     out.table(
         BOOT_COLUMNS,
@@ -278,10 +295,26 @@ def _failures(
 # -- delete ----------------------------------------------------------------------------------
 
 
+def resolve_instance(node: Any, ref: str) -> str:
+    """An instance's uuid, or the uuid of the one instance of that name."""
+    if looks_like_uuid(ref):
+        return ref
+    found = [i.uuid for i in node.node_instances(name=ref)]
+    if not found:
+        raise NotFound(f"no instance is named {ref!r} (give its uuid, from berth server-list)")
+    if len(found) > 1:
+        raise InvalidArgument(
+            f"{len(found)} instances are named {ref!r} ({', '.join(sorted(found))}); "
+            "give the uuid of the one you mean",
+            reason="AMBIGUOUS_NAME",
+        )
+    return found[0]
+
+
 def delete(clients: Any, args: argparse.Namespace, out: Output) -> int:
     err: TextIO = getattr(args, "stderr", sys.stderr)
     results = servers.delete(
-        args.uuids,
+        [resolve_instance(clients.node, ref) for ref in args.uuids],
         node=clients.node,
         registry=clients.registry,
         connect_agent=clients.agent,
@@ -315,11 +348,14 @@ def server_list(client: Any, args: argparse.Namespace, out: Output) -> int:
         instances = list(client.node_instances(host=args.host))
     else:
         instances = list(client.node_instances())
+    instances.sort(key=lambda i: (i.name, i.host, i.uuid))
     out.table(
         LIST_COLUMNS,
         [
             [
                 instance.uuid,
+                dash(instance.name),
+                dash(instance.flavor_name),
                 instance.host,
                 instance.nodename,
                 dash(instance.project_id),

@@ -30,12 +30,15 @@ class ComputeClient(BaseClient[compute_pb2_grpc.ComputeAgentServiceStub]):
         server_group: str = "",
         group_policy: common_pb2.GroupPolicy.ValueType = common_pb2.GROUP_POLICY_UNSPECIFIED,
         flavor_extra_specs: Mapping[str, str] | None = None,
+        name: str = "",
+        flavor_name: str = "",
     ) -> node_pb2.Instance:
         """Build an instance on `nodename` (one of this agent's nodes), consuming `claim_id`
         if the scheduler gave one; the agent's tracker has the final word on capacity, and
         refuses a node whose resource class is not the one `flavor_extra_specs` ask for
         (`resources:CUSTOM_<CLASS>=1`; none: a node of VMs). The server group, if any, and
-        the flavor's extra specs are recorded on the instance."""
+        the flavor's extra specs are recorded on the instance, with its name and its flavor's
+        name."""
         instance = node_pb2.Instance(
             uuid=uuid,
             project_id=project_id,
@@ -45,6 +48,8 @@ class ComputeClient(BaseClient[compute_pb2_grpc.ComputeAgentServiceStub]):
             server_group=server_group,
             group_policy=group_policy,
             flavor_extra_specs=dict(flavor_extra_specs or {}),
+            name=name,
+            flavor_name=flavor_name,
         )
         request = pb.BuildInstanceRequest(instance=instance, nodename=nodename, claim_id=claim_id)
         return self._call(self._stub.BuildInstance, request).instance

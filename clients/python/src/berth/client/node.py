@@ -64,10 +64,12 @@ class NodeClient(BaseClient[node_pb2_grpc.NodeServiceStub]):
         nodename: str | None = None,
         page_size: int = 0,
         instance_uuids: Iterable[str] = (),
+        name: str = "",
     ) -> Iterator[pb.Instance]:
         """The instances of one node (uuid, or host and nodename), of every node of `host`
         when only the host is given, or of every node when neither is; only those among
-        `instance_uuids` (at most 1,000) if given. Pages are fetched as you iterate."""
+        `instance_uuids` (at most 1,000) if given, only those called `name` if given. Pages
+        are fetched as you iterate."""
         if uuid or nodename:
             request = pb.ListNodeInstancesRequest(
                 node=node_ref(uuid, host, nodename), page_size=page_size
@@ -75,6 +77,7 @@ class NodeClient(BaseClient[node_pb2_grpc.NodeServiceStub]):
         else:
             request = pb.ListNodeInstancesRequest(host=host or "", page_size=page_size)
         request.instance_uuids.extend(instance_uuids)
+        request.name = name
         return paginate(self._node_instances, request, lambda page: page.instances)
 
     def _node_instances(self, request: pb.ListNodeInstancesRequest) -> pb.ListNodeInstancesResponse:

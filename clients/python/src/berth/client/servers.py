@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -267,9 +267,11 @@ def boot(
     connect_agent: Callable[[str], ComputeClient] | None = None,
     max_parallel: int = MAX_PARALLEL,
     progress: Callable[[BootResult], None] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> list[BootResult]:
     """Place and build `spec.num_instances` instances; one BootResult per instance, in the
-    scheduler's order, each built or saying why not.
+    scheduler's order, each built or saying why not. `names` (instance uuid -> name) are
+    kept with the instances, as is the flavor's name.
 
     `connect_agent(endpoint)` opens a compute agent's client (default: plaintext with the
     scheduler client's deadline; pass one for tokens or TLS). `progress` is called once
@@ -281,14 +283,22 @@ def boot(
     agents = AgentPool(registry, connect_agent or _default_connect(scheduler.timeout))
     report = _serialized(progress)
     try:
-        return _each(selections, lambda s: report(_build(s, spec, agents, claims)), max_parallel)
+        return _each(
+            selections,
+            lambda s: report(_build(s, spec, agents, claims, names or {})),
+            max_parallel,
+        )
     finally:
         agents.close()
         claims.release_all()
 
 
 def _build(
-    selection: pb.Selection, spec: pb.RequestSpec, agents: AgentPool, claims: _Claims
+    selection: pb.Selection,
+    spec: pb.RequestSpec,
+    agents: AgentPool,
+    claims: _Claims,
+    names: Mapping[str, str],
 ) -> BootResult:
     """Build one instance on the first of its destinations whose agent accepts it."""
     candidates = _candidates(selection)
@@ -322,6 +332,8 @@ def _build(
                     group_policy=spec.hints.group_policy,
                     # Its resource class: the agent checks it against the node's.
                     flavor_extra_specs=spec.flavor.extra_specs,
+                    name=names.get(uuid, ""),
+                    flavor_name=spec.flavor.name,
                 )
             except BerthError as exc:
                 last = exc

@@ -352,6 +352,8 @@ class Instance(_message.Message):
     SERVER_GROUP_FIELD_NUMBER: _builtins.int
     GROUP_POLICY_FIELD_NUMBER: _builtins.int
     FLAVOR_EXTRA_SPECS_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    FLAVOR_NAME_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     project_id: _builtins.str
     user_id: _builtins.str
@@ -367,6 +369,12 @@ class Instance(_message.Message):
     scheduler rebuilds group membership from these when its cache was lost.
     """
     group_policy: _common_pb2.GroupPolicy.ValueType
+    name: _builtins.str
+    """The name its user gave it (`berth boot web --count 3`: web-1, web-2, web-3) and the
+    flavor it was built from, kept as Nova keeps them; empty when none was given. Names
+    need not be unique; a command given a name finds the instance when one is.
+    """
+    flavor_name: _builtins.str
     @_builtins.property
     def resources(self) -> _common_pb2.Resources:
         """What the instance was given."""
@@ -394,10 +402,12 @@ class Instance(_message.Message):
         server_group: _builtins.str = ...,
         group_policy: _common_pb2.GroupPolicy.ValueType = ...,
         flavor_extra_specs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        name: _builtins.str = ...,
+        flavor_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "flavor_extra_specs", b"flavor_extra_specs", "group_policy", b"group_policy", "host", b"host", "node_uuid", b"node_uuid", "nodename", b"nodename", "project_id", b"project_id", "resources", b"resources", "server_group", b"server_group", "state", b"state", "user_id", b"user_id", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "flavor_extra_specs", b"flavor_extra_specs", "flavor_name", b"flavor_name", "group_policy", b"group_policy", "host", b"host", "name", b"name", "node_uuid", b"node_uuid", "nodename", b"nodename", "project_id", b"project_id", "resources", b"resources", "server_group", b"server_group", "state", b"state", "user_id", b"user_id", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -826,11 +836,14 @@ class ListNodeInstancesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     INSTANCE_UUIDS_FIELD_NUMBER: _builtins.int
     SERVER_GROUP_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
     server_group: _builtins.str
     """Only the members of this server group; empty for all."""
+    name: _builtins.str
+    """Only instances of this name (names need not be unique); empty for all."""
     @_builtins.property
     def node(self) -> Global___ComputeNodeRef:
         """One node; or, with `host`, every node of that host; neither: every node (server-list)."""
@@ -848,10 +861,11 @@ class ListNodeInstancesRequest(_message.Message):
         page_token: _builtins.str = ...,
         instance_uuids: _abc.Iterable[_builtins.str] | None = ...,
         server_group: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "instance_uuids", b"instance_uuids", "node", b"node", "page_size", b"page_size", "page_token", b"page_token", "server_group", b"server_group"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "instance_uuids", b"instance_uuids", "name", b"name", "node", b"node", "page_size", b"page_size", "page_token", b"page_token", "server_group", b"server_group"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
