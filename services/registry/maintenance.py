@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -76,6 +77,8 @@ class Maintenance:
         # Who this registry is when it holds a lease.
         self.owner = f"{socket.gethostname()[:80]}/{os.getpid()}/{uuidlib.uuid4().hex[:12]}"
         self._passes: dict[str, asyncio.Task[None]] = {}
+        # Host -> what its pass here waits for and until when (a peer it retries).
+        self._waits: dict[str, tuple[str, datetime]] = {}
         self._crashed: dict[str, str] = {}  # host -> why its pass here failed unexpectedly
         self._start_lock = asyncio.Lock()
         self._pulse = asyncio.Event()
@@ -249,7 +252,7 @@ class Maintenance:
             moves = await store.moves(session, host)
         service = await self._services.get(_service_ref(host))
         moved, remaining, stays = counts(moves)
-        return host_pb2.UpdateHostResponse(
+        message = host_pb2.UpdateHostResponse(
             host=host,
             status=host_pb2.HOST_STATUS_DISABLED
             if service.disabled
@@ -261,6 +264,11 @@ class Maintenance:
             remaining=remaining,
             failures=[host_pb2.InstanceMoveFailure(instance_uuid=u, reason=r) for u, r in stays],
         )
+        wait = self._waits.get(host)
+        if wait is not None:
+            message.waiting = wait[0]
+            message.waiting_until.FromDatetime(wait[1])
+        return message
 
     async def _wait(self, pulse: asyncio.Event | None = None) -> None:
         """Until this registry records progress, the poll interval passes (another replica
@@ -315,6 +323,15 @@ class Maintenance:
             )
         self._changed()
 
+    def _waiting(self, host: str, what: str | None, until: datetime | None) -> None:
+        """The pass of `host` waits for a peer (or no longer): progress says so at once."""
+        if what is None or until is None:
+            if self._waits.pop(host, None) is None:
+                return
+        else:
+            self._waits[host] = (what, until)
+        self._changed()
+
     async def start_pass(self, host: str) -> bool:
         """Conduct a pass of `host`'s moves here, unless one runs (here or elsewhere)."""
         async with self._start_lock:
@@ -342,6 +359,7 @@ class Maintenance:
                 self._retry_for,
                 changed=self._changed,
                 wanted=lambda: self._still_enabled(host),
+                waiting=functools.partial(self._waiting, host),
             ).run()
             finished = True
         except asyncio.CancelledError:
@@ -367,6 +385,7 @@ class Maintenance:
                 except Exception as exc:  # it expires
                     log.warning("cannot release the maintenance lease of %s: %s", host, exc)
             self._passes.pop(host, None)
+            self._waits.pop(host, None)
             self._changed()
         async with self._sessions() as session:
             moved, _, stays = counts(await store.moves(session, host))

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from berth.client.errors import (
@@ -60,20 +60,37 @@ def _transient(exc: BerthError) -> bool:
     )
 
 
-async def retrying(call: Callable[[], Awaitable[T]], retry_for_s: float) -> T:
-    """`call()`, again with backoff while it fails transiently, for at most `retry_for_s`."""
+# Told what a pass waits for and until when (the wall-clock time it gives up), or
+# (None, None) once nothing holds it up.
+OnWait = Callable[[str | None, datetime | None], None]
+
+
+def _no_wait(_what: str | None, _until: datetime | None) -> None:
+    pass
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]], retry_for_s: float, on_wait: OnWait = _no_wait
+) -> T:
+    """`call()`, again with backoff while it fails transiently, for at most `retry_for_s`;
+    `on_wait` hears why it waits and until when."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + retry_for_s
     backoff = Backoff(initial_s=0.2, cap_s=5.0)
-    while True:
-        try:
-            return await call()
-        except BerthError as exc:
-            delay = backoff.next_delay()
-            if not _transient(exc) or loop.time() + delay > deadline:
-                raise
-            log.info("retrying in %.1f s: %s", delay, exc)
-            await asyncio.sleep(delay)
+    try:
+        while True:
+            try:
+                return await call()
+            except BerthError as exc:
+                delay = backoff.next_delay()
+                if not _transient(exc) or loop.time() + delay > deadline:
+                    raise
+                log.info("retrying in %.1f s: %s", delay, exc)
+                until = datetime.now(UTC) + timedelta(seconds=deadline - loop.time())
+                on_wait(f"{exc.message}; retrying", until)
+                await asyncio.sleep(delay)
+    finally:
+        on_wait(None, None)
 
 
 @dataclass
@@ -120,6 +137,8 @@ class MovePass:
     retry_for_s: float
     changed: Callable[[], None] = lambda: None
     wanted: Callable[[], Awaitable[bool]] | None = None
+    # Hears what the pass waits for (a peer it retries) and until when.
+    waiting: OnWait = _no_wait
     # Filled before the moves: what is on the host, and what may be asked of the scheduler.
     on_source: dict[str, node_pb2.Instance] = field(default_factory=dict)
     source_nodes: dict[str, node_pb2.ComputeNode] = field(default_factory=dict)
@@ -209,7 +228,7 @@ class MovePass:
             return
         try:
             self.source_nodes = await retrying(
-                lambda: self.links.nodes.nodes_of(self.host), self.retry_for_s
+                lambda: self.links.nodes.nodes_of(self.host), self.retry_for_s, self.waiting
             )
         except BerthError as exc:
             self.cannot_select = (
@@ -329,7 +348,9 @@ class MovePass:
             return False
         spec = self._spec(instance, avoid)
         try:
-            selection = await retrying(lambda: self.links.scheduler.select(spec), self.retry_for_s)
+            selection = await retrying(
+                lambda: self.links.scheduler.select(spec), self.retry_for_s, self.waiting
+            )
         except ResourceExhausted as exc:
             refused = f" (refused before by {'; '.join(refusals)})" if refusals else ""
             await self._fail(move, f"no room for it in the aggregate: {exc}{refused}")
@@ -410,7 +431,7 @@ class MovePass:
         build and a delete it did not record): done if the destination has it."""
         try:
             copies = await retrying(
-                lambda: self.links.nodes.instances(uuid=move.uuid), self.retry_for_s
+                lambda: self.links.nodes.instances(uuid=move.uuid), self.retry_for_s, self.waiting
             )
         except BerthError as exc:
             await self._hold(move, f"gone from {self.host}; where it is now is unknown: {exc}")
@@ -427,7 +448,9 @@ class MovePass:
 
     async def _agent(self, host: str, method, request, what: str):  # type: ignore[no-untyped-def]
         return await retrying(
-            lambda: self.links.agents.call(host, method, request, what=what), self.retry_for_s
+            lambda: self.links.agents.call(host, method, request, what=what),
+            self.retry_for_s,
+            self.waiting,
         )
 
     async def _save(self, move: Move, **values: str) -> None:

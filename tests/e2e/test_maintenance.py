@@ -252,6 +252,11 @@ def test_moves_resume_after_an_agent_restart_mid_way_and_lose_or_double_nothing(
     last = progress[-1]
     assert (last.moved, last.remaining, list(last.failures)) == (count, 0, []), last
     assert [m.moved for m in progress] == sorted(m.moved for m in progress)
+    # While kvm-2 was away the progress said so: which host, why, until when.
+    waits = [m for m in progress if m.waiting]
+    assert waits, [m.waiting for m in progress]
+    assert all("kvm-2" in m.waiting and m.HasField("waiting_until") for m in waits), waits
+    assert not last.waiting
     placed = settled(fleet, set(instances))
     assert set(placed.values()) == {"kvm-2"}
 

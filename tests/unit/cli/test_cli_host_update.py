@@ -112,6 +112,24 @@ def test_everything_moved_exits_0():
     assert UUID_A not in run.out and "instance_uuid" not in run.out
 
 
+def test_progress_says_what_the_moves_wait_for_and_until_when():
+    fake = FakeRegistry()
+    waiting = hpb.UpdateHostResponse(
+        host="cmp1",
+        moved=1,
+        remaining=1,
+        waiting="the compute agent of host kvm-2 is unreachable; retrying",
+    )
+    waiting.waiting_until.FromSeconds(1_700_000_040)  # 22:14:00 UTC
+    fake.progress = [waiting, hpb.UpdateHostResponse(host="cmp1", moved=2, done=True)]
+    run = Run(["host-update", "cmp1", "--maintenance", "enable"], fake)
+    assert run.code == 0, run.err
+    assert (
+        "cmp1: 1/2 moved, 0 stayed, 1 remaining; waiting: the compute agent of host kvm-2 "
+        "is unreachable; retrying until 22:14:00 UTC"
+    ) in run.err.splitlines()
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

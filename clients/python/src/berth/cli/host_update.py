@@ -108,6 +108,9 @@ class _Progress:
         moved, stayed, remaining = message.moved, len(message.failures), message.remaining
         total = moved + stayed + remaining
         text = f"{moved}/{total} moved, {stayed} stayed, {remaining} remaining"
+        if message.waiting:
+            until = message.waiting_until.ToDatetime().strftime("%H:%M:%S UTC")
+            text += f"; waiting: {message.waiting} until {until}"
         if text == self.last:
             return
         self.last = text

@@ -26,7 +26,7 @@ from berth.v1 import common_pb2 as berth_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x62\x65rth/v1/host.proto\x12\x08\x62\x65rth.v1\x1a\x15\x62\x65rth/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0bHostSummary\x12\x11\n\thost_name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\"G\n\x10ListHostsRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"R\n\x11ListHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.berth.v1.HostSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x0fHostResourceRow\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12&\n\tresources\x18\x03 \x01(\x0b\x32\x13.berth.v1.Resources\"#\n\x13\x44\x65scribeHostRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"?\n\x14\x44\x65scribeHostResponse\x12\'\n\x04rows\x18\x01 \x03(\x0b\x32\x19.berth.v1.HostResourceRow\"\x95\x01\n\x11UpdateHostRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.berth.v1.HostStatus\x12\x17\n\x0f\x64isabled_reason\x18\x03 \x01(\t\x12\x33\n\x10maintenance_mode\x18\x04 \x01(\x0e\x32\x19.berth.v1.MaintenanceMode\"\xde\x01\n\x12UpdateHostResponse\x12\x0c\n\x04host\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.berth.v1.HostStatus\x12\x33\n\x10maintenance_mode\x18\x03 \x01(\x0e\x32\x19.berth.v1.MaintenanceMode\x12\r\n\x05moved\x18\x04 \x01(\x05\x12\x11\n\tremaining\x18\x05 \x01(\x05\x12/\n\x08\x66\x61ilures\x18\x06 \x03(\x0b\x32\x1d.berth.v1.InstanceMoveFailure\x12\x0c\n\x04\x64one\x18\x07 \x01(\x08\"<\n\x13InstanceMoveFailure\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Z\n\x11HostActionRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12%\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x15.berth.v1.PowerAction\x12\x10\n\x08nodename\x18\x03 \x01(\t\"\xaf\x01\n\x12HostActionResponse\x12\x0c\n\x04host\x18\x01 \x01(\t\x12%\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x15.berth.v1.PowerAction\x12\x0e\n\x06result\x18\x03 \x01(\t\x12\x30\n\x0crequested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05nodes\x18\x05 \x03(\x0b\x32\x13.berth.v1.NodePower\"H\n\tNodePower\x12\x10\n\x08nodename\x18\x01 \x01(\t\x12)\n\x0bpower_state\x18\x02 \x01(\x0e\x32\x14.berth.v1.PowerState*\\\n\nHostStatus\x12\x1b\n\x17HOST_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13HOST_STATUS_ENABLED\x10\x01\x12\x18\n\x14HOST_STATUS_DISABLED\x10\x02*p\n\x0fMaintenanceMode\x12 \n\x1cMAINTENANCE_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18MAINTENANCE_MODE_ENABLED\x10\x01\x12\x1d\n\x19MAINTENANCE_MODE_DISABLED\x10\x02*y\n\x0bPowerAction\x12\x1c\n\x18POWER_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14POWER_ACTION_STARTUP\x10\x01\x12\x19\n\x15POWER_ACTION_SHUTDOWN\x10\x02\x12\x17\n\x13POWER_ACTION_REBOOT\x10\x03*R\n\nPowerState\x12\x1b\n\x17POWER_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0ePOWER_STATE_ON\x10\x01\x12\x13\n\x0fPOWER_STATE_OFF\x10\x02\x32\xc0\x02\n\x0bHostService\x12I\n\tListHosts\x12\x1a.berth.v1.ListHostsRequest\x1a\x1b.berth.v1.ListHostsResponse\"\x03\x90\x02\x01\x12R\n\x0c\x44\x65scribeHost\x12\x1d.berth.v1.DescribeHostRequest\x1a\x1e.berth.v1.DescribeHostResponse\"\x03\x90\x02\x01\x12I\n\nUpdateHost\x12\x1b.berth.v1.UpdateHostRequest\x1a\x1c.berth.v1.UpdateHostResponse0\x01\x12G\n\nHostAction\x12\x1b.berth.v1.HostActionRequest\x1a\x1c.berth.v1.HostActionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x62\x65rth/v1/host.proto\x12\x08\x62\x65rth.v1\x1a\x15\x62\x65rth/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0bHostSummary\x12\x11\n\thost_name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\"G\n\x10ListHostsRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"R\n\x11ListHostsResponse\x12$\n\x05hosts\x18\x01 \x03(\x0b\x32\x15.berth.v1.HostSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x0fHostResourceRow\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12&\n\tresources\x18\x03 \x01(\x0b\x32\x13.berth.v1.Resources\"#\n\x13\x44\x65scribeHostRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"?\n\x14\x44\x65scribeHostResponse\x12\'\n\x04rows\x18\x01 \x03(\x0b\x32\x19.berth.v1.HostResourceRow\"\x95\x01\n\x11UpdateHostRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.berth.v1.HostStatus\x12\x17\n\x0f\x64isabled_reason\x18\x03 \x01(\t\x12\x33\n\x10maintenance_mode\x18\x04 \x01(\x0e\x32\x19.berth.v1.MaintenanceMode\"\xa2\x02\n\x12UpdateHostResponse\x12\x0c\n\x04host\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.berth.v1.HostStatus\x12\x33\n\x10maintenance_mode\x18\x03 \x01(\x0e\x32\x19.berth.v1.MaintenanceMode\x12\r\n\x05moved\x18\x04 \x01(\x05\x12\x11\n\tremaining\x18\x05 \x01(\x05\x12/\n\x08\x66\x61ilures\x18\x06 \x03(\x0b\x32\x1d.berth.v1.InstanceMoveFailure\x12\x0c\n\x04\x64one\x18\x07 \x01(\x08\x12\x0f\n\x07waiting\x18\x08 \x01(\t\x12\x31\n\rwaiting_until\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x13InstanceMoveFailure\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Z\n\x11HostActionRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12%\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x15.berth.v1.PowerAction\x12\x10\n\x08nodename\x18\x03 \x01(\t\"\xaf\x01\n\x12HostActionResponse\x12\x0c\n\x04host\x18\x01 \x01(\t\x12%\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x15.berth.v1.PowerAction\x12\x0e\n\x06result\x18\x03 \x01(\t\x12\x30\n\x0crequested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05nodes\x18\x05 \x03(\x0b\x32\x13.berth.v1.NodePower\"H\n\tNodePower\x12\x10\n\x08nodename\x18\x01 \x01(\t\x12)\n\x0bpower_state\x18\x02 \x01(\x0e\x32\x14.berth.v1.PowerState*\\\n\nHostStatus\x12\x1b\n\x17HOST_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13HOST_STATUS_ENABLED\x10\x01\x12\x18\n\x14HOST_STATUS_DISABLED\x10\x02*p\n\x0fMaintenanceMode\x12 \n\x1cMAINTENANCE_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18MAINTENANCE_MODE_ENABLED\x10\x01\x12\x1d\n\x19MAINTENANCE_MODE_DISABLED\x10\x02*y\n\x0bPowerAction\x12\x1c\n\x18POWER_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14POWER_ACTION_STARTUP\x10\x01\x12\x19\n\x15POWER_ACTION_SHUTDOWN\x10\x02\x12\x17\n\x13POWER_ACTION_REBOOT\x10\x03*R\n\nPowerState\x12\x1b\n\x17POWER_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0ePOWER_STATE_ON\x10\x01\x12\x13\n\x0fPOWER_STATE_OFF\x10\x02\x32\xc0\x02\n\x0bHostService\x12I\n\tListHosts\x12\x1a.berth.v1.ListHostsRequest\x1a\x1b.berth.v1.ListHostsResponse\"\x03\x90\x02\x01\x12R\n\x0c\x44\x65scribeHost\x12\x1d.berth.v1.DescribeHostRequest\x1a\x1e.berth.v1.DescribeHostResponse\"\x03\x90\x02\x01\x12I\n\nUpdateHost\x12\x1b.berth.v1.UpdateHostRequest\x1a\x1c.berth.v1.UpdateHostResponse0\x01\x12G\n\nHostAction\x12\x1b.berth.v1.HostActionRequest\x1a\x1c.berth.v1.HostActionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,14 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HOSTSERVICE'].methods_by_name['ListHosts']._serialized_options = b'\220\002\001'
   _globals['_HOSTSERVICE'].methods_by_name['DescribeHost']._loaded_options = None
   _globals['_HOSTSERVICE'].methods_by_name['DescribeHost']._serialized_options = b'\220\002\001'
-  _globals['_HOSTSTATUS']._serialized_start=1286
-  _globals['_HOSTSTATUS']._serialized_end=1378
-  _globals['_MAINTENANCEMODE']._serialized_start=1380
-  _globals['_MAINTENANCEMODE']._serialized_end=1492
-  _globals['_POWERACTION']._serialized_start=1494
-  _globals['_POWERACTION']._serialized_end=1615
-  _globals['_POWERSTATE']._serialized_start=1617
-  _globals['_POWERSTATE']._serialized_end=1699
+  _globals['_HOSTSTATUS']._serialized_start=1354
+  _globals['_HOSTSTATUS']._serialized_end=1446
+  _globals['_MAINTENANCEMODE']._serialized_start=1448
+  _globals['_MAINTENANCEMODE']._serialized_end=1560
+  _globals['_POWERACTION']._serialized_start=1562
+  _globals['_POWERACTION']._serialized_end=1683
+  _globals['_POWERSTATE']._serialized_start=1685
+  _globals['_POWERSTATE']._serialized_end=1767
   _globals['_HOSTSUMMARY']._serialized_start=89
   _globals['_HOSTSUMMARY']._serialized_end=152
   _globals['_LISTHOSTSREQUEST']._serialized_start=154
@@ -60,15 +60,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEHOSTREQUEST']._serialized_start=504
   _globals['_UPDATEHOSTREQUEST']._serialized_end=653
   _globals['_UPDATEHOSTRESPONSE']._serialized_start=656
-  _globals['_UPDATEHOSTRESPONSE']._serialized_end=878
-  _globals['_INSTANCEMOVEFAILURE']._serialized_start=880
-  _globals['_INSTANCEMOVEFAILURE']._serialized_end=940
-  _globals['_HOSTACTIONREQUEST']._serialized_start=942
-  _globals['_HOSTACTIONREQUEST']._serialized_end=1032
-  _globals['_HOSTACTIONRESPONSE']._serialized_start=1035
-  _globals['_HOSTACTIONRESPONSE']._serialized_end=1210
-  _globals['_NODEPOWER']._serialized_start=1212
-  _globals['_NODEPOWER']._serialized_end=1284
-  _globals['_HOSTSERVICE']._serialized_start=1702
-  _globals['_HOSTSERVICE']._serialized_end=2022
+  _globals['_UPDATEHOSTRESPONSE']._serialized_end=946
+  _globals['_INSTANCEMOVEFAILURE']._serialized_start=948
+  _globals['_INSTANCEMOVEFAILURE']._serialized_end=1008
+  _globals['_HOSTACTIONREQUEST']._serialized_start=1010
+  _globals['_HOSTACTIONREQUEST']._serialized_end=1100
+  _globals['_HOSTACTIONRESPONSE']._serialized_start=1103
+  _globals['_HOSTACTIONRESPONSE']._serialized_end=1278
+  _globals['_NODEPOWER']._serialized_start=1280
+  _globals['_NODEPOWER']._serialized_end=1352
+  _globals['_HOSTSERVICE']._serialized_start=1770
+  _globals['_HOSTSERVICE']._serialized_end=2090
 # @@protoc_insertion_point(module_scope)

@@ -288,6 +288,8 @@ class UpdateHostResponse(_message.Message):
     REMAINING_FIELD_NUMBER: _builtins.int
     FAILURES_FIELD_NUMBER: _builtins.int
     DONE_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
+    WAITING_UNTIL_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     status: Global___HostStatus.ValueType
     """Whether the host's compute service is enabled now."""
@@ -298,6 +300,11 @@ class UpdateHostResponse(_message.Message):
     remaining: _builtins.int
     """Instances still to move in the pass under way (0 once `done`)."""
     done: _builtins.bool
+    waiting: _builtins.str
+    """What the pass waits for now, and why: a peer retried (`the compute agent of host
+    kvm-2 is unreachable: ...`); empty while nothing holds it up. Until `waiting_until`,
+    when the instance is given up as staying (asking again retries it).
+    """
     @_builtins.property
     def failures(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstanceMoveFailure]:
         """Instances that could not move and stay on the host, with why (no room in the
@@ -305,6 +312,8 @@ class UpdateHostResponse(_message.Message):
         them.
         """
 
+    @_builtins.property
+    def waiting_until(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -315,10 +324,12 @@ class UpdateHostResponse(_message.Message):
         remaining: _builtins.int = ...,
         failures: _abc.Iterable[Global___InstanceMoveFailure] | None = ...,
         done: _builtins.bool = ...,
+        waiting: _builtins.str = ...,
+        waiting_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["waiting_until", b"waiting_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "failures", b"failures", "host", b"host", "maintenance_mode", b"maintenance_mode", "moved", b"moved", "remaining", b"remaining", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "failures", b"failures", "host", b"host", "maintenance_mode", b"maintenance_mode", "moved", b"moved", "remaining", b"remaining", "status", b"status", "waiting", b"waiting", "waiting_until", b"waiting_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
