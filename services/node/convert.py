@@ -62,6 +62,7 @@ def node(
             created_at=timestamp(row["created_at"]),
             updated_at=timestamp(row["updated_at"]),
             deleted_at=timestamp(row["deleted_at"]),
+            boot_epoch=timestamp(row["boot_epoch"]),
             claim_ids=sorted(c for c in claim_ids if c),
             instance_uuids=sorted(instance_uuids),
         )

@@ -162,3 +162,18 @@ def test_global_options_work_before_and_after_the_sub_command(argv):
     assert run.code == 0
     args = run.connected[0]
     assert (args.json, args.registry, args.token) == (True, "r:1", "t")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["service-list", "--binary", "nova-compute"],
+        ["service-disable", "kvm-1", "nova-compute"],
+        ["service-delete", "kvm-1", "nova-compute"],
+    ],
+)
+def test_a_binary_named_like_novas_gets_berths_name(argv, capsys):
+    run = Run(argv)
+    assert run.code == 2
+    assert "'nova-compute' is Nova's; Berth's is 'berth-compute'" in capsys.readouterr().err
+    assert run.fake.calls == []

@@ -86,7 +86,7 @@ def test_hypervisor_list_asks_for_the_node_and_the_registry_client_and_closes_bo
 @pytest.mark.parametrize(
     ("argv", "servers"),
     [
-        (["hypervisor-show", NODE_UUID], ["node"]),
+        (["hypervisor-show", NODE_UUID], ["node", "registry"]),
         (["hypervisor-search", "cmp"], ["node"]),
         (["hypervisor-stats"], ["node"]),
         (["hypervisor-servers", "--host", "cmp1"], ["node"]),
@@ -198,6 +198,8 @@ def test_hypervisor_show_flattens_every_field_into_property_value_rows():
         "host_ip": "192.0.2.10",
         "hypervisor_type": "fake",
         "hypervisor_version": "1.0",
+        "state": "up",
+        "status": "enabled",
         "resource_class": "-",
         "whole_machine": "False",
         "vcpus": "16",
@@ -432,3 +434,23 @@ def test_a_short_or_non_json_cpu_info_is_shown_as_it_is(raw, shown):
     from berth.cli.hypervisors import cpu_info_text
 
     assert cpu_info_text(raw) == shown
+
+
+def test_hypervisor_uptime_counts_from_the_agents_last_start():
+    from datetime import UTC, datetime
+
+    from berth.cli.hypervisors import uptime_text
+    from berth.v1 import node_pb2
+
+    node = node_pb2.ComputeNode(uuid=NODE_UUID, nodename="cmp1")
+    assert uptime_text(node) == "-"  # never reported
+    node.boot_epoch.FromDatetime(datetime(2026, 12, 3, 3, 56, 55, tzinfo=UTC))
+    now = datetime(2026, 12, 5, 7, 1, 0, tzinfo=UTC)
+    assert uptime_text(node, now) == "up 2 days, 3:04:05 (since 2026-12-03T03:56:55Z)"
+
+
+def test_hypervisor_uptime_shows_the_hosts_state_and_status():
+    run = Run(["hypervisor-uptime", "cmp1/cmp1"])
+    assert run.code == 0, run.err
+    assert header(run.out) == ["ID", "Hypervisor hostname", "State", "Status", "Uptime"]
+    assert rows(run.out)[0][:4] == [NODE_UUID, "cmp1", "up", "enabled"]

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import textwrap
+from datetime import UTC, datetime
 from typing import Any
 
 from berth.cli.output import Output, UsageError, dash, message_dict, timestamp_text
@@ -31,6 +32,7 @@ SERVERS_COLUMNS = (
     "Hypervisor hostname",
 )
 PROPERTY_COLUMNS = ("Property", "Value")
+UPTIME_COLUMNS = ("ID", "Hypervisor hostname", "State", "Status", "Uptime")
 CPU_INFO_WIDTH = 72  # characters per line of the cpu_info cell
 NODE_HELP = "UUID, HOST/NODENAME, or a NODENAME that only one host has."
 
@@ -46,7 +48,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("hypervisor-show", parents=[common], help="Show one compute node.")
     # dest node_ref: `node` is the global --node URL.
     p.add_argument("node_ref", metavar="NODE", help=NODE_HELP)
-    p.set_defaults(func=hypervisor_show, client="node")
+    p.set_defaults(func=hypervisor_show, client="node+registry")
+
+    p = sub.add_parser(
+        "hypervisor-uptime",
+        parents=[common],
+        help="How long a compute node has been reported without a restart of its agent.",
+    )
+    p.add_argument("node_ref", metavar="NODE", help=NODE_HELP)
+    p.set_defaults(func=hypervisor_uptime, client="node+registry")
 
     p = sub.add_parser(
         "hypervisor-search", parents=[common], help="Find compute nodes by part of their name."
@@ -197,10 +207,54 @@ def numa_cell_text(cell: pb.NumaCell) -> str:
     )
 
 
-def hypervisor_show(client: Any, args: argparse.Namespace, out: Output) -> int:
-    node = find_node(client, args.node_ref)
-    out.table(PROPERTY_COLUMNS, node_properties(node), message_dict(node))
+def _state_of(clients: Any, node: pb.ComputeNode) -> tuple[str, str | None]:
+    services = clients.registry.list_services(host=node.host, binary=COMPUTE_BINARY)
+    return node_state(next(iter(services), None))
+
+
+def hypervisor_show(clients: Any, args: argparse.Namespace, out: Output) -> int:
+    node = find_node(clients.node, args.node_ref)
+    state, status = _state_of(clients, node)
+    properties = node_properties(node)
+    # Where novaclient shows them: after the type and version.
+    properties[6:6] = [("state", state), ("status", dash(status or ""))]
+    out.table(
+        PROPERTY_COLUMNS, properties, {**message_dict(node), "state": state, "status": status}
+    )
     return 0
+
+
+def hypervisor_uptime(clients: Any, args: argparse.Namespace, out: Output) -> int:
+    node = find_node(clients.node, args.node_ref)
+    state, status = _state_of(clients, node)
+    uptime = uptime_text(node)
+    out.table(
+        UPTIME_COLUMNS,
+        [[node.uuid, node.nodename, state, dash(status or ""), uptime]],
+        {
+            "id": node.uuid,
+            "hypervisor_hostname": node.nodename,
+            "state": state,
+            "status": status,
+            "uptime": uptime,
+            "up_since": timestamp_text(node, "boot_epoch"),
+        },
+    )
+    return 0
+
+
+def uptime_text(node: pb.ComputeNode, now: datetime | None = None) -> str:
+    """`up 2 days, 3:04:05 (since 2026-12-03T03:56:55Z)`: since the agent's tracker of the
+    node started; the machine's own uptime is its agent's to know, not Berth's."""
+    if not node.HasField("boot_epoch"):
+        return "-"
+    since = node.boot_epoch.ToDatetime(tzinfo=UTC)
+    elapsed = (now or datetime.now(UTC)) - since
+    days, rest = divmod(max(int(elapsed.total_seconds()), 0), 86400)
+    hours, rest = divmod(rest, 3600)
+    clock = f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    lead = f"{days} day{'s' if days != 1 else ''}, " if days else ""
+    return f"up {lead}{clock} (since {since.strftime('%Y-%m-%dT%H:%M:%SZ')})"
 
 
 def hypervisor_search(client: Any, args: argparse.Namespace, out: Output) -> int:

@@ -22,6 +22,7 @@ from berth.cli import (
     servers,
     services,
     up,
+    zones,
 )
 from berth.cli.output import FORMATS, Output, UsageError
 from berth.client.channel import DEFAULT_TIMEOUT
@@ -83,6 +84,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     up.add_commands(sub, common)
     agent.add_commands(sub, common)
     health.add_commands(sub, common)
+    zones.add_commands(sub, common)
     for subparser in sub.choices.values():
         # Commands report bad combinations through their own parser's usage line.
         subparser.set_defaults(subparser=subparser)

@@ -24,11 +24,31 @@ LIST_COLUMNS = (
 )
 
 
+# Nova's binaries, and what Berth calls the process that does the same work.
+NOVA_BINARIES = {
+    "nova-compute": "berth-compute",
+    "nova-scheduler": "berth-scheduler",
+    "nova-conductor": "berth-registry",
+    "nova-api": "berth-registry",
+    "nova-placement-api": "berth-node",
+}
+
+
+def binary_name(value: str) -> str:
+    """A binary as given; one named like Nova's gets a hint to Berth's name instead of
+    matching nothing."""
+    if value in NOVA_BINARIES:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is Nova's; Berth's is {NOVA_BINARIES[value]!r}"
+        )
+    return value
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the service-* sub-commands to `sub` (argparse's subparsers object)."""
     p = sub.add_parser("service-list", parents=[common], help="List Berth processes.")
     p.add_argument("--host", default="", help="Only services on this host.")
-    p.add_argument("--binary", default="", help="Only services of this binary.")
+    p.add_argument("--binary", default="", type=binary_name, help="Only services of this binary.")
     p.set_defaults(func=service_list, client="registry")
 
     p = sub.add_parser("service-enable", parents=[common], help="Enable a service.")
@@ -56,7 +76,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_ref(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("host", nargs="?", help="Host name of the service.")
-    parser.add_argument("binary", nargs="?", help="Binary of the service (e.g. berth-compute).")
+    parser.add_argument(
+        "binary", nargs="?", type=binary_name, help="Binary of the service (e.g. berth-compute)."
+    )
     parser.add_argument("--uuid", help="Name the service by uuid instead of HOST BINARY.")
 
 
@@ -77,7 +99,10 @@ def delete_ref(words: Sequence[str]) -> dict[str, str]:
     if len(parts) == 1 and looks_like_uuid(parts[0]):
         return {"uuid": parts[0]}
     if len(parts) == 2:
-        return {"host": parts[0], "binary": parts[1]}
+        try:
+            return {"host": parts[0], "binary": binary_name(parts[1])}
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(str(exc)) from None
     raise UsageError("give the service's UUID, or its HOST and BINARY")
 
 
