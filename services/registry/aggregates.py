@@ -197,6 +197,42 @@ class Aggregates:
         log.info("host removed from aggregate", extra={"aggregate": row.name, "host": host})
         return proto
 
+    async def update(self, request: registry_pb2.UpdateAggregateRequest) -> registry_pb2.Aggregate:
+        """A new name, a new zone, or both, in one change."""
+        name = validation.name("name", request.name, required=False)
+        zone_changed = request.HasField("availability_zone")
+        zone = validation.name("availability_zone", request.availability_zone, required=False)
+        if not name and not zone_changed:
+            raise InvalidArgument.field("name", "give a new name, an availability_zone, or both")
+        try:
+            async with self._sessions() as session, session.begin():
+                row = await self._find(session, request.aggregate)
+                old_name = row.name
+                hosts = (await repo.aggregate_hosts(session, [row.id]))[row.id]
+                if name:
+                    row.name = name
+                    await session.flush()  # a name taken already fails here
+                if zone_changed:
+                    await self._check_zone(session, hosts, zone, row.id)
+                    await repo.set_aggregate_metadata(session, row.id, {AZ_KEY: zone})
+                proto = await self._commit_change(
+                    session, row, common_pb2.EVENT_TYPE_MODIFIED, hosts if zone_changed else []
+                )
+        except IntegrityError:
+            raise AlreadyExists(
+                f"an aggregate named {name!r} exists already", reason="AGGREGATE_EXISTS"
+            ) from None
+        self._feed.poke()
+        log.info(
+            "aggregate updated",
+            extra={
+                "aggregate": old_name,
+                "name": proto.name,
+                "zone": zone if zone_changed else "-",
+            },
+        )
+        return proto
+
     async def set_metadata(
         self, ref: registry_pb2.AggregateRef, raw: dict[str, str]
     ) -> registry_pb2.Aggregate:

@@ -156,6 +156,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             aggregate=await self._aggregates.remove_host(request.aggregate, request.host)
         )
 
+    async def UpdateAggregate(self, request, context):
+        return registry_pb2.UpdateAggregateResponse(
+            aggregate=await self._aggregates.update(request)
+        )
+
     async def SetAggregateMetadata(self, request, context):
         return registry_pb2.SetAggregateMetadataResponse(
             aggregate=await self._aggregates.set_metadata(request.aggregate, dict(request.metadata))

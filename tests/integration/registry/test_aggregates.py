@@ -113,3 +113,46 @@ async def test_metadata_is_set_and_an_empty_value_removes_a_key(stub):
         )
     ).aggregate
     assert dict(agg.metadata) == {"ssd": "true", "net": "25g"}
+
+
+async def test_update_renames_and_rezones_an_aggregate_and_its_hosts_follow(stub):
+    await register(stub, "c1")
+    await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="rack-1"))
+    await stub.CreateAggregate(
+        registry_pb2.CreateAggregateRequest(name="taken", availability_zone="az9")
+    )
+    await stub.AddAggregateHost(
+        registry_pb2.AddAggregateHostRequest(aggregate=ref("rack-1"), host="c1")
+    )
+    updated = (
+        await stub.UpdateAggregate(
+            registry_pb2.UpdateAggregateRequest(
+                aggregate=ref("rack-1"), name="rack-2", availability_zone="az1"
+            )
+        )
+    ).aggregate
+    assert (updated.name, updated.availability_zone) == ("rack-2", "az1")
+    service = (await stub.GetService(registry_pb2.GetServiceRequest(service=key("c1")))).service
+    assert service.availability_zone == "az1"
+    # The zone cleared (an empty value), the name kept.
+    cleared = (
+        await stub.UpdateAggregate(
+            registry_pb2.UpdateAggregateRequest(aggregate=ref("rack-2"), availability_zone="")
+        )
+    ).aggregate
+    assert (cleared.name, cleared.availability_zone) == ("rack-2", "")
+    service = (await stub.GetService(registry_pb2.GetServiceRequest(service=key("c1")))).service
+    assert service.availability_zone == "nova"
+
+    refusals = [
+        (
+            registry_pb2.UpdateAggregateRequest(aggregate=ref("rack-2"), name="taken"),
+            "ALREADY_EXISTS",
+        ),
+        (registry_pb2.UpdateAggregateRequest(aggregate=ref("rack-2")), "INVALID_ARGUMENT"),
+        (registry_pb2.UpdateAggregateRequest(aggregate=ref("nope"), name="x"), "NOT_FOUND"),
+    ]
+    for request, code in refusals:
+        assert (await status_of(stub.UpdateAggregate(request))).name == code
+    listed = (await stub.ListAggregates(registry_pb2.ListAggregatesRequest())).aggregates
+    assert sorted(a.name for a in listed) == ["rack-2", "taken"]  # nothing half-written

@@ -183,6 +183,10 @@ class FakeRegistry:
         self._record("set_aggregate_metadata", name, metadata)
         return aggregate(name=name)
 
+    def update_aggregate(self, name: str, **kwargs: Any) -> pb.Aggregate:
+        self._record("update_aggregate", name, **kwargs)
+        return aggregate(name=kwargs.get("name") or name)
+
 
 NODE_UUID = "3d0c5a8e-7b6f-4e1d-9c2b-1a2b3c4d5e6f"
 IRONIC_UUID = "9a9a9a9a-1b1b-4c4c-8d8d-0e0e0e0e0e0e"

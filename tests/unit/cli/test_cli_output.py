@@ -182,3 +182,19 @@ def test_json_writes_enums_as_words_and_int64_as_numbers():
     data = message_dict(instance)
     assert data["state"] == "active" and data["group_policy"] == "anti_affinity"
     assert data["resources"] == {"vcpus": 2, "memory_mb": 4096, "disk_gb": 40}
+
+
+def test_aggregate_update_renames_and_rezones_in_one_call():
+    run = Run(["aggregate-update", "rack1", "--name", "rack9", "--availability-zone", ""])
+    assert run.code == 0, run.err
+    assert run.fake.calls[-1] == (
+        "update_aggregate",
+        ("rack1",),
+        {"name": "rack9", "availability_zone": ""},
+    )
+    assert "Aggregate rack9 has been successfully updated." in run.out
+
+
+def test_aggregate_update_needs_something_to_change(capsys):
+    assert Run(["aggregate-update", "rack1"]).code == 2
+    assert "give --name, --availability-zone, or both" in capsys.readouterr().err

@@ -33,6 +33,19 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("aggregate", metavar="NAME", help="Name or UUID of the aggregate.")
     p.set_defaults(func=aggregate_show, client="registry")
 
+    p = sub.add_parser(
+        "aggregate-update", parents=[common], help="Rename an aggregate or change its zone."
+    )
+    p.add_argument("aggregate", metavar="NAME", help="Name or UUID of the aggregate.")
+    p.add_argument("--name", dest="new_name", default="", help="Its new name.")
+    p.add_argument(
+        "--availability-zone",
+        default=None,
+        metavar="AZ",
+        help='Its new availability zone ("" for none).',
+    )
+    p.set_defaults(func=aggregate_update, client="registry")
+
     p = sub.add_parser("aggregate-add-host", parents=[common], help="Add a host to an aggregate.")
     p.add_argument("aggregate", metavar="NAME", help="Name or UUID of the aggregate.")
     p.add_argument("host", metavar="HOST")
@@ -102,6 +115,17 @@ def aggregate_list(client: Any, args: argparse.Namespace, out: Output) -> int:
 
 def aggregate_show(client: Any, args: argparse.Namespace, out: Output) -> int:
     _show(out, client.get_aggregate(args.aggregate))
+    return 0
+
+
+def aggregate_update(client: Any, args: argparse.Namespace, out: Output) -> int:
+    if not args.new_name and args.availability_zone is None:
+        raise UsageError("give --name, --availability-zone, or both")
+    aggregate = client.update_aggregate(
+        args.aggregate, name=args.new_name, availability_zone=args.availability_zone
+    )
+    out.note(f"Aggregate {aggregate.name} has been successfully updated.")
+    _show(out, aggregate)
     return 0
 
 

@@ -181,5 +181,14 @@ class RegistryClient(BaseClient[registry_pb2_grpc.RegistryServiceStub]):
         )
         return self._call(self._stub.SetAggregateMetadata, request).aggregate
 
+    def update_aggregate(
+        self, aggregate: str, *, name: str = "", availability_zone: str | None = None
+    ) -> pb.Aggregate:
+        """Rename it (`name`), set its zone (`availability_zone`; "" clears it), or both."""
+        request = pb.UpdateAggregateRequest(aggregate=aggregate_ref(aggregate), name=name)
+        if availability_zone is not None:
+            request.availability_zone = availability_zone
+        return self._call(self._stub.UpdateAggregate, request).aggregate
+
     def __repr__(self) -> str:
         return f"RegistryClient(target={self.target!r})"

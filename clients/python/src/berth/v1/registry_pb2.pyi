@@ -1051,3 +1051,55 @@ class SetAggregateMetadataResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetAggregateMetadataResponse: _TypeAlias = SetAggregateMetadataResponse  # noqa: Y015
+
+@_typing.final
+class UpdateAggregateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGGREGATE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    AVAILABILITY_ZONE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Its new name; empty keeps the name. Taken already: ALREADY_EXISTS."""
+    availability_zone: _builtins.str
+    """Its zone, when set (empty: no zone); unset keeps the zone. A host of the aggregate in
+    another zone: FAILED_PRECONDITION, as for metadata `availability_zone`.
+    """
+    @_builtins.property
+    def aggregate(self) -> Global___AggregateRef: ...
+    def __init__(
+        self,
+        *,
+        aggregate: Global___AggregateRef | None = ...,
+        name: _builtins.str = ...,
+        availability_zone: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_availability_zone", b"_availability_zone", "aggregate", b"aggregate", "availability_zone", b"availability_zone"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_availability_zone", b"_availability_zone", "aggregate", b"aggregate", "availability_zone", b"availability_zone", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__availability_zone: _TypeAlias = _typing.Literal["availability_zone"]  # noqa: Y015
+    _WhichOneofArgType__availability_zone: _TypeAlias = _typing.Literal["_availability_zone", b"_availability_zone"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__availability_zone) -> _WhichOneofReturnType__availability_zone | None: ...
+
+Global___UpdateAggregateRequest: _TypeAlias = UpdateAggregateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateAggregateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGGREGATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def aggregate(self) -> Global___Aggregate: ...
+    def __init__(
+        self,
+        *,
+        aggregate: Global___Aggregate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["aggregate", b"aggregate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate", b"aggregate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAggregateResponse: _TypeAlias = UpdateAggregateResponse  # noqa: Y015

@@ -111,6 +111,11 @@ class RegistryServiceStub:
                 request_serializer=berth_dot_v1_dot_registry__pb2.SetAggregateMetadataRequest.SerializeToString,
                 response_deserializer=berth_dot_v1_dot_registry__pb2.SetAggregateMetadataResponse.FromString,
                 _registered_method=True)
+        self.UpdateAggregate = channel.unary_unary(
+                '/berth.v1.RegistryService/UpdateAggregate',
+                request_serializer=berth_dot_v1_dot_registry__pb2.UpdateAggregateRequest.SerializeToString,
+                response_deserializer=berth_dot_v1_dot_registry__pb2.UpdateAggregateResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -228,6 +233,14 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateAggregate(self, request, context):
+        """Rename an aggregate, or set (empty: clear) its availability zone (Nova's
+        aggregate-update).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -305,6 +318,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.SetAggregateMetadata,
                     request_deserializer=berth_dot_v1_dot_registry__pb2.SetAggregateMetadataRequest.FromString,
                     response_serializer=berth_dot_v1_dot_registry__pb2.SetAggregateMetadataResponse.SerializeToString,
+            ),
+            'UpdateAggregate': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAggregate,
+                    request_deserializer=berth_dot_v1_dot_registry__pb2.UpdateAggregateRequest.FromString,
+                    response_serializer=berth_dot_v1_dot_registry__pb2.UpdateAggregateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -714,6 +732,33 @@ class RegistryService:
             '/berth.v1.RegistryService/SetAggregateMetadata',
             berth_dot_v1_dot_registry__pb2.SetAggregateMetadataRequest.SerializeToString,
             berth_dot_v1_dot_registry__pb2.SetAggregateMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAggregate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berth.v1.RegistryService/UpdateAggregate',
+            berth_dot_v1_dot_registry__pb2.UpdateAggregateRequest.SerializeToString,
+            berth_dot_v1_dot_registry__pb2.UpdateAggregateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,6 +74,10 @@ class RegistryServiceStub:
     """Remove a host from an aggregate."""
     SetAggregateMetadata: _grpc.UnaryUnaryMultiCallable[_registry_pb2.SetAggregateMetadataRequest, _registry_pb2.SetAggregateMetadataResponse]
     """Set (or, with an empty value, remove) metadata keys of an aggregate."""
+    UpdateAggregate: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateAggregateRequest, _registry_pb2.UpdateAggregateResponse]
+    """Rename an aggregate, or set (empty: clear) its availability zone (Nova's
+    aggregate-update).
+    """
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -121,6 +125,10 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """Remove a host from an aggregate."""
     SetAggregateMetadata: _aio.UnaryUnaryMultiCallable[_registry_pb2.SetAggregateMetadataRequest, _registry_pb2.SetAggregateMetadataResponse]  # type: ignore[assignment]
     """Set (or, with an empty value, remove) metadata keys of an aggregate."""
+    UpdateAggregate: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateAggregateRequest, _registry_pb2.UpdateAggregateResponse]  # type: ignore[assignment]
+    """Rename an aggregate, or set (empty: clear) its availability zone (Nova's
+    aggregate-update).
+    """
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """RegistryService owns the `services` table (one row per Berth process, keyed by
@@ -255,5 +263,15 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.SetAggregateMetadataResponse, _abc.Awaitable[_registry_pb2.SetAggregateMetadataResponse]]:
         """Set (or, with an empty value, remove) metadata keys of an aggregate."""
+
+    @_abc_1.abstractmethod
+    def UpdateAggregate(
+        self,
+        request: _registry_pb2.UpdateAggregateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdateAggregateResponse, _abc.Awaitable[_registry_pb2.UpdateAggregateResponse]]:
+        """Rename an aggregate, or set (empty: clear) its availability zone (Nova's
+        aggregate-update).
+        """
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
