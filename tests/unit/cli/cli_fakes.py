@@ -183,9 +183,9 @@ class FakeRegistry:
         self._record("set_aggregate_metadata", name, metadata)
         return aggregate(name=name)
 
-    def update_aggregate(self, name: str, **kwargs: Any) -> pb.Aggregate:
-        self._record("update_aggregate", name, **kwargs)
-        return aggregate(name=kwargs.get("name") or name)
+    def update_aggregate(self, which: str, /, **kwargs: Any) -> pb.Aggregate:
+        self._record("update_aggregate", which, **kwargs)
+        return aggregate(name=kwargs.get("name") or which)
 
 
 NODE_UUID = "3d0c5a8e-7b6f-4e1d-9c2b-1a2b3c4d5e6f"
