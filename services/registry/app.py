@@ -56,7 +56,7 @@ POLICY = auth.MethodPolicy(
                 "GetAggregate",
             )
         }
-        | {_H + "ListHosts", _H + "DescribeHost"}
+        | {_H + "ListHosts", _H + "DescribeHost", _H + "ListMigrations"}
     ),
     agent_methods=frozenset({_R + "RegisterService", _R + "Heartbeat", _R + "HeartbeatStream"}),
 )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from berth.v1 import registry_pb2
+from berth.v1 import host_pb2, registry_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.settings import COMPUTE_BINARY
-from services.registry.store.models import Aggregate, Service
+from services.registry.store.models import Aggregate, InstanceMove, Service
 
 # Nova shows non-compute services in this zone (its internal_service_availability_zone).
 INTERNAL_ZONE = "internal"
@@ -57,6 +57,19 @@ def aggregate(row: Aggregate, hosts: list[str], metadata: dict[str, str]) -> reg
         availability_zone=metadata.get("availability_zone", ""),
         hosts=hosts,
         metadata=metadata,
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+    )
+
+
+def migration(row: InstanceMove) -> host_pb2.Migration:
+    return host_pb2.Migration(
+        instance_uuid=row.instance_uuid,
+        source_host=row.host,
+        dest_host=row.destination_host,
+        dest_node=row.destination_nodename,
+        state=row.state.lower(),
+        reason=row.reason,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
     )

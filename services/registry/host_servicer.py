@@ -8,11 +8,13 @@ from berth.v1 import host_pb2, host_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import paging, validation
+from services.registry import convert
 from services.registry.agent_link import AgentLink
 from services.registry.maintenance import Maintenance
 from services.registry.node_link import NodeLink
 from services.registry.power import PowerActions
 from services.registry.services_table import ServicesTable
+from services.registry.store import maintenance as maintenance_store
 from services.registry.store import repository as repo
 
 
@@ -85,6 +87,16 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
             raise Unimplemented("this registry conducts no host updates", reason="NO_CONDUCTOR")
         async for message in self._maintenance.update_host(request):
             yield message
+
+    async def ListMigrations(self, request, context):
+        host = validation.name("host", request.host, required=False)
+        async with self._sessions() as session:
+            rows = await (
+                maintenance_store.moves(session, host)
+                if host
+                else maintenance_store.all_moves(session)
+            )
+        return host_pb2.ListMigrationsResponse(migrations=[convert.migration(row) for row in rows])
 
     async def HostAction(self, request, context):
         """Start up, shut down or reboot a host through its agent's driver."""

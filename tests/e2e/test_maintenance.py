@@ -203,6 +203,19 @@ def test_the_cli_shows_progress_and_what_stayed_and_asking_again_moves_the_rest(
     placed = settled(fleet, set(instances))
     assert {u for u, h in placed.items() if h == "kvm-1"} == stayed
     assert hosts_of(placed, [u for u in instances if u not in stayed]) == {"kvm-2"}
+    # migration-list shows each move with its state, where it went or why it stayed.
+    listed = subprocess.run(
+        [BERTH, "--registry", fleet.registry, "--json", "migration-list", "--host", "kvm-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    migrations = {m["instance_uuid"]: m for m in json.loads(listed.stdout)}
+    assert set(migrations) == set(instances)
+    assert {u for u, m in migrations.items() if m["state"] == "failed"} == stayed
+    done = [m for u, m in migrations.items() if u not in stayed]
+    assert all(m["state"] == "done" and m["dest_host"] == "kvm-2" for m in done), done
+    assert all("no room" in migrations[u]["reason"] for u in stayed)
 
     # kvm-3 joins the aggregate; asking again (plain output, not a terminal) moves the rest.
     rack(fleet, "rack-b", "kvm-1", "kvm-3")

@@ -129,6 +129,11 @@ async def moves(session: AsyncSession, host: str) -> Sequence[InstanceMove]:
     return (await session.execute(query)).scalars().all()
 
 
+async def all_moves(session: AsyncSession) -> Sequence[InstanceMove]:
+    query = select(InstanceMove).order_by(InstanceMove.host, InstanceMove.instance_uuid)
+    return (await session.execute(query)).scalars().all()
+
+
 async def move(session: AsyncSession, host: str, instance_uuid: str) -> InstanceMove | None:
     query = select(InstanceMove).where(
         InstanceMove.host == host, InstanceMove.instance_uuid == instance_uuid

@@ -31,6 +31,11 @@ class HostClient(BaseClient[host_pb2_grpc.HostServiceStub]):
         request = pb.DescribeHostRequest(host=host)
         return list(self._call(self._stub.DescribeHost, request).rows)
 
+    def list_migrations(self, host: str = "") -> list[pb.Migration]:
+        """The instance moves of hosts in maintenance (of `host` only, if given)."""
+        request = pb.ListMigrationsRequest(host=host)
+        return list(self._call(self._stub.ListMigrations, request).migrations)
+
     def update_host(
         self,
         host: str,

@@ -96,6 +96,94 @@ POWER_STATE_OFF: PowerState.ValueType  # 2
 Global___PowerState: _TypeAlias = PowerState  # noqa: Y015
 
 @_typing.final
+class ListMigrationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    """Only the moves off this host; empty for every host's."""
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMigrationsRequest: _TypeAlias = ListMigrationsRequest  # noqa: Y015
+
+@_typing.final
+class ListMigrationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIGRATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def migrations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Migration]: ...
+    def __init__(
+        self,
+        *,
+        migrations: _abc.Iterable[Global___Migration] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["migrations", b"migrations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMigrationsResponse: _TypeAlias = ListMigrationsResponse  # noqa: Y015
+
+@_typing.final
+class Migration(_message.Message):
+    """One instance moving off a host in maintenance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTANCE_UUID_FIELD_NUMBER: _builtins.int
+    SOURCE_HOST_FIELD_NUMBER: _builtins.int
+    DEST_HOST_FIELD_NUMBER: _builtins.int
+    DEST_NODE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    instance_uuid: _builtins.str
+    source_host: _builtins.str
+    dest_host: _builtins.str
+    dest_node: _builtins.str
+    state: _builtins.str
+    """pending, selected (destination claimed), built (there too), done (deleted here), or
+    failed (it stays: `reason` says why).
+    """
+    reason: _builtins.str
+    """Why it failed, or why a pass left it for now (an agent unreachable)."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        instance_uuid: _builtins.str = ...,
+        source_host: _builtins.str = ...,
+        dest_host: _builtins.str = ...,
+        dest_node: _builtins.str = ...,
+        state: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dest_host", b"dest_host", "dest_node", b"dest_node", "instance_uuid", b"instance_uuid", "reason", b"reason", "source_host", b"source_host", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Migration: _TypeAlias = Migration  # noqa: Y015
+
+@_typing.final
 class HostSummary(_message.Message):
     """One row of host-list."""
 

@@ -56,6 +56,11 @@ class HostServiceStub:
                 request_serializer=berth_dot_v1_dot_host__pb2.HostActionRequest.SerializeToString,
                 response_deserializer=berth_dot_v1_dot_host__pb2.HostActionResponse.FromString,
                 _registered_method=True)
+        self.ListMigrations = channel.unary_unary(
+                '/berth.v1.HostService/ListMigrations',
+                request_serializer=berth_dot_v1_dot_host__pb2.ListMigrationsRequest.SerializeToString,
+                response_deserializer=berth_dot_v1_dot_host__pb2.ListMigrationsResponse.FromString,
+                _registered_method=True)
 
 
 class HostServiceServicer:
@@ -97,6 +102,14 @@ class HostServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMigrations(self, request, context):
+        """migration-list: the instance moves of hosts in maintenance, with their state (Nova's
+        migrations of type `evacuation`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HostServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +132,11 @@ def add_HostServiceServicer_to_server(servicer, server):
                     servicer.HostAction,
                     request_deserializer=berth_dot_v1_dot_host__pb2.HostActionRequest.FromString,
                     response_serializer=berth_dot_v1_dot_host__pb2.HostActionResponse.SerializeToString,
+            ),
+            'ListMigrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMigrations,
+                    request_deserializer=berth_dot_v1_dot_host__pb2.ListMigrationsRequest.FromString,
+                    response_serializer=berth_dot_v1_dot_host__pb2.ListMigrationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -231,6 +249,33 @@ class HostService:
             '/berth.v1.HostService/HostAction',
             berth_dot_v1_dot_host__pb2.HostActionRequest.SerializeToString,
             berth_dot_v1_dot_host__pb2.HostActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMigrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berth.v1.HostService/ListMigrations',
+            berth_dot_v1_dot_host__pb2.ListMigrationsRequest.SerializeToString,
+            berth_dot_v1_dot_host__pb2.ListMigrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,10 @@ class HostServiceStub:
     """
     HostAction: _grpc.UnaryUnaryMultiCallable[_host_pb2.HostActionRequest, _host_pb2.HostActionResponse]
     """host-action: start up, reboot or shut down the host through its agent's driver."""
+    ListMigrations: _grpc.UnaryUnaryMultiCallable[_host_pb2.ListMigrationsRequest, _host_pb2.ListMigrationsResponse]
+    """migration-list: the instance moves of hosts in maintenance, with their state (Nova's
+    migrations of type `evacuation`).
+    """
 
 @_typing.type_check_only
 class HostServiceAsyncStub(HostServiceStub):
@@ -73,6 +77,10 @@ class HostServiceAsyncStub(HostServiceStub):
     """
     HostAction: _aio.UnaryUnaryMultiCallable[_host_pb2.HostActionRequest, _host_pb2.HostActionResponse]  # type: ignore[assignment]
     """host-action: start up, reboot or shut down the host through its agent's driver."""
+    ListMigrations: _aio.UnaryUnaryMultiCallable[_host_pb2.ListMigrationsRequest, _host_pb2.ListMigrationsResponse]  # type: ignore[assignment]
+    """migration-list: the instance moves of hosts in maintenance, with their state (Nova's
+    migrations of type `evacuation`).
+    """
 
 class HostServiceServicer(metaclass=_abc_1.ABCMeta):
     """HostService is Nova's os-hosts API, served by the registry: the host view joins the
@@ -117,5 +125,15 @@ class HostServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_host_pb2.HostActionResponse, _abc.Awaitable[_host_pb2.HostActionResponse]]:
         """host-action: start up, reboot or shut down the host through its agent's driver."""
+
+    @_abc_1.abstractmethod
+    def ListMigrations(
+        self,
+        request: _host_pb2.ListMigrationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_host_pb2.ListMigrationsResponse, _abc.Awaitable[_host_pb2.ListMigrationsResponse]]:
+        """migration-list: the instance moves of hosts in maintenance, with their state (Nova's
+        migrations of type `evacuation`).
+        """
 
 def add_HostServiceServicer_to_server(servicer: HostServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
