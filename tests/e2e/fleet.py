@@ -396,8 +396,9 @@ def spec(
     )
 
 
-def eventually(check: Callable[[], Any], within_s: float = 20) -> Any:
-    """Poll until `check()` returns something true (or stops raising AssertionError)."""
+def eventually(check: Callable[[], Any], within_s: float = 60) -> Any:
+    """Poll until `check()` returns something true (or stops raising AssertionError); the
+    bound only ends a hang: a busy machine may take long, a passing check returns at once."""
     deadline = time.monotonic() + within_s
     while True:
         try:

@@ -57,13 +57,13 @@ def test_host_action_reboots_a_fake_agent_and_shuts_another_down(fleet):
         "reboot",
         "rebooting",
     )
-    eventually(lambda: not compute_service(fleet, "kvm-1")["up"], within_s=10)
+    eventually(lambda: not compute_service(fleet, "kvm-1")["up"], within_s=60)
 
     def back() -> bool:
         service = compute_service(fleet, "kvm-1")
         return service["up"] and int(service["version"]) > int(before["version"])
 
-    eventually(back, within_s=15)
+    eventually(back, within_s=90)
     after = compute_service(fleet, "kvm-1")
     assert after["endpoint"] == before["endpoint"] and after["uuid"] == before["uuid"]
     assert agent.poll() is None, "a reboot keeps the agent's process"
@@ -80,7 +80,7 @@ def test_host_action_reboots_a_fake_agent_and_shuts_another_down(fleet):
     request_id = asked.rsplit("request_id=", 1)[1]
     [acted] = [line for line in fleet.log("kvm-2").splitlines() if "host power action" in line]
     assert acted.endswith(f"request_id={request_id}") and 'result="shutting down"' in acted
-    eventually(lambda: not compute_service(fleet, "kvm-2")["up"], within_s=10)
+    eventually(lambda: not compute_service(fleet, "kvm-2")["up"], within_s=60)
     refused = cli(fleet, "host-action", "kvm-2", "--action", "startup")
     assert refused.returncode == 1
     assert refused.stderr.startswith("ERROR (Unavailable): the compute agent of host kvm-2 is down")

@@ -220,7 +220,7 @@ def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_p
             f"127.0.0.1:{port}", *node, "--scheduler", f"127.0.0.1:{scheduler_port}"
         )
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=30)
+        rest, _ = proc.communicate(timeout=120)  # bounds a hang only
         assert proc.returncode in (0, 130)
         assert "stopped" in rest
         assert (tmp_path / "data" / "registry.sqlite3").exists()

@@ -27,7 +27,7 @@ from tests.integration.registry.support import register
 
 
 async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], within_s: float = 10.0, what: str = ""
+    check: Callable[[], bool | Awaitable[bool]], within_s: float = 60.0, what: str = ""
 ) -> None:
     """Wait until `check()` (or the awaitable it returns) is true; fail after `within_s`."""
     deadline = asyncio.get_running_loop().time() + within_s
