@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 
+from berth.cli.children import die_with_parent
 from sqlalchemy.engine import make_url
 
 _PROXY = r"""
@@ -62,6 +63,7 @@ class FrozenProxy:
             ],
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=die_with_parent,  # a killed test run leaves no proxy behind
         )
         assert self._proc.stdout is not None
         self.port = int(self._proc.stdout.readline())

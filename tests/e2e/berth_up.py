@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from berth.cli.children import die_with_parent
+
 BIN = Path(sys.executable).parent
 BERTH = str(BIN / "berth")
 READY_LINE = "Ctrl-C stops everything."
@@ -66,7 +68,13 @@ def berth_up(data_dir: Path, *args: str, within_s: float = 120) -> Iterator[Stac
         str(free_port()),
         *args,
     ]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=die_with_parent,  # and berth up's own children die with it
+    )
     try:
         lines: list[str] = []
         deadline = time.monotonic() + within_s

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from berth.cli.children import die_with_parent
 from berth.client import NodeClient, RegistryClient, ResourceExhausted, SchedulerClient, Unavailable
 from berth.client.flavors import flavor
 from berth.client.servers import BootResult, boot
@@ -170,6 +171,7 @@ class Fleet:
             env=values | self.tls_env() | env,
             stdout=log,
             stderr=log,
+            preexec_fn=die_with_parent,  # a killed test run leaves no server behind
         )
         self.addresses[name] = address
         self.launches[name] = (module, env)

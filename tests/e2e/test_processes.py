@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from berth.cli.children import die_with_parent
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.berth_up import berth_up
@@ -56,7 +57,11 @@ def registry_process(tmp_path):
     }
     log = (tmp_path / "registry.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.registry"], env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "services.registry"],
+        env=env,
+        stdout=log,
+        stderr=log,
+        preexec_fn=die_with_parent,
     )
     try:
         _wait_serving(f"127.0.0.1:{port}")
