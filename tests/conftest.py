@@ -1,12 +1,13 @@
-"""Shared fixtures: a fresh database per test on SQLite, PostgreSQL and MariaDB, and an empty
-Redis database.
+"""Shared fixtures: a fresh database per test on SQLite, PostgreSQL and MariaDB, and a Redis
+key prefix of the test's own.
 
 PostgreSQL and MariaDB are found at BERTH_TEST_POSTGRES_URL / BERTH_TEST_MARIADB_URL
 (defaults: the local servers). When one is not reachable its cases are skipped with the
 reason, unless BERTH_TEST_REQUIRE lists it (CI sets `postgresql,mariadb,redis`): then they
-fail. Redis is BERTH_TEST_REDIS_URL if set (its database is emptied before each test), else
-one redis-server the run starts for itself (see berth.cli.embedded_redis): a Redis already
-running on the machine holds somebody else's data and is never written.
+fail. Redis is BERTH_TEST_REDIS_URL if set, else one redis-server the run starts for itself
+(see berth.cli.embedded_redis): a Redis already running on the machine holds somebody else's
+data and is never written. Either way the tests write only under their own key prefix
+(`redis_prefix`) and delete only those keys: no test empties a database.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pytest
 from berth.cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_redis_server
 from berth.cli.up import hide_password
 from sqlalchemy.engine import make_url
+
+from tests.redis_keys import delete_keys, new_prefix
 
 POSTGRES_URL = os.environ.get(
     "BERTH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -151,8 +154,8 @@ def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         why = _redis_answers(REDIS_URL, timeout=3.0)
         yield (REDIS_URL, "") if why is None else ("", why)
         return
-    # A server of the run's own: the tests empty their database before each test, and a
-    # Redis already running on this machine (6379) holds somebody else's data.
+    # A server of the run's own: a Redis already running on this machine (6379) holds
+    # somebody else's data.
     binary = find_redis_server()
     if binary is None:
         yield "", "no redis-server was found (set BERTH_TEST_REDIS_URL to a Redis of your own)"
@@ -171,19 +174,22 @@ def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 
 @pytest.fixture
 def redis_url(_redis_server: tuple[str, str]) -> str:
-    """The URL of an empty Redis database (FLUSHDB before each test)."""
-    import redis
-
+    """The URL of the tests' Redis. It may hold other data (BERTH_TEST_REDIS_URL): write only
+    under `redis_prefix`."""
     url, note = _redis_server
     if not url:
         _unavailable("redis", note)
     _used.setdefault("redis", f"{hide_password(url)} ({note})" if note else hide_password(url))
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
     return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own (the scheduler's BERTH_REDIS_PREFIX); every key under
+    it is deleted afterwards, and no other."""
+    prefix = new_prefix()
+    yield prefix
+    delete_keys(redis_url, prefix)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -30,8 +30,8 @@ ANTI = common_pb2.GROUP_POLICY_ANTI_AFFINITY
 
 
 @pytest.fixture
-def fleet(tmp_path, redis_url) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_url=redis_url)
+def fleet(tmp_path, redis_url, redis_prefix) -> Iterator[Fleet]:
+    fleet = Fleet(tmp_path, redis_url=redis_url, redis_prefix=redis_prefix)
     try:
         fleet.services(wait=False)
         fleet.agent("kvm-1", "fake", wait=False)

@@ -38,8 +38,8 @@ LEAVE = host_pb2.MAINTENANCE_MODE_DISABLED
 
 
 @pytest.fixture
-def fleet(tmp_path, redis_url) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_url=redis_url)
+def fleet(tmp_path, redis_url, redis_prefix) -> Iterator[Fleet]:
+    fleet = Fleet(tmp_path, redis_url=redis_url, redis_prefix=redis_prefix)
     try:
         # Agents restarting in these stories stay "up" for the registry and the scheduler
         # meanwhile; the registry retries an unreachable agent for 30 s.

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 from berth.cli.scheduler import free
 from berth.client import (
     BootResult,
@@ -36,6 +35,7 @@ from tests.e2e.fleet import (
     room_for_small,
     spec,
 )
+from tests.redis_keys import delete_keys
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,8 @@ Hints = scheduler_pb2.SchedulerHints
 
 
 @pytest.fixture
-def fleet(tmp_path, redis_url) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_url=redis_url)
+def fleet(tmp_path, redis_url, redis_prefix) -> Iterator[Fleet]:
+    fleet = Fleet(tmp_path, redis_url=redis_url, redis_prefix=redis_prefix)
     try:
         fleet.services(wait=False)
         yield fleet
@@ -227,11 +227,7 @@ def test_a_host_that_goes_down_or_is_disabled_receives_no_more_instances(fleet):
 def test_scheduling_goes_on_when_redis_is_flushed_and_the_cache_comes_back(fleet):
     launch(fleet, {f"kvm-{i}": ("fake", {}) for i in (1, 2)}, nodes=2)
     booted = built(fleet.boot(spec("m1.tiny", count=2)))
-    client = redis.Redis.from_url(fleet.redis_url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    delete_keys(fleet.redis_url, fleet.redis_prefix)  # the scheduler's cache is flushed
     # At once: the scheduler places from its mirror and puts the nodes it claims on back.
     booted += built(fleet.boot(spec("m1.tiny", count=2)))
     booted += built(fleet.boot(spec("m1.tiny", count=2)))
@@ -255,11 +251,7 @@ def test_anti_affinity_still_holds_after_redis_is_flushed(fleet):
     members = built(fleet.boot(spec("m1.tiny", count=2, hints=group)))
     assert sorted(r.host for r in members) == ["kvm-1", "kvm-2"]
     eventually(lambda: len(fleet.instances()) == 2, 10)
-    client = redis.Redis.from_url(fleet.redis_url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    delete_keys(fleet.redis_url, fleet.redis_prefix)  # the scheduler's cache is flushed
     eventually(lambda: "resync done" in fleet.log("scheduler-1").split("lost the HostState")[-1], 5)
     fleet.ready(2)
     try:

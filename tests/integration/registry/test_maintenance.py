@@ -187,7 +187,7 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(start, start_node, redis_url, tmp_path) -> AsyncIterator[Stack]:
+async def stack(start, start_node, redis_url, redis_prefix, tmp_path) -> AsyncIterator[Stack]:
     node = await start_node()
     port = free_port()
     registry = await start(
@@ -202,7 +202,7 @@ async def stack(start, start_node, redis_url, tmp_path) -> AsyncIterator[Stack]:
             registry_url=registry.address,
             node_url=node.address,
             redis_url=redis_url,
-            redis_prefix=f"t-{uuidlib.uuid4().hex[:8]}",
+            redis_prefix=redis_prefix,
             cache_check_interval=0.2,
         ),
         report_self=False,
