@@ -23,6 +23,7 @@ from berth.cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_red
 from berth.cli.up import hide_password
 from sqlalchemy.engine import make_url
 
+from tests import processes
 from tests.redis_keys import delete_keys, new_prefix
 
 POSTGRES_URL = os.environ.get(
@@ -35,6 +36,7 @@ REDIS_URL = os.environ.get("BERTH_TEST_REDIS_URL", "")
 
 _unreachable: dict[str, str] = {}
 _used: dict[str, str] = {}  # backend -> which server the tests used (for the summary)
+_left_running: list[int] = []  # pids of processes no fixture stopped (for the summary)
 
 
 def _unavailable(backend: str, why: str) -> None:
@@ -192,7 +194,19 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     delete_keys(redis_url, prefix)
 
 
+@pytest.hookimpl(trylast=True)  # after every fixture's own teardown
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The net under failed or interrupted teardowns: no process a test started (nor what
+    it started in turn) outlives the run."""
+    _left_running.extend(processes.kill_all())
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if _left_running:
+        terminalreporter.write_line(
+            f"killed {len(_left_running)} process groups no fixture stopped: {_left_running}",
+            red=True,
+        )
     for backend, why in sorted(_unreachable.items()):
         terminalreporter.write_line(f"SKIPPED backend {backend}: {why}", yellow=True)
     for backend, how in sorted(_used.items()):

@@ -14,6 +14,8 @@ import sys
 
 from sqlalchemy.engine import make_url
 
+from tests import processes
+
 _PROXY = r"""
 import asyncio, sys
 
@@ -51,7 +53,7 @@ class FrozenProxy:
     def __init__(self, url: str, port: int = 0) -> None:
         self._target = make_url(url)
         default_port = 3306 if self._target.get_backend_name() == "mysql" else 5432
-        self._proc = subprocess.Popen(
+        self._proc = processes.spawn(
             [
                 sys.executable,
                 "-c",
@@ -84,5 +86,4 @@ class FrozenProxy:
     def close(self) -> None:
         if self.frozen:
             self.thaw()
-        self._proc.kill()
-        self._proc.wait()
+        processes.kill(self._proc)

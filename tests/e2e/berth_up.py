@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import processes
+
 BIN = Path(sys.executable).parent
 BERTH = str(BIN / "berth")
 READY_LINE = "Ctrl-C stops everything."
@@ -66,7 +68,7 @@ def berth_up(data_dir: Path, *args: str, within_s: float = 120) -> Iterator[Stac
         str(free_port()),
         *args,
     ]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = processes.spawn(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines: list[str] = []
         deadline = time.monotonic() + within_s
@@ -85,5 +87,4 @@ def berth_up(data_dir: Path, *args: str, within_s: float = 120) -> Iterator[Stac
             try:
                 proc.communicate(timeout=60)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+                processes.kill(proc)  # its children die with it (PR_SET_PDEATHSIG)

@@ -25,6 +25,7 @@ from berth.client.servers import BootResult, boot
 from berth.v1 import node_pb2_grpc, registry_pb2_grpc, scheduler_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests import processes
 from tests.e2e.test_processes import BERTH
 
 # One fake machine: a KVM node, a cluster member, a bare-metal server.
@@ -165,7 +166,7 @@ class Fleet:
             "BERTH_REPORT_INTERVAL": REPORT_INTERVAL,
             "BERTH_HOST": name,
         }
-        self.procs[name] = subprocess.Popen(
+        self.procs[name] = processes.spawn(
             [sys.executable, "-m", module],
             env=values | self.tls_env() | env,
             stdout=log,
@@ -298,9 +299,7 @@ class Fleet:
 
     def close(self) -> None:
         for proc in self.procs.values():
-            proc.kill()  # stopped (SIGSTOP) processes die of SIGKILL too
-        for proc in self.procs.values():
-            proc.wait()
+            processes.kill(proc)  # its group; stopped (SIGSTOP) processes die of SIGKILL too
         self.procs.clear()
 
     def log(self, name: str) -> str:

@@ -17,6 +17,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests import processes
 from tests.e2e.berth_up import berth_up
 
 pytestmark = pytest.mark.slow
@@ -55,16 +56,14 @@ def registry_process(tmp_path):
         "BERTH_REPORT_INTERVAL": "0.2",
     }
     log = (tmp_path / "registry.log").open("w")
-    proc = subprocess.Popen(
+    proc = processes.spawn(
         [sys.executable, "-m", "services.registry"], env=env, stdout=log, stderr=log
     )
     try:
         _wait_serving(f"127.0.0.1:{port}")
         yield proc, f"127.0.0.1:{port}"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        processes.kill(proc)
         log.close()
 
 
@@ -171,7 +170,7 @@ def test_metrics_beyond_loopback_without_credentials_refuse_to_start(tmp_path):
 
 def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_path):
     port, node_port, scheduler_port = _free_port(), _free_port(), _free_port()
-    proc = subprocess.Popen(
+    proc = processes.spawn(
         [
             BERTH,
             "up",
@@ -225,8 +224,7 @@ def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_p
         assert "stopped" in rest
         assert (tmp_path / "data" / "registry.sqlite3").exists()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        processes.kill(proc)
 
 
 def _boot_list_and_delete(registry: str, *servers: str) -> None:
@@ -266,27 +264,20 @@ def _boot_list_and_delete(registry: str, *servers: str) -> None:
 def test_a_killed_berth_up_leaves_no_process_behind(tmp_path):
     """SIGKILL gives `berth up` no chance to stop its children: the kernel does it."""
     with berth_up(tmp_path / "data") as stack:
-        children = _children_of(stack.proc.pid)
+        children = processes.descendants(stack.proc.pid)
         # Redis, registry, node service, scheduler and the three demo agents.
-        assert len(children) == 7, children
+        commands = sorted(_command(pid) for pid in children)
+        assert len(children) == 7, commands
+        assert sum("redis-server" in c for c in commands) == 1, commands
         stack.proc.kill()
-        stack.proc.wait(timeout=10)
-        deadline = time.monotonic() + 60
-        while (alive := [pid for pid in children if _alive(pid)]) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        stack.proc.wait()
+        # Each exit wakes the wait; the bound only ends a hang.
+        alive = processes.wait_all_exit(children, within_s=120)
+        for pid in alive:  # a failing test leaves nothing behind either
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         assert not alive, f"still running after berth up was killed: {alive}"
 
 
-def _children_of(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+def _command(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
