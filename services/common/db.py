@@ -86,7 +86,7 @@ def create_engine(
         kwargs.setdefault("pool_timeout", timeout_s if timeout_s is not None else 10)
     if connect_args:
         kwargs["connect_args"] = connect_args | dict(kwargs.get("connect_args") or {})  # type: ignore[call-overload]
-    engine = create_async_engine(parsed, **kwargs)  # type: ignore[arg-type]
+    engine = create_async_engine(parsed, **kwargs)
     if backend == "sqlite":
         busy_ms = int(busy_s * 1000)
         event.listen(
