@@ -85,6 +85,6 @@ def berth_up(data_dir: Path, *args: str, within_s: float = 120) -> Iterator[Stac
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.communicate(timeout=60)
+                proc.communicate(timeout=120)  # bounds a hang only
             except subprocess.TimeoutExpired:
                 processes.kill(proc)  # its children die with it (PR_SET_PDEATHSIG)

@@ -178,7 +178,7 @@ class Fleet:
         if wait:
             self.wait_serving(name)
 
-    def wait_serving(self, *names: str, within_s: float = 30) -> None:
+    def wait_serving(self, *names: str, within_s: float = 90) -> None:
         """Wait until each named process (default: every running one) answers SERVING; a
         process that exits first fails with the end of its log."""
         deadline = time.monotonic() + within_s
@@ -352,7 +352,7 @@ class Fleet:
         with NodeClient.connect(self.node, **self.client_tls()) as nodes:
             return {i.uuid: i.host for i in nodes.node_instances()}
 
-    def ready(self, nodes: int, *, within_s: float = 30) -> None:
+    def ready(self, nodes: int, *, within_s: float = 90) -> None:
         """Wait until every scheduler has its cache built and sees `nodes` nodes, each with
         its host up and enabled."""
         for name in self.schedulers:

@@ -141,4 +141,4 @@ def test_a_vm_flavor_never_lands_on_bare_metal_and_a_class_request_takes_a_node_
         assert sorted(fleet.instances().values()) == ["ironic-1", "ironic-1", "kvm-1", "kvm-2"]
         return True
 
-    eventually(reported, 10)
+    eventually(reported)

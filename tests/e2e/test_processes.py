@@ -30,7 +30,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_serving(address: str, within_s: float = 20) -> None:
+def _wait_serving(address: str, within_s: float = 60) -> None:
     deadline = time.monotonic() + within_s
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -75,7 +75,7 @@ def berth(address: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_registry_registers_itself_and_heartbeats(registry_process):
     _, address = registry_process
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # bounds a hang only
     while time.monotonic() < deadline:
         services = json.loads(berth(address, "--json", "service-list").stdout)
         if services and int(services[0]["report_count"]) >= 2:
@@ -191,7 +191,7 @@ def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_p
     )
     try:
         lines = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # bounds a hang only
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
@@ -205,7 +205,7 @@ def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_p
         listed = berth(f"127.0.0.1:{port}", "--json", "service-list")
         assert any(s["binary"] == "berth-registry" for s in json.loads(listed.stdout))
         node = ("--node", f"127.0.0.1:{node_port}")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # bounds a hang only
         hosts: list[str] = []
         while time.monotonic() < deadline and len(hosts) < 6:
             listed = berth(f"127.0.0.1:{port}", *node, "--json", "hypervisor-list")
@@ -229,7 +229,7 @@ def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_p
 
 def _boot_list_and_delete(registry: str, *servers: str) -> None:
     """Through the CLI against `berth up`: boot an instance, find it in server-list, delete it."""
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # bounds a hang only
     while True:  # the scheduler's cache fills as the demo agents report
         booted = berth(registry, *servers, "--json", "boot", "demo", "--flavor", "m1.tiny")
         if booted.returncode == 0 or time.monotonic() > deadline:
@@ -240,7 +240,7 @@ def _boot_list_and_delete(registry: str, *servers: str) -> None:
     (instance,) = json.loads(booted.stdout)
     assert instance["status"] == "active" and instance["name"] == "demo"
     assert instance["host"] in ("kvm-1", "vmware-1", "ironic-1"), instance
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # bounds a hang only
     listed: list[dict] = []
     while time.monotonic() < deadline:
         listed = json.loads(berth(registry, *servers, "--json", "server-list").stdout)
@@ -252,7 +252,7 @@ def _boot_list_and_delete(registry: str, *servers: str) -> None:
     deleted = berth(registry, *servers, "--json", "delete", instance["instance_uuid"])
     assert deleted.returncode == 0, deleted.stderr
     assert json.loads(deleted.stdout)[0]["status"] == "deleted"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # bounds a hang only
     while time.monotonic() < deadline:
         listed = json.loads(berth(registry, *servers, "--json", "server-list").stdout)
         if all(s["uuid"] != instance["instance_uuid"] for s in listed):
