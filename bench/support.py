@@ -288,7 +288,7 @@ class ServiceProcess:
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,  # an interrupted bench leaves no server behind
+                preexec_fn=die_with_parent(),  # an interrupted bench leaves no server behind
             )
 
     def log_tail(self, lines: int = 20) -> str:

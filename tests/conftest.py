@@ -1,12 +1,13 @@
-"""Shared fixtures: a fresh database per test on SQLite, PostgreSQL and MariaDB, and an empty
-Redis database.
+"""Shared fixtures: a fresh database per test on SQLite, PostgreSQL and MariaDB, and a Redis
+key prefix of the test's own.
 
 PostgreSQL and MariaDB are found at BERTH_TEST_POSTGRES_URL / BERTH_TEST_MARIADB_URL
 (defaults: the local servers). When one is not reachable its cases are skipped with the
 reason, unless BERTH_TEST_REQUIRE lists it (CI sets `postgresql,mariadb,redis`): then they
-fail. Redis is BERTH_TEST_REDIS_URL if set (its database is emptied before each test), else
-one redis-server the run starts for itself (see berth.cli.embedded_redis): a Redis already
-running on the machine holds somebody else's data and is never written.
+fail. Redis is BERTH_TEST_REDIS_URL if set, else one redis-server the run starts for itself
+(see berth.cli.embedded_redis): a Redis already running on the machine holds somebody else's
+data and is never written. Either way the tests write only under their own key prefix
+(`redis_prefix`) and delete only those keys: no test empties a database.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from berth.cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_red
 from berth.cli.up import hide_password
 from sqlalchemy.engine import make_url
 
+from tests import processes
+from tests.redis_keys import delete_keys, new_prefix
+
 POSTGRES_URL = os.environ.get(
     "BERTH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -32,6 +36,7 @@ REDIS_URL = os.environ.get("BERTH_TEST_REDIS_URL", "")
 
 _unreachable: dict[str, str] = {}
 _used: dict[str, str] = {}  # backend -> which server the tests used (for the summary)
+_left_running: list[int] = []  # pids of processes no fixture stopped (for the summary)
 
 
 def _unavailable(backend: str, why: str) -> None:
@@ -151,8 +156,8 @@ def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         why = _redis_answers(REDIS_URL, timeout=3.0)
         yield (REDIS_URL, "") if why is None else ("", why)
         return
-    # A server of the run's own: the tests empty their database before each test, and a
-    # Redis already running on this machine (6379) holds somebody else's data.
+    # A server of the run's own: a Redis already running on this machine (6379) holds
+    # somebody else's data.
     binary = find_redis_server()
     if binary is None:
         yield "", "no redis-server was found (set BERTH_TEST_REDIS_URL to a Redis of your own)"
@@ -171,22 +176,37 @@ def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
 
 @pytest.fixture
 def redis_url(_redis_server: tuple[str, str]) -> str:
-    """The URL of an empty Redis database (FLUSHDB before each test)."""
-    import redis
-
+    """The URL of the tests' Redis. It may hold other data (BERTH_TEST_REDIS_URL): write only
+    under `redis_prefix`."""
     url, note = _redis_server
     if not url:
         _unavailable("redis", note)
     _used.setdefault("redis", f"{hide_password(url)} ({note})" if note else hide_password(url))
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
     return url
 
 
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own (the scheduler's BERTH_REDIS_PREFIX); every key under
+    it is deleted afterwards, and no other."""
+    prefix = new_prefix()
+    yield prefix
+    delete_keys(redis_url, prefix)
+
+
+@pytest.hookimpl(trylast=True)  # after every fixture's own teardown
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The net under failed or interrupted teardowns: no process a test started (nor what
+    it started in turn) outlives the run."""
+    _left_running.extend(processes.kill_all())
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if _left_running:
+        terminalreporter.write_line(
+            f"killed {len(_left_running)} process groups no fixture stopped: {_left_running}",
+            red=True,
+        )
     for backend, why in sorted(_unreachable.items()):
         terminalreporter.write_line(f"SKIPPED backend {backend}: {why}", yellow=True)
     for backend, how in sorted(_used.items()):

@@ -15,6 +15,8 @@ import sys
 from berth.cli.children import die_with_parent
 from sqlalchemy.engine import make_url
 
+from tests import processes
+
 _PROXY = r"""
 import asyncio, sys
 
@@ -52,7 +54,7 @@ class FrozenProxy:
     def __init__(self, url: str, port: int = 0) -> None:
         self._target = make_url(url)
         default_port = 3306 if self._target.get_backend_name() == "mysql" else 5432
-        self._proc = subprocess.Popen(
+        self._proc = processes.spawn(
             [
                 sys.executable,
                 "-c",
@@ -63,7 +65,7 @@ class FrozenProxy:
             ],
             stdout=subprocess.PIPE,
             text=True,
-            preexec_fn=die_with_parent,  # a killed test run leaves no proxy behind
+            preexec_fn=die_with_parent(),  # a killed test run leaves no proxy behind
         )
         assert self._proc.stdout is not None
         self.port = int(self._proc.stdout.readline())
@@ -86,5 +88,4 @@ class FrozenProxy:
     def close(self) -> None:
         if self.frozen:
             self.thaw()
-        self._proc.kill()
-        self._proc.wait()
+        processes.kill(self._proc)

@@ -86,7 +86,7 @@ class PeerLink:
             self._channel = aio_channel(self._url, self._settings)
         return self._channel
 
-    async def _call(self, method, request, what: str):  # type: ignore[no-untyped-def]
+    async def _call(self, method, request, what: str):
         try:
             return await method(
                 request,

@@ -6,13 +6,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from berth.client.errors import BerthError, Unavailable
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -53,7 +54,7 @@ DEFAULT_TIMEOUT_S = 5.0
 
 
 def create_engine(
-    url: str | URL, *, timeout_s: float | None = DEFAULT_TIMEOUT_S, **kwargs: object
+    url: str | URL, *, timeout_s: float | None = DEFAULT_TIMEOUT_S, **kwargs: Any
 ) -> AsyncEngine:
     """An async engine with sane defaults for each backend.
 
@@ -85,8 +86,8 @@ def create_engine(
         kwargs.setdefault("pool_pre_ping", True)
         kwargs.setdefault("pool_timeout", timeout_s if timeout_s is not None else 10)
     if connect_args:
-        kwargs["connect_args"] = connect_args | dict(kwargs.get("connect_args") or {})  # type: ignore[call-overload]
-    engine = create_async_engine(parsed, **kwargs)  # type: ignore[arg-type]
+        kwargs["connect_args"] = connect_args | dict(kwargs.get("connect_args") or {})
+    engine = create_async_engine(parsed, **kwargs)
     if backend == "sqlite":
         busy_ms = int(busy_s * 1000)
         event.listen(
@@ -96,17 +97,17 @@ def create_engine(
     return engine
 
 
-def _sqlite_begin_immediate(connection: object) -> None:
+def _sqlite_begin_immediate(connection: Connection) -> None:
     # A deferred transaction that reads and then writes fails at once with "database is
     # locked" when another writer got in between; taking the write lock up front makes
     # it wait (busy_timeout) instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _sqlite_pragmas(dbapi_connection: object, busy_ms: int) -> None:
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, busy_ms: int) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (the driver's own BEGIN is deferred).
-    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

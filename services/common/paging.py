@@ -30,6 +30,11 @@ class Page:
         """`after` of a query ordered by an integer id."""
         return None if self.after is None else int(self.after)
 
+    @property
+    def after_name(self) -> str | None:
+        """`after` of a query ordered by a name."""
+        return None if self.after is None else str(self.after)
+
 
 def _fingerprint(query: tuple[object, ...]) -> str:
     return hashlib.sha256(repr(query).encode()).hexdigest()[:16]

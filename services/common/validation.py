@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import unicodedata
 import uuid as uuidlib
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from berth.client.errors import InvalidArgument
 
+if TYPE_CHECKING:
+    # The stubs' base of every generated enum's metaclass (mypy-protobuf), generic over the
+    # enum's ValueType; at run time the class is plain EnumTypeWrapper.
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+E = TypeVar("E", bound=int)  # a protobuf enum's ValueType
 MAX_NAME = 255
 
 
@@ -59,13 +66,16 @@ def looks_like_uuid(value: str) -> bool:
     return len(value) >= 32
 
 
-def enum(field: str, value: int, enum_type: object, *, allow_unspecified: bool = False) -> int:
-    """Reject unknown numbers (proto3 keeps them) and, unless allowed, the zero value."""
-    descriptor = enum_type.DESCRIPTOR  # type: ignore[attr-defined]
+def enum(
+    field: str, value: int, enum_type: _EnumTypeWrapper[E], *, allow_unspecified: bool = False
+) -> E:
+    """Reject unknown numbers (proto3 keeps them) and, unless allowed, the zero value; the
+    value as the enum's type (`host_pb2.PowerAction.ValueType`)."""
+    descriptor = enum_type.DESCRIPTOR
     known = {v.number for v in descriptor.values}
     if value not in known:
         raise InvalidArgument.field(field, f"{value} is not a known {descriptor.name}")
     if value == 0 and not allow_unspecified:
         names = ", ".join(v.name for v in descriptor.values if v.number)
         raise InvalidArgument.field(field, f"must be set: one of {names}")
-    return value
+    return cast(E, value)  # a number of the enum: checked above

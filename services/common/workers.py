@@ -140,7 +140,7 @@ class Supervisor:
     def _start(self, index: int) -> None:
         env = os.environ | {WORKER_ENV: f"{index}/{self.count}", "BERTH_LISTEN": self.address}
         self._workers[index] = subprocess.Popen(
-            [sys.executable, *sys.orig_argv[1:]], env=env, preexec_fn=die_with_parent
+            [sys.executable, *sys.orig_argv[1:]], env=env, preexec_fn=die_with_parent()
         )
 
     def _on_signal(self, signum: int, _frame: object) -> None:

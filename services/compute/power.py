@@ -25,7 +25,7 @@ _LOGGED_NODES = 10  # nodes named in the log line; a rack may have thousands
 
 def action(field: str, value: int) -> PowerAction:
     """The action a request names; INVALID_ARGUMENT naming `field` when unknown or unset."""
-    return ACTIONS[validation.enum(field, value, host_pb2.PowerAction)]  # type: ignore[index]
+    return ACTIONS[validation.enum(field, value, host_pb2.PowerAction)]
 
 
 def node_powers(outcome: PowerOutcome) -> list[host_pb2.NodePower]:

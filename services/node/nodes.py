@@ -86,7 +86,7 @@ class Nodes:
                 session,
                 host=host,
                 nodename_contains=pattern,
-                after_id=page.after,  # type: ignore[arg-type]
+                after_id=page.after_id,
                 limit=page.size + 1,
             )
             protos = await self.protos(session, rows[: page.size])

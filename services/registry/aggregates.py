@@ -149,7 +149,9 @@ class Aggregates:
     ) -> tuple[list[registry_pb2.Aggregate], str]:
         page = paging.read_page(page_size, page_token, ("aggregates",))
         async with self._sessions() as session:
-            rows = await repo.list_aggregates(session, after_name=page.after, limit=page.size + 1)  # type: ignore[arg-type]
+            rows = await repo.list_aggregates(
+                session, after_name=page.after_name, limit=page.size + 1
+            )
             protos = await self._protos(session, rows[: page.size])
         return protos, paging.next_token(list(rows), page, "name", ("aggregates",))
 

@@ -59,10 +59,13 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
                     )
                     if len(rows) == page.size:
                         break
-            if len(rows) == page.size and await repo.list_services(
-                session, after_id=after, limit=1
+            # A full page has a last row (page sizes start at 1), so `after` is set.
+            if (
+                after is not None
+                and len(rows) == page.size
+                and await repo.list_services(session, after_id=after, limit=1)
             ):
-                token = paging.encode_token(after, query)  # type: ignore[arg-type]
+                token = paging.encode_token(after, query)
         return host_pb2.ListHostsResponse(hosts=rows, next_page_token=token)
 
     async def DescribeHost(self, request, context):

@@ -446,7 +446,7 @@ class MovePass:
 
     # -- recording -------------------------------------------------------------------------
 
-    async def _agent(self, host: str, method, request, what: str):  # type: ignore[no-untyped-def]
+    async def _agent(self, host: str, method, request, what: str):
         return await retrying(
             lambda: self.links.agents.call(host, method, request, what=what),
             self.retry_for_s,

@@ -427,11 +427,11 @@ class Mirror:
         while deadlines and deadlines[0][0] <= now_ms:
             _, claim_id = heapq.heappop(deadlines)
             node_uuid = node_of_claim(claim_id) or ""
-            claims = self._claims.get(node_uuid)
-            claim = claims.get(claim_id) if claims else None
+            claims = self._claims.get(node_uuid, {})
+            claim = claims.get(claim_id)
             if claim is None or claim.expires_ms > now_ms:
                 continue  # released or confirmed earlier (or renewed: its own entry)
-            del claims[claim_id]  # type: ignore[union-attr]
+            del claims[claim_id]
             if not claims:
                 del self._claims[node_uuid]
             self._forget_claim(claim)

@@ -18,8 +18,8 @@ class GroupPolicy(Enum):
     ANTI_AFFINITY = "anti-affinity"
 
     @classmethod
-    def from_proto(cls, value: int) -> GroupPolicy:
-        return _POLICIES.get(value, cls.NONE)  # type: ignore[call-overload]  # an int is a ValueType
+    def from_proto(cls, value: common_pb2.GroupPolicy.ValueType) -> GroupPolicy:
+        return _POLICIES.get(value, cls.NONE)
 
 
 _POLICIES = {

@@ -29,10 +29,10 @@ def pg_databases() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def chaos_fleet(tmp_path, redis_url, pg_databases) -> Iterator[Fleet]:
+def chaos_fleet(tmp_path, redis_url, redis_prefix, pg_databases) -> Iterator[Fleet]:
     """Registry and node service on PostgreSQL, serving; agents and schedulers are the
     test's to start."""
-    fleet = Fleet(tmp_path, redis_url=redis_url)
+    fleet = Fleet(tmp_path, redis_url=redis_url, redis_prefix=redis_prefix)
     try:
         fleet.services(down_time=DOWN_TIME, databases=pg_databases)
         yield fleet

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from berth.cli.children import die_with_parent
+from tests import processes
 
 BIN = Path(sys.executable).parent
 BERTH = str(BIN / "berth")
@@ -68,13 +68,7 @@ def berth_up(data_dir: Path, *args: str, within_s: float = 120) -> Iterator[Stac
         str(free_port()),
         *args,
     ]
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=die_with_parent,  # and berth up's own children die with it
-    )
+    proc = processes.spawn(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines: list[str] = []
         deadline = time.monotonic() + within_s
@@ -91,7 +85,6 @@ def berth_up(data_dir: Path, *args: str, within_s: float = 120) -> Iterator[Stac
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.communicate(timeout=60)
+                proc.communicate(timeout=120)  # bounds a hang only
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+                processes.kill(proc)  # its children die with it (PR_SET_PDEATHSIG)

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from berth.cli.children import die_with_parent
 from berth.client import NodeClient, RegistryClient, ResourceExhausted, SchedulerClient, Unavailable
 from berth.client.flavors import flavor
 from berth.client.servers import BootResult, boot
 from berth.v1 import node_pb2_grpc, registry_pb2_grpc, scheduler_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests import processes
 from tests.e2e.test_processes import BERTH
 
 # One fake machine: a KVM node, a cluster member, a bare-metal server.
@@ -166,12 +166,11 @@ class Fleet:
             "BERTH_REPORT_INTERVAL": REPORT_INTERVAL,
             "BERTH_HOST": name,
         }
-        self.procs[name] = subprocess.Popen(
+        self.procs[name] = processes.spawn(
             [sys.executable, "-m", module],
             env=values | self.tls_env() | env,
             stdout=log,
             stderr=log,
-            preexec_fn=die_with_parent,  # a killed test run leaves no server behind
         )
         self.addresses[name] = address
         self.launches[name] = (module, env)
@@ -179,7 +178,7 @@ class Fleet:
         if wait:
             self.wait_serving(name)
 
-    def wait_serving(self, *names: str, within_s: float = 30) -> None:
+    def wait_serving(self, *names: str, within_s: float = 90) -> None:
         """Wait until each named process (default: every running one) answers SERVING; a
         process that exits first fails with the end of its log."""
         deadline = time.monotonic() + within_s
@@ -300,9 +299,7 @@ class Fleet:
 
     def close(self) -> None:
         for proc in self.procs.values():
-            proc.kill()  # stopped (SIGSTOP) processes die of SIGKILL too
-        for proc in self.procs.values():
-            proc.wait()
+            processes.kill(proc)  # its group; stopped (SIGSTOP) processes die of SIGKILL too
         self.procs.clear()
 
     def log(self, name: str) -> str:
@@ -355,7 +352,7 @@ class Fleet:
         with NodeClient.connect(self.node, **self.client_tls()) as nodes:
             return {i.uuid: i.host for i in nodes.node_instances()}
 
-    def ready(self, nodes: int, *, within_s: float = 30) -> None:
+    def ready(self, nodes: int, *, within_s: float = 90) -> None:
         """Wait until every scheduler has its cache built and sees `nodes` nodes, each with
         its host up and enabled."""
         for name in self.schedulers:

@@ -30,8 +30,8 @@ ANTI = common_pb2.GROUP_POLICY_ANTI_AFFINITY
 
 
 @pytest.fixture
-def fleet(tmp_path, redis_url) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_url=redis_url)
+def fleet(tmp_path, redis_url, redis_prefix) -> Iterator[Fleet]:
+    fleet = Fleet(tmp_path, redis_url=redis_url, redis_prefix=redis_prefix)
     try:
         fleet.services(wait=False)
         fleet.agent("kvm-1", "fake", wait=False)
@@ -141,4 +141,4 @@ def test_a_vm_flavor_never_lands_on_bare_metal_and_a_class_request_takes_a_node_
         assert sorted(fleet.instances().values()) == ["ironic-1", "ironic-1", "kvm-1", "kvm-2"]
         return True
 
-    eventually(reported, 10)
+    eventually(reported)

@@ -38,8 +38,8 @@ LEAVE = host_pb2.MAINTENANCE_MODE_DISABLED
 
 
 @pytest.fixture
-def fleet(tmp_path, redis_url) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_url=redis_url)
+def fleet(tmp_path, redis_url, redis_prefix) -> Iterator[Fleet]:
+    fleet = Fleet(tmp_path, redis_url=redis_url, redis_prefix=redis_prefix)
     try:
         # Agents restarting in these stories stay "up" for the registry and the scheduler
         # meanwhile; the registry retries an unreachable agent for 30 s.
@@ -70,7 +70,7 @@ def rack(fleet: Fleet, name: str, *hosts: str) -> None:
                 assert name in state.aggregates, state
         return True
 
-    eventually(seen, 10)
+    eventually(seen)
 
 
 def boot_on(fleet: Fleet, host: str, count: int = 1, flavor: str = "m1.small") -> list[str]:
@@ -114,7 +114,7 @@ def settled(fleet: Fleet, expected: set[str]) -> dict[str, str]:
         assert {u: h[0] for u, h in by_agents.items()} == by_node_service
         return by_node_service
 
-    return eventually(agree, 15)
+    return eventually(agree)
 
 
 def hosts_of(placed: dict[str, str], uuids: list[str]) -> set[str]:

@@ -93,9 +93,9 @@ def test_a_caller_without_a_client_certificate_is_refused_by_every_server(fleet)
 
 
 def test_the_scheduler_follows_both_watches_and_places_an_instance_over_mutual_tls(
-    fleet, redis_url
+    fleet, redis_url, redis_prefix
 ):
-    fleet.redis_url = redis_url
+    fleet.redis_url, fleet.redis_prefix = redis_url, redis_prefix
     fleet.scheduler("scheduler-1")
     fleet.ready(nodes=1)
     (instance,) = fleet.berth("boot", "tls-demo", "--flavor", "m1.tiny")

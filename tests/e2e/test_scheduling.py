@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 from berth.cli.scheduler import free
 from berth.client import (
     BootResult,
@@ -36,6 +35,7 @@ from tests.e2e.fleet import (
     room_for_small,
     spec,
 )
+from tests.redis_keys import delete_keys
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,8 @@ Hints = scheduler_pb2.SchedulerHints
 
 
 @pytest.fixture
-def fleet(tmp_path, redis_url) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_url=redis_url)
+def fleet(tmp_path, redis_url, redis_prefix) -> Iterator[Fleet]:
+    fleet = Fleet(tmp_path, redis_url=redis_url, redis_prefix=redis_prefix)
     try:
         fleet.services(wait=False)
         yield fleet
@@ -146,7 +146,7 @@ def test_boots_reach_agents_of_every_driver_and_bare_metal_is_taken_whole(fleet)
         assert shown == placed
         return shown
 
-    eventually(listed, 10)
+    eventually(listed)
     assert fleet.instances() == placed
 
     # Once reported, each bare-metal node's whole machine counts as used.
@@ -156,7 +156,7 @@ def test_boots_reach_agents_of_every_driver_and_bare_metal_is_taken_whole(fleet)
             assert used(state) == (state.total.vcpus, state.total.memory_mb, state.total.disk_gb)
         return True
 
-    eventually(metal_full, 10)
+    eventually(metal_full)
 
 
 def test_claims_are_confirmed_by_the_agents_report(fleet):
@@ -172,7 +172,7 @@ def test_claims_are_confirmed_by_the_agents_report(fleet):
         assert used(state) == (2, RESERVED_MB + 2 * SMALL_MB, 2 * 20)
         return state
 
-    eventually(confirmed, 10)
+    eventually(confirmed)
     # The agent built each instance under the claim the scheduler made for it.
     with ComputeClient.connect(fleet.agents["kvm-1"]) as agent:
         claims = {i.uuid: i.claim_id for i in agent.list_instances()}
@@ -227,11 +227,7 @@ def test_a_host_that_goes_down_or_is_disabled_receives_no_more_instances(fleet):
 def test_scheduling_goes_on_when_redis_is_flushed_and_the_cache_comes_back(fleet):
     launch(fleet, {f"kvm-{i}": ("fake", {}) for i in (1, 2)}, nodes=2)
     booted = built(fleet.boot(spec("m1.tiny", count=2)))
-    client = redis.Redis.from_url(fleet.redis_url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    delete_keys(fleet.redis_url, fleet.redis_prefix)  # the scheduler's cache is flushed
     # At once: the scheduler places from its mirror and puts the nodes it claims on back.
     booted += built(fleet.boot(spec("m1.tiny", count=2)))
     booted += built(fleet.boot(spec("m1.tiny", count=2)))
@@ -244,8 +240,8 @@ def test_scheduling_goes_on_when_redis_is_flushed_and_the_cache_comes_back(fleet
         assert not [c for s in states for c in s.pending_claims]
         return True
 
-    eventually(rebuilt, 5)
-    eventually(lambda: "lost the HostState cache" in fleet.log("scheduler-1"), 5)
+    eventually(rebuilt)
+    eventually(lambda: "lost the HostState cache" in fleet.log("scheduler-1"))
     assert sorted(fleet.instances()) == sorted(r.instance_uuid for r in booted)
 
 
@@ -255,11 +251,7 @@ def test_anti_affinity_still_holds_after_redis_is_flushed(fleet):
     members = built(fleet.boot(spec("m1.tiny", count=2, hints=group)))
     assert sorted(r.host for r in members) == ["kvm-1", "kvm-2"]
     eventually(lambda: len(fleet.instances()) == 2, 10)
-    client = redis.Redis.from_url(fleet.redis_url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    delete_keys(fleet.redis_url, fleet.redis_prefix)  # the scheduler's cache is flushed
     eventually(lambda: "resync done" in fleet.log("scheduler-1").split("lost the HostState")[-1], 5)
     fleet.ready(2)
     try:
@@ -359,7 +351,7 @@ def test_deleting_an_instance_frees_its_room(fleet):
             raise AssertionError(exc.message) from None
         return result
 
-    again = eventually(boots, 10)
+    again = eventually(boots)
     assert again.ok and again.host == "kvm-1"
     eventually(lambda: list(fleet.instances()) == [again.instance_uuid], 10)
 
@@ -386,7 +378,7 @@ def test_instances_deleted_before_any_report_named_them_release_their_claims(fle
         assert state.num_instances == 0
         return True
 
-    eventually(released, 15)
+    eventually(released)
     again = built(fleet.boot(spec("m1.small", count=5)))
     assert {r.host for r in again} == {"kvm-1"}
 

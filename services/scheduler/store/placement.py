@@ -208,13 +208,14 @@ class PlacementStore:
 
     async def put_hosts(self, facts_json: dict[str, str]) -> None:
         if facts_json:
+            # redis-py types the mapping's keys invariantly: a dict[str, str] is refused.
             await self.redis.hset(self.keys.hosts, mapping=facts_json)  # type: ignore[arg-type]
 
     async def drop_host(self, host: str) -> None:
         await self.redis.hdel(self.keys.hosts, host)
 
     async def mark_built(self, **fields: str | int) -> None:
-        await self.redis.hset(self.keys.meta, mapping=fields)  # type: ignore[arg-type]
+        await self.redis.hset(self.keys.meta, mapping=fields)  # type: ignore[arg-type]  # as above
 
     async def cache_build(self) -> int | None:
         """When the cache was last (re)built, by whichever replica; None: not built."""
@@ -411,7 +412,7 @@ class PlacementStore:
         mapping.update({uuid: "" for uuid in instance_uuids})
         key = self.keys.group(name)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]  # as in put_hosts
             pipe.pexpire(key, self.claim_ttl_ms)
             await pipe.execute()
 

@@ -46,7 +46,7 @@ async def status_of(coro) -> grpc.StatusCode:
     return err.value.code()
 
 
-async def take(watch, n: int, within_s: float = 10) -> list:
+async def take(watch, n: int, within_s: float = 60) -> list:
     """The next `n` events of a watch stream, failing the test if they take too long."""
     events: list = []
 

@@ -114,7 +114,7 @@ class Stack:
                 return False
             return service.endpoint == settings.endpoint(agent.port)
 
-        await eventually(registered, 10, f"{host} registered")
+        await eventually(registered, 60, f"{host} registered")
         return agent
 
     async def aggregate(self, name: str, *hosts: str) -> None:
@@ -168,7 +168,7 @@ class Stack:
             held = sum(s.num_instances for s in states)
             return len(usable) == nodes and held == instances and grouped
 
-        await eventually(seen, 15, f"{nodes} nodes, {instances} instances in the scheduler")
+        await eventually(seen, 60, f"{nodes} nodes, {instances} instances in the scheduler")
 
     async def update(self, host: str, **fields: object) -> list[host_pb2.UpdateHostResponse]:
         request = host_pb2.UpdateHostRequest(host=host, **fields)
@@ -187,7 +187,7 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(start, start_node, redis_url, tmp_path) -> AsyncIterator[Stack]:
+async def stack(start, start_node, redis_url, redis_prefix, tmp_path) -> AsyncIterator[Stack]:
     node = await start_node()
     port = free_port()
     registry = await start(
@@ -202,7 +202,7 @@ async def stack(start, start_node, redis_url, tmp_path) -> AsyncIterator[Stack]:
             registry_url=registry.address,
             node_url=node.address,
             redis_url=redis_url,
-            redis_prefix=f"t-{uuidlib.uuid4().hex[:8]}",
+            redis_prefix=redis_prefix,
             cache_check_interval=0.2,
         ),
         report_self=False,
@@ -491,7 +491,7 @@ async def test_the_moves_go_on_when_the_caller_leaves(stack):
     async def all_moved() -> bool:
         return await stack.on("kvm-2") == set(moving)
 
-    await eventually(all_moved, 15)
+    await eventually(all_moved)
     last = final(await stack.update("kvm-1", maintenance_mode=ENTER))
     assert (last.moved, last.remaining, list(last.failures)) == (4, 0, [])
 
@@ -510,7 +510,7 @@ async def test_a_second_replica_follows_the_pass_instead_of_starting_another(sta
     caplog.set_level(logging.INFO, logger="services.registry.maintenance")
 
     async def follow_on_twin() -> list[host_pb2.UpdateHostResponse]:
-        await eventually(lambda: "kvm-1" in stack.registry.maintenance._passes, 10)
+        await eventually(lambda: "kvm-1" in stack.registry.maintenance._passes)
         return [m async for m in twin_hosts.UpdateHost(request, timeout=60)]
 
     first, second = await asyncio.gather(
@@ -547,7 +547,7 @@ async def test_a_pass_whose_registry_died_is_resumed_once_its_lease_expired(stac
             row = await store.get(session, "kvm-1")
         return row is not None and not row.moving and row.lease_owner is None
 
-    await eventually(pass_ended, 15)
+    await eventually(pass_ended)
     assert await stack.everywhere() == {u: ["kvm-2"] for u in moving}
     assert "kvm-1" not in resumer.maintenance._passes
 

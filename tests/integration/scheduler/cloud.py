@@ -43,10 +43,19 @@ async def eventually(
 
 
 class Cloud:
-    def __init__(self, registry: Registry, node_url: str, redis_url: str, tmp_path: Path) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        node_url: str,
+        redis_url: str,
+        tmp_path: Path,
+        *,
+        redis_prefix: str = "berth",  # on a Redis of the test's own; else the test's prefix
+    ) -> None:
         self.registry = registry
         self.node_url = node_url
         self.redis_url = redis_url
+        self.redis_prefix = redis_prefix  # the cloud's schedulers share their HostStates
         self.tmp_path = tmp_path
         self._registry_channel = grpc.aio.insecure_channel(registry.address)
         self.registry_stub = registry_pb2_grpc.RegistryServiceStub(self._registry_channel)
@@ -74,6 +83,7 @@ class Cloud:
             "registry_url": self.registry.address,
             "node_url": self.node_url,
             "redis_url": self.redis_url,
+            "redis_prefix": self.redis_prefix,
             "cache_check_interval": 0.1,
         }
         scheduler = await start_scheduler(

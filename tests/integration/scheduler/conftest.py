@@ -19,10 +19,10 @@ def database(tmp_path: Path) -> Database:
 
 
 @pytest.fixture
-async def cloud(start, start_node, redis_url, tmp_path: Path):
+async def cloud(start, start_node, redis_url, redis_prefix, tmp_path: Path):
     node_service = await start_node()
     registry = await start(node_url=node_service.address)
-    world = Cloud(registry, node_service.address, redis_url, tmp_path)
+    world = Cloud(registry, node_service.address, redis_url, tmp_path, redis_prefix=redis_prefix)
     try:
         yield world
     finally:

@@ -12,6 +12,8 @@ import redis
 from berth.cli import embedded_redis
 from berth.cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError, find_redis_server
 
+from tests.redis_keys import delete_keys, new_prefix
+
 BINARY = find_redis_server()
 needs_binary = pytest.mark.skipif(BINARY is None, reason=embedded_redis.NOT_FOUND_HINT)
 
@@ -140,20 +142,23 @@ def test_a_missing_binary_everywhere_names_every_way_to_get_one(tmp_path, monkey
     assert "BERTH_REDIS_SERVER" in str(caught.value) and "PATH" in str(caught.value)
 
 
-def test_the_redis_url_fixture_gives_an_empty_database(redis_url):
+def test_a_tests_prefix_is_its_own_and_deleting_it_leaves_every_other_key(redis_url, redis_prefix):
     client = redis.Redis.from_url(redis_url)
+    others = new_prefix("other")
     try:
-        assert client.dbsize() == 0
-        client.set("left-behind", "1")  # the next test using the fixture starts empty again
-    finally:
-        client.close()
+        assert not list(client.scan_iter(match=f"{redis_prefix}:*"))
+        client.set(f"{redis_prefix}:node:a", "1")
+        client.hset(f"{redis_prefix}:hosts", mapping={"a": "1"})
+        client.set(f"{others}:node:a", "somebody else's")
+        client.set(redis_prefix, "no colon: not under the prefix")
 
+        assert delete_keys(redis_url, redis_prefix) == 2
 
-def test_the_redis_url_fixture_flushes_before_each_test(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    try:
-        assert client.get("left-behind") is None
+        assert not list(client.scan_iter(match=f"{redis_prefix}:*"))
+        assert client.get(f"{others}:node:a") == b"somebody else's"
+        assert client.get(redis_prefix) is not None
     finally:
+        client.delete(f"{others}:node:a", redis_prefix)
         client.close()
 
 

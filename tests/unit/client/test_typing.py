@@ -26,8 +26,17 @@ SCRIPT = textwrap.dedent(
 def test_a_users_script_gets_typed_responses_and_its_mistakes_caught(tmp_path):
     script = tmp_path / "ops.py"
     script.write_text(SCRIPT)
+    # A user's mypy: none of this repository's configuration (`--config-file ""`), run
+    # from elsewhere; berth-client is found as an installed package.
     stdout, _, status = mypy_api.run(
-        [str(script), "--no-incremental", "--cache-dir", str(tmp_path / "cache")]
+        [
+            str(script),
+            "--config-file",
+            "",
+            "--no-incremental",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
     )
     assert 'Revealed type is "list[berth.v1.registry_pb2.Service]"' in stdout, stdout
     assert 'Revealed type is "str"' in stdout, stdout

@@ -10,19 +10,41 @@ the only way down.
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import sys
+from collections.abc import Callable
+from functools import cache
 
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """A `preexec_fn`: runs in the child between fork and exec. The signal follows the
-    thread that started the child, so start long-lived children from the main thread."""
+@cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up in the parent: loading a library between fork and exec can
+    deadlock on a lock another thread of the parent held at the fork."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    return prctl
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A `preexec_fn` for subprocess.Popen (`preexec_fn=die_with_parent()`, called in the
+    parent): the child gets SIGTERM when this process ends. The signal follows the thread
+    that started the child, so start long-lived children from the main thread."""
+    parent = os.getpid()
+    prctl = _prctl()
+
+    def arm() -> None:  # runs in the child, between fork and exec
+        if prctl is None:
+            return
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            # The parent died before the line above armed the signal: it will never come.
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm

@@ -183,7 +183,7 @@ class EmbeddedRedis:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=die_with_parent,  # no Redis outlives its owner
+                    preexec_fn=die_with_parent(),  # no Redis outlives its owner
                 )
         except OSError as exc:
             raise EmbeddedRedisError(

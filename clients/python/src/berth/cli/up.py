@@ -206,7 +206,7 @@ def spawn(spec: ServiceSpec, env: Mapping[str, str], log_path: Path) -> Process:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent,  # even a SIGKILL of `berth up` takes it down
+            preexec_fn=die_with_parent(),  # even a SIGKILL of `berth up` takes it down
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -164,6 +165,7 @@ def from_rpc_error(error: grpc.RpcError) -> BerthError:
     reason, metadata, violations = None, {}, []
     status = None
     try:
+        # The stubs type only grpc.Call; the RpcError a call raises is one at run time.
         status = rpc_status.from_call(error)  # type: ignore[arg-type]
     except (AttributeError, ValueError, TypeError):
         status = None
@@ -187,9 +189,11 @@ def from_rpc_error(error: grpc.RpcError) -> BerthError:
     return exc
 
 
-def _status_from_metadata(trailing: object) -> status_pb2.Status | None:
-    """aio calls keep `grpc-status-details-bin` in trailing metadata; decode it directly."""
-    for key, value in trailing or ():  # type: ignore[attr-defined]
+def _status_from_metadata(trailing: Iterable[Any] | None) -> status_pb2.Status | None:
+    """aio calls keep `grpc-status-details-bin` in trailing metadata; decode it directly.
+    Each item is a (key, value) pair: a plain tuple from aio, grpc's namedtuple from a sync
+    call (which the stubs type as an object with .key and .value only)."""
+    for key, value in trailing or ():
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
             status = status_pb2.Status()
             status.ParseFromString(value)

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
-
-from google.protobuf.message import Message
+from typing import Any, Protocol, Self, TypeVar
 
 from berth.client.errors import Internal
 
-R = TypeVar("R", bound=Message)
 T = TypeVar("T")
+
+
+class PagedRequest(Protocol):
+    """A List RPC's request message (AIP-158)."""
+
+    page_token: str
+
+    def CopyFrom(self, other_msg: Self, /) -> None: ...
+
+
+R = TypeVar("R", bound=PagedRequest)
 
 
 def paginate(
@@ -36,4 +44,4 @@ def paginate(
         if token in seen:
             raise Internal(f"the server returned page token {token!r} twice; stopping")
         seen.add(token)
-        page.page_token = token  # type: ignore[attr-defined]
+        page.page_token = token
