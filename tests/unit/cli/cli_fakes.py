@@ -8,6 +8,7 @@ from typing import Any
 
 from berth.cli.main import main
 from berth.client import errors
+from berth.client.node import NodeClient
 from berth.v1 import common_pb2
 from berth.v1 import host_pb2 as hpb
 from berth.v1 import node_pb2 as npb
@@ -329,6 +330,10 @@ class FakeNode:
             state=npb.INSTANCE_STATE_UNSPECIFIED,
         ),
     )
+
+    # The real client's lookups, over the canned node_instances below.
+    find_instance = NodeClient.find_instance
+    instances_by_uuid = NodeClient.instances_by_uuid
 
     def node_instances(self, **kwargs: Any) -> Any:
         self._record("node_instances", **kwargs)
