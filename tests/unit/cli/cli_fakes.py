@@ -142,6 +142,28 @@ class FakeRegistry:
         self._record("update_host", host, **kwargs)
         return iter(getattr(self, "progress", [hpb.UpdateHostResponse(host=host, done=True)]))
 
+    def list_migrations(self, host: str = "") -> list[hpb.Migration]:
+        """Two moves off cmp1 (one failed, one done) and one off cmp2, not in host order."""
+        self._record("list_migrations", host)
+        moves = [
+            hpb.Migration(instance_uuid="inst-2", source_host="cmp2", state="pending"),
+            hpb.Migration(
+                instance_uuid="inst-9",
+                source_host="cmp1",
+                state="failed",
+                reason="no room for it in the aggregate",
+            ),
+            hpb.Migration(
+                instance_uuid="inst-1",
+                source_host="cmp1",
+                dest_host="cmp3",
+                dest_node="cmp3",
+                state="done",
+                updated_at=Timestamp(seconds=1_700_000_000),
+            ),
+        ]
+        return [m for m in moves if not host or m.source_host == host]
+
     def host_action(self, host: str, action: str, **kwargs: Any) -> hpb.HostActionResponse:
         """A bare-metal host (ironic-1) answers each of its two nodes' power; others a result."""
         self._record("host_action", host, action, **kwargs)
