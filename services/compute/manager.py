@@ -269,7 +269,7 @@ class ComputeManager:
         async with tracker.lock:
             self.state.put(record)
             await self.state.persist()
-        tracker.queue_snapshot()
+        await tracker.report_soon(tracker.queue_snapshot())
         log.info(
             "instance built",
             extra={
@@ -390,7 +390,7 @@ class ComputeManager:
             await self.state.persist()
         if tracker is not None:
             tracker.claim_ended(record.claim_id)
-            tracker.queue_snapshot()
+            await tracker.report_soon(tracker.queue_snapshot())
         log.info(
             "instance deleted",
             extra={
