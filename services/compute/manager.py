@@ -7,6 +7,7 @@ driver.nodes() --(start, every update_resources_interval)--> one tracker per nod
 BuildInstance  -> claim on the tracker + persist (under its lock) -> spawn -> ACTIVE, snapshot
                   (already here, same node and resources: answered as it is; see _rebuild)
 DeleteInstance -> destroy -> forget + persist -> snapshot (its claim reported as released)
+                  Both answer once the node service accepted that snapshot (report_soon).
 SetMaintenance -> persist the flag; while set, BuildInstance refuses (HOST_IN_MAINTENANCE)
 """
 
@@ -269,7 +270,7 @@ class ComputeManager:
         async with tracker.lock:
             self.state.put(record)
             await self.state.persist()
-        tracker.queue_snapshot()
+        await tracker.report_soon(tracker.queue_snapshot())
         log.info(
             "instance built",
             extra={
@@ -390,7 +391,7 @@ class ComputeManager:
             await self.state.persist()
         if tracker is not None:
             tracker.claim_ended(record.claim_id)
-            tracker.queue_snapshot()
+            await tracker.report_soon(tracker.queue_snapshot())
         log.info(
             "instance deleted",
             extra={

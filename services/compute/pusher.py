@@ -56,6 +56,9 @@ class SnapshotPusher:
         self.reported_sequence = 0
         self.last_response: node_pb2.ReportSnapshotResponse | None = None
         self.failures = 0
+        # Whether the last send failed (until one succeeds): the node service is down or
+        # refusing, so waiting for it to accept a snapshot would only delay the caller.
+        self.failing = False
 
     def offer(self, snapshot: node_pb2.ResourceSnapshot) -> None:
         """Queue `snapshot` for sending, replacing any older one not yet sent."""
@@ -107,6 +110,7 @@ class SnapshotPusher:
             log.exception("cannot send a snapshot", extra={"node": snapshot.nodename})
             return self._failed(snapshot, grpc.StatusCode.UNKNOWN, str(exc))
         self._backoff.reset()
+        self.failing = False
         await self._accepted(snapshot, response)
         return None
 
@@ -118,6 +122,7 @@ class SnapshotPusher:
             log.debug("snapshot refused as stale: a newer one already landed", extra=fields)
             return None
         self.failures += 1
+        self.failing = True
         delay = self._backoff.next_delay()
         fields |= {
             "node_service": self._node_service,

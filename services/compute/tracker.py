@@ -12,6 +12,7 @@ resource class.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ INSUFFICIENT = "INSUFFICIENT_RESOURCES"
 CLASS_MISMATCH = "RESOURCE_CLASS_MISMATCH"
 # The node service takes at most this many instances in one node's snapshot.
 MAX_INSTANCES_PER_NODE = 10_000
+# How long a build or delete waits, before it answers, for the node service to accept the
+# snapshot that shows it: one round trip when all is well; a slow node service delays the
+# answer by no more than this.
+REPORT_WAIT_S = 2.0
 # Nova's task states that keep a node busy (current_workload) and those heavy on I/O.
 _WORKLOAD_STATES = {InstanceState.BUILDING, InstanceState.MIGRATING, InstanceState.DELETING}
 _IO_STATES = {InstanceState.BUILDING, InstanceState.MIGRATING}
@@ -41,6 +46,8 @@ Clock = Callable[[], datetime]
 # the next changed snapshot while the claim could still count.
 RELEASED_KEEP = timedelta(minutes=15)
 RELEASED_MAX = 1000
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -344,6 +351,21 @@ class ResourceTracker:
             raise RuntimeError(f"node {self.nodename} has no pusher: BERTH_NODE_URL is empty")
         wanted = self.sequence if min_sequence is None else min_sequence
         await self.pusher.wait_reported(wanted, timeout_s)
+
+    async def report_soon(self, sequence: int) -> None:
+        """Give the node service up to REPORT_WAIT_S to accept snapshot `sequence` (a
+        build or delete answered after it, so that `berth boot web` then `berth delete web`
+        finds web); no wait while its pushes fail, no error when the time runs out: the
+        pusher keeps trying."""
+        if self.pusher is None or self.pusher.failing:
+            return
+        try:
+            await self.pusher.wait_reported(sequence, REPORT_WAIT_S)
+        except TimeoutError:
+            log.info(
+                "answering before the node service accepted the snapshot",
+                extra={"node": self.nodename, "sequence": sequence},
+            )
 
     def snapshot(self) -> node_pb2.ResourceSnapshot:
         """The whole view of the node now, with the next sequence number."""

@@ -205,7 +205,17 @@ def test_the_cli_shows_progress_and_what_stayed_and_asking_again_moves_the_rest(
     assert hosts_of(placed, [u for u in instances if u not in stayed]) == {"kvm-2"}
     # migration-list shows each move with its state, where it went or why it stayed.
     listed = subprocess.run(
-        [BERTH, "--registry", fleet.registry, "--json", "migration-list", "--host", "kvm-1"],
+        [
+            BERTH,
+            "--registry",
+            fleet.registry,
+            "--node",
+            fleet.node,
+            "--json",
+            "migration-list",
+            "--host",
+            "kvm-1",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import pytest
 
 from tests.e2e.berth_up import BERTH, Stack, berth_up
+from tests.e2e.fleet import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -21,34 +21,44 @@ def berth(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def booted(stack: Stack, *args: str) -> None:
+    done = berth(stack, "boot", *args)
+    assert done.returncode == 0, done.stderr
+
+
 def test_names_travel_with_instances_and_stand_for_their_uuids(tmp_path):
     with berth_up(tmp_path / "data") as stack:
-        booted = berth(stack, "boot", "web", "--flavor", "m1.small", "--count", "2")
-        assert booted.returncode == 0, booted.stderr
-        assert "web-1 (" in booted.stderr and "web-2 (" in booted.stderr
+        web = berth(stack, "boot", "web", "--flavor", "m1.small", "--count", "2")
+        assert web.returncode == 0, web.stderr
+        assert "web-1 (" in web.stderr and "web-2 (" in web.stderr
         for _ in range(2):  # names need not be unique
-            booted = berth(stack, "boot", "twin", "--flavor", "m1.tiny")
-            assert booted.returncode == 0, booted.stderr
+            booted(stack, "twin", "--flavor", "m1.tiny")
 
         def listed() -> list[dict]:
             return json.loads(berth(stack, "--json", "server-list").stdout)
 
-        # The node service has them once each agent's snapshot says so.
-        deadline = time.monotonic() + 60
-        while len(listed()) < 4:
-            assert time.monotonic() < deadline, listed()
-            time.sleep(0.3)
-        by_name = {(i["name"], i["flavor_name"]) for i in listed()}
-        assert {("web-1", "m1.small"), ("web-2", "m1.small"), ("twin", "m1.tiny")} <= by_name
-        table = berth(stack, "server-list", "-f", "value", "-c", "Name", "-c", "Flavor")
-        assert "web-1 m1.small" in table.stdout.splitlines()
+        # An agent answers a build once the node service has it (unless that is slow).
+        eventually(lambda: len(listed()) == 4)
+        by_name = {(i["name"], i["flavor_name"], i["state"]) for i in listed()}
+        assert {("web-1", "m1.small", "active"), ("twin", "m1.tiny", "active")} <= by_name
+        picked = berth(stack, "server-list", "-f", "json", "-c", "Name", "-c", "Flavor")
+        assert {"Name": "web-2", "Flavor": "m1.small"} in json.loads(picked.stdout)
         host = next(i["host"] for i in listed() if i["name"] == "web-1")
         servers = berth(stack, "hypervisor-servers", "--host", host, "-f", "value", "-c", "Name")
         assert "web-1" in servers.stdout.split()
 
+        # A hint names an instance by its name: not on web-1's host.
+        booted(stack, "apart", "--flavor", "m1.tiny", "--hint", "different_host=web-1")
+        apart = eventually(lambda: [i for i in listed() if i["name"] == "apart"])
+        assert apart[0]["host"] != host
+        refused = berth(stack, "boot", "--flavor", "m1.tiny", "--hint", "same_host=twin")
+        assert refused.returncode == 1
+        assert "2 instances are named 'twin'" in refused.stderr
+
         deleted = berth(stack, "--json", "delete", "web-1")
         assert deleted.returncode == 0, deleted.stderr
-        assert json.loads(deleted.stdout)[0]["status"] == "deleted"
+        (result,) = json.loads(deleted.stdout)
+        assert (result["name"], result["status"]) == ("web-1", "deleted")
         ambiguous = berth(stack, "delete", "twin")
         assert ambiguous.returncode == 1
         assert "2 instances are named 'twin'" in ambiguous.stderr

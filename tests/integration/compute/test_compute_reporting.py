@@ -9,6 +9,7 @@ import uuid
 import grpc
 from berth.v1 import common_pb2, compute_pb2, node_pb2
 
+from services.compute import tracker as tracker_module
 from services.compute.drivers.fake import FakeIronicDriver, ironic_node_uuid
 from services.compute.state import Resources
 from tests.integration.compute.support import agent_stub, serve_fake_node_service
@@ -135,3 +136,34 @@ async def test_a_vanished_node_is_deleted_unless_it_holds_instances(start_comput
     async with agent_stub(agent) as stub:
         listing = await stub.ListInstances(compute_pb2.ListInstancesRequest(nodename=nodes[1]))
         assert len(listing.instances) == 1
+
+
+async def test_a_build_and_a_delete_answer_once_the_node_service_has_their_snapshot(
+    start_compute, node_service
+):
+    # So that `berth boot web` then `berth delete web` (or server-list) finds web at once.
+    agent = await start_compute(node_url=node_service.address)
+    request = build()
+    request.instance.name, request.instance.flavor_name = "web-1", "m1.tiny"
+    async with agent_stub(agent) as stub:
+        built = (await stub.BuildInstance(request)).instance
+        (shown,) = node_service.latest("kvm-1").instances
+        assert (shown.uuid, shown.name, shown.flavor_name) == (built.uuid, "web-1", "m1.tiny")
+        assert shown.state == node_pb2.INSTANCE_STATE_ACTIVE
+
+        await stub.DeleteInstance(compute_pb2.DeleteInstanceRequest(instance_uuid=built.uuid))
+        assert list(node_service.latest("kvm-1").instances) == []
+
+
+async def test_while_the_node_service_refuses_snapshots_builds_do_not_wait_for_it(
+    start_compute, node_service, monkeypatch
+):
+    # Were the build to wait for a snapshot to be accepted, it would wait for an hour.
+    monkeypatch.setattr(tracker_module, "REPORT_WAIT_S", 3600)
+    node_service.refuse_with = grpc.StatusCode.UNAVAILABLE
+    agent = await start_compute(node_url=node_service.address)
+    await node_service.wait_for(lambda: node_service.refused >= 1)
+    async with agent_stub(agent) as stub:
+        built = (await stub.BuildInstance(build(), timeout=WAIT_S)).instance
+    assert built.state == node_pb2.INSTANCE_STATE_ACTIVE
+    assert all(not s.instances for s in node_service.snapshots)

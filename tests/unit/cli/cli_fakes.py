@@ -8,6 +8,7 @@ from typing import Any
 
 from berth.cli.main import main
 from berth.client import errors
+from berth.client.node import NodeClient
 from berth.v1 import common_pb2
 from berth.v1 import host_pb2 as hpb
 from berth.v1 import node_pb2 as npb
@@ -140,6 +141,28 @@ class FakeRegistry:
         """Streams `self.progress` (default: one answer, done)."""
         self._record("update_host", host, **kwargs)
         return iter(getattr(self, "progress", [hpb.UpdateHostResponse(host=host, done=True)]))
+
+    def list_migrations(self, host: str = "") -> list[hpb.Migration]:
+        """Two moves off cmp1 (one failed, one done) and one off cmp2, not in host order."""
+        self._record("list_migrations", host)
+        moves = [
+            hpb.Migration(instance_uuid="inst-2", source_host="cmp2", state="pending"),
+            hpb.Migration(
+                instance_uuid="inst-9",
+                source_host="cmp1",
+                state="failed",
+                reason="no room for it in the aggregate",
+            ),
+            hpb.Migration(
+                instance_uuid="inst-1",
+                source_host="cmp1",
+                dest_host="cmp3",
+                dest_node="cmp3",
+                state="done",
+                updated_at=Timestamp(seconds=1_700_000_000),
+            ),
+        ]
+        return [m for m in moves if not host or m.source_host == host]
 
     def host_action(self, host: str, action: str, **kwargs: Any) -> hpb.HostActionResponse:
         """A bare-metal host (ironic-1) answers each of its two nodes' power; others a result."""
@@ -329,6 +352,10 @@ class FakeNode:
             state=npb.INSTANCE_STATE_UNSPECIFIED,
         ),
     )
+
+    # The real client's lookups, over the canned node_instances below.
+    find_instance = NodeClient.find_instance
+    instances_by_uuid = NodeClient.instances_by_uuid
 
     def node_instances(self, **kwargs: Any) -> Any:
         self._record("node_instances", **kwargs)

@@ -39,7 +39,7 @@ def test_host_action_on_bare_metal_lists_each_nodes_power_state():
     assert run.code == 0, run.err
     action, nodes = tables(run.out)
     assert action[1][:3] == ["ironic-1", "shutdown", "powered off 2 nodes through the BMC"]
-    assert nodes == [["NODE", "power_state"], ["bm-0", "power off"], ["bm-1", "power off"]]
+    assert nodes == [["NODE", "power_state"], ["bm-0", "off"], ["bm-1", "off"]]
 
 
 def test_host_action_json_is_the_whole_answer_with_proto_names():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_fakes import AGG_UUID, UUID, Run
+from cli_fakes import AGG_UUID, UUID, FakeNode, FakeRegistry, Run
 
 
 def header(text: str) -> list[str]:
@@ -180,7 +180,7 @@ def test_json_writes_enums_as_words_and_int64_as_numbers():
         resources=common_pb2.Resources(vcpus=2, memory_mb=4096, disk_gb=40),
     )
     data = message_dict(instance)
-    assert data["state"] == "active" and data["group_policy"] == "anti_affinity"
+    assert data["state"] == "active" and data["group_policy"] == "anti-affinity"
     assert data["resources"] == {"vcpus": 2, "memory_mb": 4096, "disk_gb": 40}
 
 
@@ -198,3 +198,57 @@ def test_aggregate_update_renames_and_rezones_in_one_call():
 def test_aggregate_update_needs_something_to_change(capsys):
     assert Run(["aggregate-update", "rack1"]).code == 2
     assert "give --name, --availability-zone, or both" in capsys.readouterr().err
+
+
+# --- JSON with -c and --sort-column, single objects, default order --------------------------
+
+
+def test_json_with_columns_is_one_object_per_row_keyed_by_the_headers_as_openstack_prints_it():
+    run = Run(["aggregate-list", "-f", "json", "-c", "Name", "-c", "ID"])
+
+    assert json.loads(run.out) == [{"Name": "rack1", "ID": AGG_UUID}, {"Name": "rack2", "ID": "a2"}]
+
+
+def test_json_columns_keep_numbers_as_numbers():
+    run = Run(["host-describe", "cmp1", "--json", "-c", "PROJECT", "-c", "cpu"])
+
+    assert json.loads(run.out)[0] == {"PROJECT": "(total)", "cpu": 16}
+
+
+def test_sort_column_orders_the_json_objects_as_it_orders_the_rows():
+    run = Run(["host-describe", "cmp1", "--json", "--sort-column", "cpu"])
+
+    assert [row["resources"]["vcpus"] for row in json.loads(run.out)] == [1, 2, 3, 4, 16]
+
+
+def test_columns_of_a_single_object_are_its_properties():
+    value = Run(["hypervisor-show", "cmp1", "-f", "value", "-c", "vcpus", "-c", "state"])
+    assert value.out.splitlines() == ["16", "up"]
+    as_json = Run(["hypervisor-show", "cmp1", "-f", "json", "-c", "vcpus", "-c", "state"])
+    assert json.loads(as_json.out) == {"vcpus": 16, "state": "up"}
+    table = Run(["hypervisor-stats", "-c", "count"])
+    assert rows(table.out) == [["count", "3"]]
+
+
+def test_an_unknown_property_is_a_usage_error_naming_the_properties(capsys):
+    assert Run(["hypervisor-stats", "-c", "nope"]).code == 2
+    assert "no column 'nope'; the columns are: count, vcpus, vcpus_used" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "column", "expected"),
+    [
+        (["service-list"], "Host", ["cmp1", "cmp2"]),
+        (["hypervisor-list"], "Host", ["cmp1", "cmp1", "cmp2", "cmp2", "ironic-1", "ironic-1"]),
+        (["hypervisor-search", "s"], "Hypervisor hostname", ["shared", "shared"]),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) and value[0].islower() else "",
+)
+def test_lists_come_sorted_whatever_order_the_server_answers_in(argv, column, expected):
+    registry = FakeRegistry()
+    registry.services.reverse()
+    node = FakeNode()
+    node.nodes.reverse()
+    run = Run([*argv, "-f", "value", "-c", column], fake=registry, node=node)
+
+    assert run.out.split() == expected

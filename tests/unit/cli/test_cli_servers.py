@@ -76,7 +76,7 @@ def test_boot_releases_the_alternates_it_did_not_use():
 def test_boot_connects_the_scheduler_the_registry_and_each_agent_it_builds_on():
     run = Run(["boot", "--flavor", "m1.tiny"])
 
-    assert run.servers == ["scheduler", "registry", "compute"]
+    assert run.servers == ["scheduler", "registry", "node", "compute"]
     assert run.scheduler.closed and run.fake.closed
 
 
@@ -230,7 +230,6 @@ def test_without_a_seed_the_spec_has_none():
         ("=cmp1", "'=cmp1' is not KEY=VALUE"),
         ("force_host=", "'force_host=' is not KEY=VALUE"),
         ("near_host=cmp1", "unknown hint 'near_host'"),
-        ("same_host=cmp1", "same_host takes an instance UUID"),
     ],
 )
 def test_a_malformed_hint_is_a_usage_error_naming_it(hint, says, capsys):
@@ -240,6 +239,37 @@ def test_a_malformed_hint_is_a_usage_error_naming_it(hint, says, capsys):
     err = capsys.readouterr().err
     assert f"berth boot: error: --hint {hint!r}" in err
     assert says in err
+    assert run.scheduler.calls == []
+
+
+def test_an_instance_hint_takes_a_name_only_one_instance_has():
+    node = named((UUID_A, "web-1"), (UUID_B, "db"))
+    run = Run(
+        [
+            "boot",
+            "--flavor",
+            "m1.tiny",
+            "--hint",
+            "different_host=web-1",
+            "--hint",
+            "same_host=" + UUID_B,
+        ],
+        node=node,
+    )
+
+    assert run.code == 0, run.err
+    hints = spec_of(run).hints
+    assert (list(hints.different_host), list(hints.same_host)) == ([UUID_A], [UUID_B])
+
+
+def test_an_instance_hint_naming_several_instances_places_nothing():
+    run = Run(
+        ["boot", "--flavor", "m1.tiny", "--hint", "different_host=web"],
+        node=named((UUID_A, "web"), (UUID_B, "web")),
+    )
+
+    assert run.code == 1
+    assert f"2 instances are named 'web' ({UUID_A}, {UUID_B})" in run.err
     assert run.scheduler.calls == []
 
 
@@ -293,7 +323,7 @@ def test_delete_finds_the_host_of_each_instance_and_deletes_it_there():
     run = Run(["delete", UUID_A], node=node_with(UUID_A))
 
     assert run.code == 0, run.err
-    assert rows(run.out) == [[UUID_A, "cmp1", "deleted"]]
+    assert rows(run.out) == [[UUID_A, "web-1", "cmp1", "deleted"]]
     assert run.node.calls == [("node_instances", (), {"instance_uuids": [UUID_A]})]
     assert run.agents["cmp1:50054"].calls == [("delete_instance", (UUID_A,), {})]
     assert run.servers == ["node", "registry", "compute"]
@@ -303,7 +333,10 @@ def test_deleting_an_unknown_instance_says_not_found_and_fails():
     run = Run(["delete", UUID_A, UUID_B], node=node_with(UUID_A))
 
     assert run.code == 1
-    assert rows(run.out) == [[UUID_A, "cmp1", "deleted"], [UUID_B, "-", "not found"]]
+    assert rows(run.out) == [
+        [UUID_A, "web-1", "cmp1", "deleted"],
+        [UUID_B, "-", "-", "not found"],
+    ]
     assert f"ERROR: instance {UUID_B} was not deleted: no compute node reports" in run.err
 
 
@@ -317,7 +350,7 @@ def test_delete_by_a_name_only_one_instance_has_deletes_that_instance():
     run = Run(["delete", "web-1"], node=named((UUID_A, "web-1"), (UUID_B, "web-2")))
 
     assert run.code == 0, run.err
-    assert rows(run.out) == [[UUID_A, "cmp1", "deleted"]]
+    assert rows(run.out) == [[UUID_A, "web-1", "cmp1", "deleted"]]
     assert run.node.calls[0] == ("node_instances", (), {"name": "web-1"})
 
 

@@ -132,6 +132,56 @@ def test_node_instances_lists_one_node_a_hosts_nodes_or_every_node(kwargs, field
         assert getattr(request, name) == value
 
 
+def instances_named(request: pb.ListNodeInstancesRequest) -> pb.ListNodeInstancesResponse:
+    """The node service's answer for web (one instance), twin (two) and nothing else."""
+    by_name = {"web": ["i-web"], "twin": ["i-twin-b", "i-twin-a"]}
+    uuids = by_name.get(request.name, [])
+    return pb.ListNodeInstancesResponse(instances=[pb.Instance(uuid=u) for u in uuids])
+
+
+def test_find_instance_takes_a_uuid_as_it_is_without_asking():
+    client, channel = node_client(ListNodeInstances=instances_named)
+
+    assert client.find_instance(f" {UUID} ") == UUID
+    assert channel.calls == []
+
+
+def test_find_instance_takes_a_name_only_one_instance_has():
+    client, channel = node_client(ListNodeInstances=instances_named)
+
+    assert client.find_instance("web") == "i-web"
+    assert sent(channel)[0].name == "web"
+
+
+def test_find_instance_names_every_uuid_of_a_name_several_instances_have():
+    client, _ = node_client(ListNodeInstances=instances_named)
+
+    with pytest.raises(errors.InvalidArgument) as caught:
+        client.find_instance("twin")
+    assert caught.value.reason == "AMBIGUOUS_NAME"
+    assert "2 instances are named 'twin' (i-twin-a, i-twin-b)" in caught.value.message
+
+
+def test_find_instance_of_a_name_no_instance_has_is_not_found():
+    client, _ = node_client(ListNodeInstances=instances_named)
+
+    with pytest.raises(errors.NotFound, match="no instance is named 'gone'"):
+        client.find_instance("gone")
+
+
+def test_instances_by_uuid_asks_a_thousand_uuids_at_a_time():
+    def echo(request: pb.ListNodeInstancesRequest) -> pb.ListNodeInstancesResponse:
+        return pb.ListNodeInstancesResponse(
+            instances=[pb.Instance(uuid=u) for u in request.instance_uuids]
+        )
+
+    client, channel = node_client(ListNodeInstances=echo)
+    uuids = [f"i-{n}" for n in range(2500)]
+
+    assert [i.uuid for i in client.instances_by_uuid(uuids)] == uuids
+    assert [len(r.instance_uuids) for r in sent(channel)] == [1000, 1000, 500]
+
+
 def test_node_instances_of_a_nodename_needs_its_host():
     client, channel = node_client()
 

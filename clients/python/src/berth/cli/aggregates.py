@@ -104,7 +104,7 @@ def aggregate_delete(client: Any, args: argparse.Namespace, out: Output) -> int:
 
 
 def aggregate_list(client: Any, args: argparse.Namespace, out: Output) -> int:
-    aggregates = list(client.list_aggregates())
+    aggregates = sorted(client.list_aggregates(), key=lambda aggregate: aggregate.name)
     out.table(
         LIST_COLUMNS,
         [aggregate_row(aggregate)[:3] for aggregate in aggregates],

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from berth.cli.output import Output, UsageError, dash, message_dict, timestamp_text
+from berth.cli.output import Output, UsageError, message_dict
 from berth.v1 import host_pb2 as pb
 
 _STATUS = {"enable": pb.HOST_STATUS_ENABLED, "disable": pb.HOST_STATUS_DISABLED}
@@ -36,14 +36,6 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--reason", default="", help="Why the host is disabled (--status disable).")
     p.set_defaults(func=host_update, client="hosts")
-
-    p = sub.add_parser(
-        "migration-list",
-        parents=[common],
-        help="List the instance moves of hosts in maintenance, with their state.",
-    )
-    p.add_argument("--host", default="", help="Only the moves off this host.")
-    p.set_defaults(func=migration_list, client="registry")
 
 
 def host_update(client: Any, args: argparse.Namespace, out: Output) -> int:
@@ -74,38 +66,6 @@ def host_update(client: Any, args: argparse.Namespace, out: Output) -> int:
     if not out.json_mode:
         _summary(last, out, moves=bool(args.maintenance))
     return 1 if last.failures else 0
-
-
-MIGRATION_COLUMNS = (
-    "Instance",
-    "Source Host",
-    "Dest Host",
-    "Dest Node",
-    "Status",
-    "Reason",
-    "Updated At",
-)
-
-
-def migration_list(client: Any, args: argparse.Namespace, out: Output) -> int:
-    migrations = client.hosts.list_migrations(args.host)
-    out.table(
-        MIGRATION_COLUMNS,
-        [
-            [
-                m.instance_uuid,
-                m.source_host,
-                dash(m.dest_host),
-                dash(m.dest_node),
-                m.state,
-                dash(m.reason),
-                timestamp_text(m, "updated_at"),
-            ]
-            for m in migrations
-        ],
-        [message_dict(m) for m in migrations],
-    )
-    return 0
 
 
 def _name(enum: Any, value: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from berth.cli.output import Output, dash, message_dict, timestamp_text
+from berth.cli.output import Output, dash, enum_word, message_dict, timestamp_text
 from berth.client.host import POWER_ACTIONS
 from berth.v1 import host_pb2
 
@@ -43,7 +43,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def host_list(client: Any, args: argparse.Namespace, out: Output) -> int:
-    hosts = list(client.list_hosts(zone=args.zone))
+    hosts = sorted(client.list_hosts(zone=args.zone), key=lambda h: (h.host_name, h.service))
     out.table(
         ("host_name", "service", "zone"),
         [[host.host_name, host.service, dash(host.zone)] for host in hosts],
@@ -71,9 +71,6 @@ def host_describe(client: Any, args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-_POWER_STATES = {host_pb2.POWER_STATE_ON: "power on", host_pb2.POWER_STATE_OFF: "power off"}
-
-
 def host_action(client: Any, args: argparse.Namespace, out: Output) -> int:
     done = client.host_action(args.host, args.action, nodename=args.nodename)
     if out.json_mode:
@@ -87,7 +84,12 @@ def host_action(client: Any, args: argparse.Namespace, out: Output) -> int:
     if done.nodes:
         out.table(
             ("NODE", "power_state"),
-            [[node.nodename, _POWER_STATES.get(node.power_state, "-")] for node in done.nodes],
+            [[node.nodename, _power_state(node.power_state)] for node in done.nodes],
             None,
         )
     return 0
+
+
+def _power_state(value: host_pb2.PowerState.ValueType) -> str:
+    """POWER_STATE_OFF -> `off`, the word --json writes too."""
+    return dash(enum_word("PowerState", host_pb2.PowerState.Name(value)))

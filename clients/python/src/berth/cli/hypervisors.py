@@ -9,7 +9,7 @@ import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
-from berth.cli.output import Output, UsageError, dash, message_dict, timestamp_text
+from berth.cli.output import Output, UsageError, dash, enum_word, message_dict, timestamp_text
 from berth.client.errors import InvalidArgument, NotFound
 from berth.client.registry import looks_like_uuid
 from berth.v1 import node_pb2 as pb
@@ -31,7 +31,6 @@ SERVERS_COLUMNS = (
     "State",
     "Hypervisor hostname",
 )
-PROPERTY_COLUMNS = ("Property", "Value")
 UPTIME_COLUMNS = ("ID", "Hypervisor hostname", "State", "Status", "Uptime")
 CPU_INFO_WIDTH = 72  # characters per line of the cpu_info cell
 NODE_HELP = "UUID, HOST/NODENAME, or a NODENAME that only one host has."
@@ -121,6 +120,11 @@ def _by_nodename(client: Any, name: str) -> pb.ComputeNode:
 # -- the commands ---------------------------------------------------------------------------
 
 
+def _by_place(node: pb.ComputeNode) -> tuple[str, str]:
+    """Rows in order of host, then nodename."""
+    return node.host, node.nodename
+
+
 def node_state(service: Any) -> tuple[str, str | None]:
     """(State, Status) of a node from its host's compute service; no service: down, unknown."""
     if service is None:
@@ -129,7 +133,7 @@ def node_state(service: Any) -> tuple[str, str | None]:
 
 
 def hypervisor_list(clients: Any, args: argparse.Namespace, out: Output) -> int:
-    nodes = list(clients.node.list_nodes(host=args.host))
+    nodes = sorted(clients.node.list_nodes(host=args.host), key=_by_place)
     # The node service does not know liveness; the registry's compute services do.
     services = {
         service.host: service
@@ -218,9 +222,7 @@ def hypervisor_show(clients: Any, args: argparse.Namespace, out: Output) -> int:
     properties = node_properties(node)
     # Where novaclient shows them: after the type and version.
     properties[6:6] = [("state", state), ("status", dash(status or ""))]
-    out.table(
-        PROPERTY_COLUMNS, properties, {**message_dict(node), "state": state, "status": status}
-    )
+    out.properties(properties, {**message_dict(node), "state": state, "status": status})
     return 0
 
 
@@ -258,7 +260,7 @@ def uptime_text(node: pb.ComputeNode, now: datetime | None = None) -> str:
 
 
 def hypervisor_search(client: Any, args: argparse.Namespace, out: Output) -> int:
-    nodes = list(client.search_nodes(args.pattern))
+    nodes = sorted(client.search_nodes(args.pattern), key=_by_place)
     out.table(
         SEARCH_COLUMNS,
         [[node.uuid, node.nodename, node.host] for node in nodes],
@@ -287,15 +289,13 @@ def statistics_properties(stats: pb.GetStatisticsResponse) -> dict[str, int]:
 
 def hypervisor_stats(client: Any, args: argparse.Namespace, out: Output) -> int:
     properties = statistics_properties(client.statistics())
-    out.table(PROPERTY_COLUMNS, list(properties.items()), properties)
+    out.properties(list(properties.items()), properties)
     return 0
 
 
 def instance_state(instance: pb.Instance) -> str:
     """INSTANCE_STATE_ACTIVE -> `active`; unset -> `-`."""
-    if not instance.state:
-        return "-"
-    return pb.InstanceState.Name(instance.state).removeprefix("INSTANCE_STATE_").lower()
+    return dash(enum_word("InstanceState", pb.InstanceState.Name(instance.state)))
 
 
 def hypervisor_servers(client: Any, args: argparse.Namespace, out: Output) -> int:

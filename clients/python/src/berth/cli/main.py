@@ -18,6 +18,7 @@ from berth.cli import (
     host_update,
     hosts,
     hypervisors,
+    migrations,
     scheduler,
     servers,
     services,
@@ -77,6 +78,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     services.add_commands(sub, common)
     hosts.add_commands(sub, common)
     host_update.add_commands(sub, common)
+    migrations.add_commands(sub, common)
     hypervisors.add_commands(sub, common)
     servers.add_commands(sub, common)
     scheduler.add_commands(sub, common)

@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from berth.cli.table import cell_text, render
 
 FORMATS = ("table", "json", "csv", "value")
+PROPERTY_COLUMNS = ("Property", "Value")
 
 
 class UsageError(Exception):
@@ -47,35 +48,58 @@ class Output:
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[object]], data: object) -> None:
         """Print `rows` under `headers` (as a table, CSV or bare values), or `data` (already
-        JSON-ready) as JSON."""
-        if self.json_mode:
-            self.json(data)
-            return
-        headers, rows = self._shape(list(headers), [list(row) for row in rows])
-        if self.format == "csv":
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-            writer.writerow(headers)
-            writer.writerows([[_csv_cell(v) for v in row] for row in rows])
-            self.stream.write(buffer.getvalue())
-        elif self.format == "value":
-            for row in rows:
-                print(" ".join(cell_text(v) for v in row), file=self.stream)
-        else:
-            print(render(headers, rows), file=self.stream)
+        JSON-ready: a list of one object per row, or one object) as JSON.
 
-    def _shape(
-        self, headers: list[str], rows: list[list[object]]
-    ) -> tuple[list[str], list[list[object]]]:
-        """The rows sorted by --sort-column, then cut to the -c columns."""
-        for name in reversed(self.sort_columns):  # stable: the first column sorts last
-            index = _column(headers, name)
-            rows.sort(key=lambda row: _sort_key(row[index]))
+        --sort-column orders the JSON objects as it orders the rows; with -c, JSON is one
+        object per row keyed by the chosen headers, as OpenStack's CLI prints it."""
+        headers = list(headers)
+        cells = [list(row) for row in rows]
+        order = self._order(headers, cells)
+        if isinstance(data, list) and len(data) == len(cells):
+            data = [data[i] for i in order]
+        cells = [cells[i] for i in order]
         if self.columns:
             picked = [_column(headers, name) for name in self.columns]
             headers = [headers[i] for i in picked]
-            rows = [[row[i] for i in picked] for row in rows]
-        return headers, rows
+            cells = [[row[i] for i in picked] for row in cells]
+            if self.json_mode:
+                data = [dict(zip(headers, row, strict=True)) for row in cells]
+        if self.json_mode:
+            self.json(data)
+        elif self.format == "csv":
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+            writer.writerow(headers)
+            writer.writerows([[_csv_cell(v) for v in row] for row in cells])
+            self.stream.write(buffer.getvalue())
+        elif self.format == "value":
+            for row in cells:
+                print(" ".join(cell_text(v) for v in row), file=self.stream)
+        else:
+            print(render(headers, cells), file=self.stream)
+
+    def properties(self, items: Sequence[tuple[str, object]], data: dict[str, Any]) -> None:
+        """One object as Property/Value rows, or `data` as JSON. -c picks properties, as
+        OpenStack's CLI does for a single object (`-c vcpus -f value` prints the number)."""
+        if self.columns:
+            names = [name for name, _ in items]
+            items = [items[_column(names, name)] for name in self.columns]
+            data = dict(items)
+        if self.json_mode:
+            self.json(data)
+        elif self.format == "value":
+            for _, value in items:
+                print(cell_text(value), file=self.stream)
+        else:
+            Output(self.stream, format=self.format).table(PROPERTY_COLUMNS, items, None)
+
+    def _order(self, headers: list[str], rows: list[list[object]]) -> list[int]:
+        """Row indexes in --sort-column order (stable: ties keep the command's order)."""
+        order = list(range(len(rows)))
+        for name in reversed(self.sort_columns):  # the first column sorts last
+            index = _column(headers, name)
+            order.sort(key=lambda i: _sort_key(rows[i][index]))
+        return order
 
     def json(self, data: object) -> None:
         print(json.dumps(data, indent=2, sort_keys=False), file=self.stream)
@@ -174,12 +198,19 @@ def _converter(field: FieldDescriptor) -> Any:
     return None
 
 
+# Enums whose words Nova writes with dashes (`--group-policy anti-affinity`).
+_DASHED = frozenset({"GroupPolicy"})
+
+
 def enum_word(enum_name: str, value: str) -> str:
     """An enum value name without its type's prefix, lower case: what the tables show
-    (`GroupPolicy`, `GROUP_POLICY_ANTI_AFFINITY` -> `anti_affinity`; unspecified -> "")."""
+    (`InstanceState`, `INSTANCE_STATE_ACTIVE` -> `active`; `GroupPolicy`,
+    `GROUP_POLICY_ANTI_AFFINITY` -> `anti-affinity`; unspecified -> "")."""
     prefix = "".join(f"_{c}" if c.isupper() else c for c in enum_name).lstrip("_").upper() + "_"
     word = str(value).removeprefix(prefix).lower()
-    return "" if word == "unspecified" else word
+    if word == "unspecified":
+        return ""
+    return word.replace("_", "-") if enum_name in _DASHED else word
 
 
 def timestamp_text(message: Message, field: str) -> str:

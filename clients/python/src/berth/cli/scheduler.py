@@ -22,7 +22,6 @@ HOSTS_COLUMNS = (
     "Instances",
     "Generation",
 )
-RESYNC_COLUMNS = ("Property", "Value")
 # Nodes of these hypervisor types are physical servers one instance takes whole.
 BARE_METAL_TYPES = frozenset({"ironic"})
 
@@ -77,7 +76,7 @@ def _any(resources: Any) -> bool:
 
 
 def scheduler_hosts(client: Any, args: argparse.Namespace, out: Output) -> int:
-    states = list(client.list_host_states(host=args.host))
+    states = sorted(client.list_host_states(host=args.host), key=lambda s: (s.host, s.nodename))
     rows = []
     for state in states:
         vcpus, memory_mb, disk_gb = free(state)
@@ -108,5 +107,5 @@ def scheduler_hosts(client: Any, args: argparse.Namespace, out: Output) -> int:
 def scheduler_resync(client: Any, args: argparse.Namespace, out: Output) -> int:
     done = client.resync()
     properties = {"nodes": done.nodes, "services": done.services, "duration_ms": done.duration_ms}
-    out.table(RESYNC_COLUMNS, list(properties.items()), properties)
+    out.properties(list(properties.items()), properties)
     return 0

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from berth.cli.hypervisors import NODE_HELP, find_node, instance_state
 from berth.cli.output import Output, UsageError, dash, message_dict
 from berth.client import servers
-from berth.client.errors import InvalidArgument, NotFound
+from berth.client.errors import InvalidArgument
 from berth.client.flavors import explicit_flavor, flavor, flavor_names, with_resource_class
 from berth.client.registry import looks_like_uuid
 from berth.client.servers import BootResult, DeleteResult
@@ -21,7 +21,7 @@ from berth.v1 import scheduler_pb2 as pb
 
 DEFAULT_PROJECT = "demo"
 BOOT_COLUMNS = ("ID", "Host", "Node", "Status")
-DELETE_COLUMNS = ("ID", "Host", "Status")
+DELETE_COLUMNS = ("ID", "Name", "Host", "Status")
 LIST_COLUMNS = (
     "ID",
     "Name",
@@ -80,8 +80,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="NAME",
         nargs="?",
         default="",
-        help="A label for the progress lines and --json output (NAME-1, NAME-2, ... with "
-        "--count); Berth knows instances by uuid only.",
+        help="The instance's name (NAME-1, NAME-2, ... with --count), kept with it: "
+        "server-list shows it, and delete and the instance hints take it when only one "
+        "instance has it.",
     )
     size = p.add_argument_group("size: a flavor, or --vcpus and --memory-mb (and --disk-gb)")
     size.add_argument("--flavor", help=f"One of {', '.join(flavor_names())}.")
@@ -101,7 +102,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="Scheduler hint, repeatable: "
         + ", ".join(f"{key}={_hint_value(key)}" for key in HINTS)
-        + ".",
+        + " (INSTANCE: a uuid, or a name only one instance has).",
     )
     p.add_argument("--group", default="", help="Server group name (with --group-policy).")
     p.add_argument("--group-policy", choices=sorted(_POLICIES), help="The group's policy.")
@@ -122,7 +123,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"Instances built at once (default: {servers.MAX_PARALLEL}).",
     )
-    p.set_defaults(func=boot, client="scheduler+registry+agents")
+    p.set_defaults(func=boot, client="scheduler+registry+node+agents")
 
     p = sub.add_parser(
         "delete", parents=[common], help="Delete instances on the hosts that hold them."
@@ -154,7 +155,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _hint_value(key: str) -> str:
-    return "UUID" if key in _INSTANCE_HINTS else "NODE" if key == "force_node" else "HOST"
+    return "INSTANCE" if key in _INSTANCE_HINTS else "NODE" if key == "force_node" else "HOST"
 
 
 # -- boot ------------------------------------------------------------------------------------
@@ -170,8 +171,6 @@ def parse_hints(texts: Sequence[str]) -> pb.SchedulerHints:
             raise UsageError(f"--hint {text!r} is not KEY=VALUE (keys: {known})")
         if key not in HINTS:
             raise UsageError(f"--hint {text!r}: unknown hint {key!r} (keys: {known})")
-        if key in _INSTANCE_HINTS and not looks_like_uuid(value):
-            raise UsageError(f"--hint {text!r}: {key} takes an instance UUID")
         name = HINTS[key]
         if name == "same_aggregate_as_host":
             if hints.same_aggregate_as_host not in ("", value):
@@ -180,6 +179,14 @@ def parse_hints(texts: Sequence[str]) -> pb.SchedulerHints:
         else:
             getattr(hints, name).append(value)
     return hints
+
+
+def resolve_instance_hints(hints: pb.SchedulerHints, node: Any) -> None:
+    """Replace each instance a hint names by name with its uuid (the scheduler knows
+    instances by uuid); a name no instance or several have is the node client's error."""
+    for key in _INSTANCE_HINTS:
+        refs = getattr(hints, HINTS[key])
+        refs[:] = [node.find_instance(ref) for ref in refs]
 
 
 def request_spec(args: argparse.Namespace) -> pb.RequestSpec:
@@ -234,6 +241,7 @@ def instance_label(name: str, index: int, count: int) -> str:
 
 def boot(clients: Any, args: argparse.Namespace, out: Output) -> int:
     spec = request_spec(args)
+    resolve_instance_hints(spec.hints, clients.node)
     err: TextIO = getattr(args, "stderr", sys.stderr)
     count = spec.num_instances
     labels = {
@@ -295,26 +303,10 @@ def _failures(
 # -- delete ----------------------------------------------------------------------------------
 
 
-def resolve_instance(node: Any, ref: str) -> str:
-    """An instance's uuid, or the uuid of the one instance of that name."""
-    if looks_like_uuid(ref):
-        return ref
-    found = [i.uuid for i in node.node_instances(name=ref)]
-    if not found:
-        raise NotFound(f"no instance is named {ref!r} (give its uuid, from berth server-list)")
-    if len(found) > 1:
-        raise InvalidArgument(
-            f"{len(found)} instances are named {ref!r} ({', '.join(sorted(found))}); "
-            "give the uuid of the one you mean",
-            reason="AMBIGUOUS_NAME",
-        )
-    return found[0]
-
-
 def delete(clients: Any, args: argparse.Namespace, out: Output) -> int:
     err: TextIO = getattr(args, "stderr", sys.stderr)
     results = servers.delete(
-        [resolve_instance(clients.node, ref) for ref in args.uuids],
+        [clients.node.find_instance(ref) for ref in args.uuids],
         node=clients.node,
         registry=clients.registry,
         connect_agent=clients.agent,
@@ -326,7 +318,7 @@ def delete(clients: Any, args: argparse.Namespace, out: Output) -> int:
 
     out.table(
         DELETE_COLUMNS,
-        [[r.instance_uuid, dash(r.host), status(r)] for r in results],
+        [[r.instance_uuid, dash(r.name), dash(r.host), status(r)] for r in results],
         [{**dataclasses.asdict(r), "status": status(r)} for r in results],
     )
     return _failures(results, "deleted", err)

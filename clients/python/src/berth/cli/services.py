@@ -121,7 +121,10 @@ def service_row(service: pb.Service) -> list[object]:
 
 
 def service_list(client: Any, args: argparse.Namespace, out: Output) -> int:
-    services = list(client.list_services(host=args.host, binary=args.binary))
+    services = sorted(
+        client.list_services(host=args.host, binary=args.binary),
+        key=lambda service: (service.host, service.binary),
+    )
     out.table(
         LIST_COLUMNS,
         [service_row(service) for service in services],

@@ -7,7 +7,7 @@ import argparse
 from collections import defaultdict
 from typing import Any
 
-from berth.cli.output import Output, timestamp_text
+from berth.cli.output import Output, enum_word, timestamp_text
 from berth.v1 import common_pb2
 
 COMPUTE_BINARY = "berth-compute"
@@ -101,6 +101,4 @@ def server_group_list(client: Any, args: argparse.Namespace, out: Output) -> int
 
 def _policy(value: common_pb2.GroupPolicy.ValueType) -> str:
     """GROUP_POLICY_ANTI_AFFINITY -> anti-affinity (as `berth boot --group-policy`)."""
-    return (
-        common_pb2.GroupPolicy.Name(value).removeprefix("GROUP_POLICY_").lower().replace("_", "-")
-    )
+    return enum_word("GroupPolicy", common_pb2.GroupPolicy.Name(value))

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from berth.client.base import BaseClient
-from berth.client.errors import InvalidArgument
+from berth.client.errors import InvalidArgument, NotFound
 from berth.client.paging import paginate
+from berth.client.registry import looks_like_uuid
 from berth.v1 import node_pb2 as pb
 from berth.v1 import node_pb2_grpc
+
+# ListNodeInstances filters on at most this many uuids.
+LOOKUP_CHUNK = 1000
 
 
 def node_ref(
@@ -79,6 +83,33 @@ class NodeClient(BaseClient[node_pb2_grpc.NodeServiceStub]):
         request.instance_uuids.extend(instance_uuids)
         request.name = name
         return paginate(self._node_instances, request, lambda page: page.instances)
+
+    def instances_by_uuid(self, uuids: Iterable[str]) -> Iterator[pb.Instance]:
+        """The instances of these uuids wherever they are, any number of them (asked
+        LOOKUP_CHUNK at a time); one being moved may come from two nodes."""
+        wanted = list(uuids)
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            yield from self.node_instances(instance_uuids=wanted[start : start + LOOKUP_CHUNK])
+
+    def find_instance(self, name_or_uuid: str) -> str:
+        """The uuid of the instance `name_or_uuid` names: a uuid as given, or the uuid of
+        the one instance of that name. NotFound when none has it; InvalidArgument (reason
+        AMBIGUOUS_NAME) naming each uuid when several do, as names need not be unique."""
+        if looks_like_uuid(name_or_uuid):
+            return name_or_uuid.strip()
+        found = sorted({instance.uuid for instance in self.node_instances(name=name_or_uuid)})
+        if not found:
+            raise NotFound(
+                f"no instance is named {name_or_uuid!r} (give its uuid, from berth server-list)",
+                reason="INSTANCE_NOT_FOUND",
+            )
+        if len(found) > 1:
+            raise InvalidArgument(
+                f"{len(found)} instances are named {name_or_uuid!r} ({', '.join(found)}); "
+                "give the uuid of the one you mean",
+                reason="AMBIGUOUS_NAME",
+            )
+        return found[0]
 
     def _node_instances(self, request: pb.ListNodeInstancesRequest) -> pb.ListNodeInstancesResponse:
         return self._call(self._stub.ListNodeInstances, request)

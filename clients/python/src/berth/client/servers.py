@@ -18,6 +18,7 @@ cannot be released (the scheduler gone) expire on their own.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import uuid as uuidlib
@@ -50,8 +51,6 @@ log = logging.getLogger(__name__)
 COMPUTE_BINARY = "berth-compute"
 # Instances built or deleted at once.
 MAX_PARALLEL = 8
-# ListNodeInstances filters on at most this many uuids.
-LOOKUP_CHUNK = 1000
 
 # An agent that answers with one of these did not build the instance; another node may.
 _TRY_NEXT: tuple[type[BerthError], ...] = (
@@ -100,6 +99,8 @@ class DeleteResult:
     error: str = ""
     # INSTANCE_NOT_FOUND when no node reports the instance.
     reason: str = ""
+    # The name it was booted with, as its node reports it.
+    name: str = ""
 
     @property
     def ok(self) -> bool:
@@ -389,10 +390,8 @@ def delete(
     malformed one is InvalidArgument before anything is deleted."""
     wanted = _canonical(uuids)
     where: dict[str, list[node_pb2.Instance]] = {}
-    for start in range(0, len(wanted), LOOKUP_CHUNK):
-        chunk = wanted[start : start + LOOKUP_CHUNK]
-        for instance in node.node_instances(instance_uuids=chunk):
-            where.setdefault(instance.uuid, []).append(instance)
+    for instance in node.instances_by_uuid(wanted):
+        where.setdefault(instance.uuid, []).append(instance)
     agents = AgentPool(registry, connect_agent or _default_connect(node.timeout))
     report = _serialized(progress)
     try:
@@ -434,10 +433,11 @@ def _delete(uuid: str, instances: list[node_pb2.Instance], agents: AgentPool) ->
         else:
             deleted_on = deleted_on or instance
     shown = deleted_on or instances[0]
+    found = DeleteResult(uuid, host=shown.host, nodename=shown.nodename, name=shown.name)
     if failures:
-        return DeleteResult(uuid, shown.host, shown.nodename, "; ".join(failures), last_reason)
+        return dataclasses.replace(found, error="; ".join(failures), reason=last_reason)
     if deleted_on is None:
-        return DeleteResult(
-            uuid, shown.host, shown.nodename, f"host {shown.host} no longer has it", NOT_FOUND
+        return dataclasses.replace(
+            found, error=f"host {shown.host} no longer has it", reason=NOT_FOUND
         )
-    return DeleteResult(uuid, host=shown.host, nodename=shown.nodename)
+    return found
