@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 
-from berth.cli.children import die_with_parent
 from sqlalchemy.engine import make_url
 
 from tests import processes
@@ -65,7 +64,6 @@ class FrozenProxy:
             ],
             stdout=subprocess.PIPE,
             text=True,
-            preexec_fn=die_with_parent(),  # a killed test run leaves no proxy behind
         )
         assert self._proc.stdout is not None
         self.port = int(self._proc.stdout.readline())
