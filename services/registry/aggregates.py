@@ -45,12 +45,18 @@ class Aggregates:
         metadata = await repo.aggregate_metadata(session, ids)
         return [convert.aggregate(r, hosts[r.id], metadata[r.id]) for r in rows]
 
-    async def _find(self, session: AsyncSession, ref: registry_pb2.AggregateRef) -> Aggregate:
+    async def _find(
+        self, session: AsyncSession, ref: registry_pb2.AggregateRef, *, for_update: bool = True
+    ) -> Aggregate:
+        """The aggregate named by `ref`; writers lock its row, so two changes of one aggregate
+        (its metadata keys above all) run one after the other instead of colliding."""
         which = ref.WhichOneof("ref")
         if which == "uuid":
-            row = await repo.aggregate_by(session, uuid=validation.uuid("aggregate.uuid", ref.uuid))
+            uuid = validation.uuid("aggregate.uuid", ref.uuid)
+            row = await repo.aggregate_by(session, uuid=uuid, for_update=for_update)
         elif which == "name":
-            row = await repo.aggregate_by(session, name=validation.name("aggregate.name", ref.name))
+            name = validation.name("aggregate.name", ref.name)
+            row = await repo.aggregate_by(session, name=name, for_update=for_update)
         else:
             raise InvalidArgument.field("aggregate", "name the aggregate by uuid or name")
         if row is None:
@@ -141,7 +147,9 @@ class Aggregates:
 
     async def get(self, ref: registry_pb2.AggregateRef) -> registry_pb2.Aggregate:
         async with self._sessions() as session:
-            (proto,) = await self._protos(session, [await self._find(session, ref)])
+            (proto,) = await self._protos(
+                session, [await self._find(session, ref, for_update=False)]
+            )
             return proto
 
     async def list_page(
@@ -229,7 +237,7 @@ class Aggregates:
             "aggregate updated",
             extra={
                 "aggregate": old_name,
-                "name": proto.name,
+                "new_name": proto.name,
                 "zone": zone if zone_changed else "-",
             },
         )
