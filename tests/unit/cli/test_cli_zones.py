@@ -57,15 +57,21 @@ def test_server_groups_with_their_policy_members_and_hosts():
     node = FakeNode()
     anti = common_pb2.GROUP_POLICY_ANTI_AFFINITY
     node.instances = (
-        instance(uuid="a", server_group="web", group_policy=anti, host="cmp1"),
-        instance(uuid="b", server_group="web", group_policy=anti, host="cmp2"),
-        instance(uuid="c"),
+        instance(uuid="b", name="web-2", server_group="web", group_policy=anti, host="cmp2"),
+        instance(uuid="a", name="web-1", server_group="web", group_policy=anti, host="cmp1"),
+        instance(uuid="c", name=""),
     )
     run = Run(["server-group-list"], node=node)
     assert run.code == 0, run.err
     assert header(run.out) == ["Name", "Policy", "Members", "Hosts"]
-    assert rows(run.out) == [["web", "anti-affinity", "2", "cmp1"], ["", "", "", "cmp2"]]
+    assert rows(run.out) == [["web", "anti-affinity", "web-1", "cmp1"], ["", "", "web-2", "cmp2"]]
     data = json.loads(Run(["server-group-list", "--json"], node=node).out)
     assert data == [
-        {"name": "web", "policy": "anti-affinity", "members": ["a", "b"], "hosts": ["cmp1", "cmp2"]}
+        {
+            "name": "web",
+            "policy": "anti-affinity",
+            "members": ["a", "b"],
+            "member_names": ["web-1", "web-2"],
+            "hosts": ["cmp1", "cmp2"],
+        }
     ]

@@ -86,12 +86,16 @@ def server_group_list(client: Any, args: argparse.Namespace, out: Output) -> int
         group = members[name]
         policy = _policy(group[0].group_policy)
         hosts = sorted({i.host for i in group})
-        rows.append([name, policy, len(group), "\n".join(hosts)])
+        group.sort(key=lambda i: (i.name or i.uuid, i.uuid))
+        labels = [i.name or i.uuid for i in group]
+        rows.append([name, policy, "\n".join(labels), "\n".join(hosts)])
         data.append(
             {
                 "name": name,
                 "policy": policy,
-                "members": sorted(i.uuid for i in group),
+                # Nova's members are uuids; the names beside them, in the same order.
+                "members": [i.uuid for i in group],
+                "member_names": [i.name for i in group],
                 "hosts": hosts,
             }
         )
