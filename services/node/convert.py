@@ -29,6 +29,7 @@ def node(
         message.ParseFromString(row["details"])  # PCI pools, NUMA, supported instances
     message.MergeFrom(
         node_pb2.ComputeNode(
+            id=row.get("id") or 0,
             uuid=row["uuid"],
             host=row["host"],
             nodename=row["nodename"],

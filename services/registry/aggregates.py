@@ -57,10 +57,14 @@ class Aggregates:
         elif which == "name":
             name = validation.name("aggregate.name", ref.name)
             row = await repo.aggregate_by(session, name=name, for_update=for_update)
+        elif which == "id":
+            row = await repo.aggregate_by(session, id=ref.id, for_update=for_update)
         else:
-            raise InvalidArgument.field("aggregate", "name the aggregate by uuid or name")
+            raise InvalidArgument.field("aggregate", "name the aggregate by uuid, name or id")
         if row is None:
-            raise NotFound(f"no aggregate {ref.uuid or ref.name!r}", reason="AGGREGATE_NOT_FOUND")
+            raise NotFound(
+                f"no aggregate {getattr(ref, which)!r}", reason="AGGREGATE_NOT_FOUND"
+            )
         return row
 
     async def _commit_change(

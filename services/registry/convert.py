@@ -47,6 +47,7 @@ def service(row: Service, *, up: bool, zone: str) -> registry_pb2.Service:
         updated_at=timestamp(row.updated_at),
         deleted_at=timestamp(row.deleted_at),
         build_version=row.build_version,
+        id=row.id,
     )
 
 
@@ -59,6 +60,7 @@ def aggregate(row: Aggregate, hosts: list[str], metadata: dict[str, str]) -> reg
         metadata=metadata,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
+        id=row.id,
     )
 
 

@@ -142,10 +142,20 @@ LIVE_AGG = Aggregate.deleted == 0
 
 
 async def aggregate_by(
-    session: AsyncSession, *, uuid: str = "", name: str = "", for_update: bool = False
+    session: AsyncSession,
+    *,
+    uuid: str = "",
+    name: str = "",
+    id: int | None = None,
+    for_update: bool = False,
 ) -> Aggregate | None:
     query = select(Aggregate).where(LIVE_AGG)
-    query = query.where(Aggregate.uuid == uuid) if uuid else query.where(Aggregate.name == name)
+    if id is not None:
+        query = query.where(Aggregate.id == id)
+    elif uuid:
+        query = query.where(Aggregate.uuid == uuid)
+    else:
+        query = query.where(Aggregate.name == name)
     if for_update:
         query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()

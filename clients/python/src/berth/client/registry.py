@@ -34,8 +34,11 @@ def service_ref(
     raise InvalidArgument.field("service", "give a uuid, or both host and binary")
 
 
-def aggregate_ref(name_or_uuid: str) -> pb.AggregateRef:
-    """A string that looks like a UUID names an aggregate by uuid, anything else by name."""
+def aggregate_ref(name_or_uuid: str | int) -> pb.AggregateRef:
+    """An int names an aggregate by its id (Nova's); a string that looks like a UUID by
+    uuid, anything else by name."""
+    if isinstance(name_or_uuid, int):
+        return pb.AggregateRef(id=name_or_uuid)
     if looks_like_uuid(name_or_uuid):
         return pb.AggregateRef(uuid=name_or_uuid.strip())
     return pb.AggregateRef(name=name_or_uuid)
@@ -150,7 +153,7 @@ class RegistryClient(BaseClient[registry_pb2_grpc.RegistryServiceStub]):
         )
         return self._call(self._stub.CreateAggregate, request).aggregate
 
-    def delete_aggregate(self, name_or_uuid: str) -> None:
+    def delete_aggregate(self, name_or_uuid: str | int) -> None:
         request = pb.DeleteAggregateRequest(aggregate=aggregate_ref(name_or_uuid))
         self._call(self._stub.DeleteAggregate, request)
 
@@ -162,19 +165,21 @@ class RegistryClient(BaseClient[registry_pb2_grpc.RegistryServiceStub]):
     def _list_aggregates(self, request: pb.ListAggregatesRequest) -> pb.ListAggregatesResponse:
         return self._call(self._stub.ListAggregates, request)
 
-    def get_aggregate(self, name_or_uuid: str) -> pb.Aggregate:
+    def get_aggregate(self, name_or_uuid: str | int) -> pb.Aggregate:
         request = pb.GetAggregateRequest(aggregate=aggregate_ref(name_or_uuid))
         return self._call(self._stub.GetAggregate, request).aggregate
 
-    def add_aggregate_host(self, aggregate: str, host: str) -> pb.Aggregate:
+    def add_aggregate_host(self, aggregate: str | int, host: str) -> pb.Aggregate:
         request = pb.AddAggregateHostRequest(aggregate=aggregate_ref(aggregate), host=host)
         return self._call(self._stub.AddAggregateHost, request).aggregate
 
-    def remove_aggregate_host(self, aggregate: str, host: str) -> pb.Aggregate:
+    def remove_aggregate_host(self, aggregate: str | int, host: str) -> pb.Aggregate:
         request = pb.RemoveAggregateHostRequest(aggregate=aggregate_ref(aggregate), host=host)
         return self._call(self._stub.RemoveAggregateHost, request).aggregate
 
-    def set_aggregate_metadata(self, aggregate: str, metadata: Mapping[str, str]) -> pb.Aggregate:
+    def set_aggregate_metadata(
+        self, aggregate: str | int, metadata: Mapping[str, str]
+    ) -> pb.Aggregate:
         """Set keys; a key with an empty value is removed from the aggregate."""
         request = pb.SetAggregateMetadataRequest(
             aggregate=aggregate_ref(aggregate), metadata=dict(metadata)
@@ -182,7 +187,7 @@ class RegistryClient(BaseClient[registry_pb2_grpc.RegistryServiceStub]):
         return self._call(self._stub.SetAggregateMetadata, request).aggregate
 
     def update_aggregate(
-        self, aggregate: str, *, name: str = "", availability_zone: str | None = None
+        self, aggregate: str | int, *, name: str = "", availability_zone: str | None = None
     ) -> pb.Aggregate:
         """Rename it (`name`), set its zone (`availability_zone`; "" clears it), or both."""
         request = pb.UpdateAggregateRequest(aggregate=aggregate_ref(aggregate), name=name)

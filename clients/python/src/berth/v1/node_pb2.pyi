@@ -87,6 +87,7 @@ class ComputeNode(_message.Message):
     RESOURCE_CLASS_FIELD_NUMBER: _builtins.int
     WHOLE_MACHINE_FIELD_NUMBER: _builtins.int
     BOOT_EPOCH_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     """Stable identity; never changes once created."""
     host: _builtins.str
@@ -122,6 +123,8 @@ class ComputeNode(_message.Message):
     """
     whole_machine: _builtins.bool
     """One instance takes the whole node (a bare-metal server): it fits only while empty."""
+    id: _builtins.int
+    """The node service's row id: Nova's integer hypervisor id (its API below 2.53)."""
     @_builtins.property
     def total(self) -> _common_pb2.Resources:
         """Totals the driver reports."""
@@ -205,10 +208,11 @@ class ComputeNode(_message.Message):
         resource_class: _builtins.str = ...,
         whole_machine: _builtins.bool = ...,
         boot_epoch: _timestamp_pb2.Timestamp | None = ...,
+        id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["boot_epoch", b"boot_epoch", "created_at", b"created_at", "deleted_at", b"deleted_at", "numa_topology", b"numa_topology", "total", b"total", "updated_at", b"updated_at", "used", b"used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["boot_epoch", b"boot_epoch", "claim_ids", b"claim_ids", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "created_at", b"created_at", "current_workload", b"current_workload", "deleted_at", b"deleted_at", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "free_disk_gb", b"free_disk_gb", "free_ram_mb", b"free_ram_mb", "generation", b"generation", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "instance_uuids", b"instance_uuids", "io_ops", b"io_ops", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "released_claim_ids", b"released_claim_ids", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "resource_class", b"resource_class", "running_vms", b"running_vms", "supported_instances", b"supported_instances", "total", b"total", "updated_at", b"updated_at", "used", b"used", "uuid", b"uuid", "whole_machine", b"whole_machine"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["boot_epoch", b"boot_epoch", "claim_ids", b"claim_ids", "cpu_allocation_ratio", b"cpu_allocation_ratio", "cpu_info", b"cpu_info", "created_at", b"created_at", "current_workload", b"current_workload", "deleted_at", b"deleted_at", "disk_allocation_ratio", b"disk_allocation_ratio", "disk_available_least_gb", b"disk_available_least_gb", "free_disk_gb", b"free_disk_gb", "free_ram_mb", b"free_ram_mb", "generation", b"generation", "host", b"host", "host_ip", b"host_ip", "hypervisor_type", b"hypervisor_type", "hypervisor_version", b"hypervisor_version", "id", b"id", "instance_uuids", b"instance_uuids", "io_ops", b"io_ops", "nodename", b"nodename", "numa_topology", b"numa_topology", "pci_device_pools", b"pci_device_pools", "ram_allocation_ratio", b"ram_allocation_ratio", "released_claim_ids", b"released_claim_ids", "reserved_host_cpus", b"reserved_host_cpus", "reserved_host_disk_mb", b"reserved_host_disk_mb", "reserved_host_memory_mb", b"reserved_host_memory_mb", "resource_class", b"resource_class", "running_vms", b"running_vms", "supported_instances", b"supported_instances", "total", b"total", "updated_at", b"updated_at", "used", b"used", "uuid", b"uuid", "whole_machine", b"whole_machine"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

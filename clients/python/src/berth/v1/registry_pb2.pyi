@@ -44,6 +44,7 @@ class Service(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     DELETED_AT_FIELD_NUMBER: _builtins.int
     BUILD_VERSION_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     """Stable identity; survives restarts of the process."""
     host: _builtins.str
@@ -70,6 +71,8 @@ class Service(_message.Message):
     """The availability zone of the host (default zone when in no zoned aggregate)."""
     build_version: _builtins.str
     """The software version string the process reported (e.g. `0.1.0`)."""
+    id: _builtins.int
+    """The registry's row id: Nova's integer service id (its API below 2.53)."""
     @_builtins.property
     def last_seen_up(self) -> _timestamp_pb2.Timestamp:
         """When the registry last heard a heartbeat, by the registry's clock."""
@@ -102,10 +105,11 @@ class Service(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         deleted_at: _timestamp_pb2.Timestamp | None = ...,
         build_version: _builtins.str = ...,
+        id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deleted_at", b"deleted_at", "last_seen_up", b"last_seen_up", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability_zone", b"availability_zone", "binary", b"binary", "build_version", b"build_version", "created_at", b"created_at", "deleted_at", b"deleted_at", "disabled", b"disabled", "disabled_reason", b"disabled_reason", "endpoint", b"endpoint", "forced_down", b"forced_down", "host", b"host", "last_seen_up", b"last_seen_up", "report_count", b"report_count", "topic", b"topic", "up", b"up", "updated_at", b"updated_at", "uuid", b"uuid", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability_zone", b"availability_zone", "binary", b"binary", "build_version", b"build_version", "created_at", b"created_at", "deleted_at", b"deleted_at", "disabled", b"disabled", "disabled_reason", b"disabled_reason", "endpoint", b"endpoint", "forced_down", b"forced_down", "host", b"host", "id", b"id", "last_seen_up", b"last_seen_up", "report_count", b"report_count", "topic", b"topic", "up", b"up", "updated_at", b"updated_at", "uuid", b"uuid", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -650,11 +654,14 @@ class Aggregate(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     name: _builtins.str
     """Unique among live aggregates; 1-255 printable characters."""
     availability_zone: _builtins.str
     """The zone this aggregate defines, or empty."""
+    id: _builtins.int
+    """The registry's row id: Nova's integer aggregate id (its API names aggregates by it)."""
     @_builtins.property
     def hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Host names, sorted."""
@@ -677,10 +684,11 @@ class Aggregate(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability_zone", b"availability_zone", "created_at", b"created_at", "hosts", b"hosts", "metadata", b"metadata", "name", b"name", "updated_at", b"updated_at", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability_zone", b"availability_zone", "created_at", b"created_at", "hosts", b"hosts", "id", b"id", "metadata", b"metadata", "name", b"name", "updated_at", b"updated_at", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -694,19 +702,23 @@ class AggregateRef(_message.Message):
 
     UUID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     name: _builtins.str
+    id: _builtins.int
+    """The integer id (Aggregate.id), as Nova's API names aggregates."""
     def __init__(
         self,
         *,
         uuid: _builtins.str = ...,
         name: _builtins.str = ...,
+        id: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "ref", b"ref", "uuid", b"uuid"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "ref", b"ref", "uuid", b"uuid"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "ref", b"ref", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "ref", b"ref", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_ref: _TypeAlias = _typing.Literal["uuid", "name"]  # noqa: Y015
+    _WhichOneofReturnType_ref: _TypeAlias = _typing.Literal["uuid", "name", "id"]  # noqa: Y015
     _WhichOneofArgType_ref: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_ref) -> _WhichOneofReturnType_ref | None: ...
 

@@ -1,0 +1,69 @@
+"""The Berth services behind the API: one client (one channel) each, shared by every
+request. The clients are the `berth` command's own, so a boot or a delete here is exactly
+`berth boot` / `berth delete`. Their calls block, so each runs in a worker thread."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from berth.client.compute import ComputeClient
+from berth.client.errors import BerthError, InvalidArgument
+from berth.client.host import HostClient
+from berth.client.node import NodeClient
+from berth.client.registry import RegistryClient
+from berth.client.scheduler import SchedulerClient
+
+from services.api.faults import Fault, from_berth
+from services.api.settings import ApiSettings
+
+T = TypeVar("T")
+
+
+class Backend:
+    def __init__(self, settings: ApiSettings) -> None:
+        self._credentials = dict(
+            token=settings.token,
+            tls_ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None,
+            tls_cert_file=(
+                str(settings.tls_client_cert_file) if settings.tls_client_cert_file else None
+            ),
+            tls_key_file=str(settings.tls_client_key_file)
+            if settings.tls_client_key_file
+            else None,
+            timeout=settings.backend_timeout,
+        )
+        self.registry = RegistryClient.connect(settings.registry_url, **self._credentials)
+        self.hosts: HostClient = self.registry.hosts
+        self.node = NodeClient.connect(settings.node_url, **self._credentials)
+        self.scheduler = SchedulerClient.connect(settings.scheduler_url, **self._credentials)
+
+    def agent(self, endpoint: str) -> ComputeClient:
+        """A compute agent's client (boot and delete open one per host they use)."""
+        return ComputeClient.connect(endpoint, **self._credentials)
+
+    async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`function(*args, **kwargs)` in a worker thread; a Berth error becomes Nova's."""
+        return await anyio.to_thread.run_sync(
+            functools.partial(_translated, function, *args, **kwargs)
+        )
+
+    def close(self) -> None:
+        for client in (self.registry, self.node, self.scheduler):
+            client.close()
+
+
+def _translated(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return function(*args, **kwargs)
+    except InvalidArgument as exc:
+        details = "; ".join(
+            f"{v.field}: {v.description}"
+            for v in exc.violations
+            if v.description not in exc.message
+        )
+        raise Fault(400, f"{exc.message} ({details})" if details else exc.message) from None
+    except BerthError as exc:
+        raise from_berth(exc) from None

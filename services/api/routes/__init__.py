@@ -1,0 +1,1 @@
+"""One module per Compute API resource; each exports ROUTES (path, endpoint, methods)."""
