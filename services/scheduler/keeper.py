@@ -252,7 +252,7 @@ class CacheKeeper:
         self._reread_claims()
 
     async def _restore_claims(self) -> None:
-        restored = await self.store.restore_claims(self.mirror.all_claims(), _now_ms())
+        restored = await self.store.restore_claims(self.mirror.confirmed_claims(), _now_ms())
         if restored:
             log.info("restored %d pending claims into Redis", restored)
 

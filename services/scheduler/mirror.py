@@ -104,6 +104,9 @@ class Mirror:
         self._instances: dict[str, str] = {}  # instance uuid -> node uuid (reported)
         self._claims: dict[str, dict[str, PendingClaim]] = {}  # node uuid -> claims
         self._claimed_instances: dict[str, str] = {}  # instance uuid -> node uuid
+        # Claims this replica counts before Redis has answered for them: never written back
+        # to Redis as if Redis had lost them (it may refuse them yet).
+        self._tentative: set[str] = set()
         self._deadlines: list[tuple[int, str]] = []  # (expires_ms, claim id), a heap
         self._order: list[str] = []
         self._order_dirty = False
@@ -331,9 +334,14 @@ class Mirror:
 
     # -- claims ----------------------------------------------------------------------------
 
-    def add_claim(self, claim: PendingClaim) -> None:
+    def add_claim(self, claim: PendingClaim, *, tentative: bool = False) -> None:
         """Count a claim; the same claim again (Redis confirming a tentative one) only
-        takes its deadline, leaving the row untouched."""
+        takes its deadline, leaving the row untouched. A `tentative` claim is one this
+        replica is about to ask Redis for."""
+        if tentative:
+            self._tentative.add(claim.claim_id)
+        else:
+            self._tentative.discard(claim.claim_id)
         claims = self._claims.setdefault(claim.node_uuid, {})
         old = claims.get(claim.claim_id)
         claims[claim.claim_id] = claim
@@ -347,6 +355,7 @@ class Mirror:
 
     def remove_claims(self, claim_ids: Iterable[str]) -> None:
         for claim_id in claim_ids:
+            self._tentative.discard(claim_id)
             node_uuid = node_of_claim(claim_id)
             claims = self._claims.get(node_uuid or "")
             if claims:
@@ -420,6 +429,12 @@ class Mirror:
         for claims in self._claims.values():
             yield from claims.values()
 
+    def confirmed_claims(self) -> Iterator[PendingClaim]:
+        """The claims Redis has accepted (what a replica writes back to a Redis that lost
+        them): a tentative one is Redis's to accept or refuse still."""
+        tentative = self._tentative
+        return (claim for claim in self.all_claims() if claim.claim_id not in tentative)
+
     def expire(self, now_ms: int) -> int:
         """Drop the claims whose deadline has passed, soonest first."""
         expired = 0
@@ -434,6 +449,7 @@ class Mirror:
             del claims[claim_id]
             if not claims:
                 del self._claims[node_uuid]
+            self._tentative.discard(claim_id)
             self._forget_claim(claim)
             self._count(claim, -1)
             expired += 1

@@ -229,7 +229,7 @@ class Selector:
                     wanted,
                     _now_ms() + self.store.claim_ttl_ms,
                 )
-                self.mirror.add_claim(tentative)
+                self.mirror.add_claim(tentative, tentative=True)
                 chosen.append((row, state, tentative, alternates))
             try:
                 results = await self.store.claim_many(
