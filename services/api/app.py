@@ -12,8 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from berth.cli.health import SERVING, channel_health
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -54,21 +53,17 @@ async def readyz(request: Request) -> Response:
     """Ready while the registry and the node service answer their health checks."""
     backend: Backend = request.app.state.backend
 
-    def check(channel: Any) -> str:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=READY_TIMEOUT
-            )
-        except grpc.RpcError as exc:  # any failure means not ready; say which
-            return f"unreachable: {exc.code().name}"
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-
     found = {
-        "registry": await anyio.to_thread.run_sync(check, backend.registry.channel),
-        "node": await anyio.to_thread.run_sync(check, backend.node.channel),
+        "registry": await anyio.to_thread.run_sync(
+            channel_health, backend.registry.channel, READY_TIMEOUT
+        ),
+        "node": await anyio.to_thread.run_sync(channel_health, backend.node.channel, READY_TIMEOUT),
     }
-    ready = all(state == "SERVING" for state in found.values())
-    return JSONResponse({"ready": ready, **found}, status_code=200 if ready else 503)
+    ready = all(status == SERVING for status in found.values())
+    shown = {
+        name: "serving" if status == SERVING else "not serving" for name, status in found.items()
+    }
+    return JSONResponse({"ready": ready, **shown}, status_code=200 if ready else 503)
 
 
 def _api_routes() -> list[BaseRoute]:
@@ -107,10 +102,10 @@ class ComputeApi(BaseHTTPMiddleware):
             log.exception(
                 "unexpected error", extra={"request_id": request_id, "path": request.url.path}
             )
-            fault = Fault(
+            unexpected = Fault(
                 500, f"Unexpected API Error. The berth-api log has the details under {request_id}."
             )
-            response = JSONResponse(fault.body(), status_code=500)
+            response = JSONResponse(unexpected.body(), status_code=500)
         if versioned:
             response.headers.update(microversions.response_headers(request.state.version))
         response.headers["X-Compute-Request-Id"] = request_id

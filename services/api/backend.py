@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
+from berth.client.base import BaseClient
 from berth.client.compute import ComputeClient
 from berth.client.errors import BerthError, InvalidArgument
 from berth.client.host import HostClient
@@ -20,29 +22,36 @@ from services.api.faults import Fault, from_berth
 from services.api.settings import ApiSettings
 
 T = TypeVar("T")
+C = TypeVar("C", bound=BaseClient[Any])
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 class Backend:
     def __init__(self, settings: ApiSettings) -> None:
-        self._credentials = dict(
+        self._settings = settings
+        self.registry = self._connect(RegistryClient, settings.registry_url)
+        self.hosts: HostClient = self.registry.hosts
+        self.node = self._connect(NodeClient, settings.node_url)
+        self.scheduler = self._connect(SchedulerClient, settings.scheduler_url)
+
+    def _connect(self, kind: type[C], target: str) -> C:
+        """A client with the API's own token, CA and client certificate."""
+        settings = self._settings
+        return kind.connect(
+            target,
             token=settings.token,
-            tls_ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None,
-            tls_cert_file=(
-                str(settings.tls_client_cert_file) if settings.tls_client_cert_file else None
-            ),
-            tls_key_file=str(settings.tls_client_key_file)
-            if settings.tls_client_key_file
-            else None,
+            tls_ca_file=_text(settings.tls_ca_file),
+            tls_cert_file=_text(settings.tls_client_cert_file),
+            tls_key_file=_text(settings.tls_client_key_file),
             timeout=settings.backend_timeout,
         )
-        self.registry = RegistryClient.connect(settings.registry_url, **self._credentials)
-        self.hosts: HostClient = self.registry.hosts
-        self.node = NodeClient.connect(settings.node_url, **self._credentials)
-        self.scheduler = SchedulerClient.connect(settings.scheduler_url, **self._credentials)
 
     def agent(self, endpoint: str) -> ComputeClient:
         """A compute agent's client (boot and delete open one per host they use)."""
-        return ComputeClient.connect(endpoint, **self._credentials)
+        return self._connect(ComputeClient, endpoint)
 
     async def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`function(*args, **kwargs)` in a worker thread; a Berth error becomes Nova's."""

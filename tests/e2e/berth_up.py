@@ -40,6 +40,11 @@ class Stack:
         return self.servers["registry"]
 
     @property
+    def compute_api(self) -> str:
+        """The OpenStack Compute API's endpoint (`--os-endpoint`)."""
+        return f"http://{self.servers['api']}/v2.1"
+
+    @property
     def endpoints(self) -> list[str]:
         """Global options that point the CLI at this stack."""
         return [
@@ -65,6 +70,8 @@ def berth_up(data_dir: Path, *args: str, within_s: float = 120) -> Iterator[Stac
         "--node-port",
         str(free_port()),
         "--scheduler-port",
+        str(free_port()),
+        "--api-port",
         str(free_port()),
         *args,
     ]

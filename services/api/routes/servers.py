@@ -15,6 +15,7 @@ import re
 import uuid as uuidlib
 from typing import Any
 
+from berth.client.errors import ResourceExhausted
 from berth.client.flavors import flavor
 from berth.client.servers import boot, delete
 from berth.v1 import common_pb2, node_pb2, scheduler_pb2
@@ -182,13 +183,16 @@ async def create(request: Request) -> Response:
         for field in ("same_host", "different_host"):
             refs = getattr(spec.hints, field)
             refs[:] = [backend.node.find_instance(ref) for ref in refs]
-        return boot(
-            spec,
-            scheduler=backend.scheduler,
-            registry=backend.registry,
-            connect_agent=backend.agent,
-            names=names,
-        )
+        try:
+            return boot(
+                spec,
+                scheduler=backend.scheduler,
+                registry=backend.registry,
+                connect_agent=backend.agent,
+                names=names,
+            )
+        except ResourceExhausted as exc:  # the scheduler's reason, in Nova's opening words
+            raise Fault(409, f"No valid host was found. {exc.message}") from None
 
     results = await backend.call(run)
     built = [r for r in results if r.ok]

@@ -28,7 +28,7 @@ UPDATE = {
     "additionalProperties": False,
 }
 # PUT /os-services/{enable,disable,disable-log-reason,force-down} (before 2.53).
-LEGACY = {
+LEGACY: dict[str, dict[str, Any]] = {
     "enable": {"host": _NAME, "binary": _NAME},
     "disable": {"host": _NAME, "binary": _NAME},
     "disable-log-reason": {"host": _NAME, "binary": _NAME, "disabled_reason": _REASON},

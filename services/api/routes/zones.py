@@ -55,7 +55,7 @@ async def detail(request: Request) -> Response:
             "active": not service.disabled,
             "updated_at": iso(service.last_seen_up) or iso(service.updated_at),
         }
-    listed = []
+    listed: list[dict[str, Any]] = []
     if INTERNAL_ZONE in hosts:
         listed.append(
             {

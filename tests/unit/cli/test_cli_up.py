@@ -47,6 +47,7 @@ class Harness:
         self.process = process
         self.now = 0.0
         self.probes = 0
+        self.probed: list[str] = []
         self.serving_after = serving_after
         self.spawned: list[tuple[up.ServiceSpec, dict[str, str], Path]] = []
         self.args = argparse.Namespace(
@@ -67,6 +68,7 @@ class Harness:
 
     def probe(self, address):
         self.probes += 1
+        self.probed.append(address)
         return up.SERVING if self.probes > self.serving_after else 0
 
     def sleep(self, seconds):
@@ -239,12 +241,23 @@ def test_a_data_dir_that_cannot_be_created_is_reported_in_one_sentence(tmp_path)
 NODE = up.ServiceSpec("node", "json", 50052, "node.sqlite3")
 
 
-def test_the_node_service_starts_right_after_the_registry_then_the_scheduler():
+def test_the_node_service_starts_right_after_the_registry_then_the_scheduler_then_the_api():
     assert list(up.SERVICES) == [
         up.ServiceSpec("registry", "services.registry", 50051, "registry.sqlite3"),
         up.ServiceSpec("node", "services.node", 50052, "node.sqlite3"),
         up.ServiceSpec("scheduler", "services.scheduler", 50053, redis=True),
+        up.ServiceSpec("api", "services.api", 8774, http=True),
     ]
+
+
+def test_the_api_is_ready_when_its_healthz_answers_and_the_banner_says_how_to_use_it(tmp_path):
+    api = up.ServiceSpec("api", "services.api", 8774, http=True)
+    harness = Harness(tmp_path, FakeProcess())
+    harness.args.api_port = 8774
+    assert harness.run(specs=(REGISTRY, api)) == 0
+    assert harness.probed[-1] == "http://127.0.0.1:8774/healthz"
+    assert "--os-endpoint http://127.0.0.1:8774/v2.1" in harness.out.getvalue()
+    assert "auth: {endpoint: http://127.0.0.1:8774/v2.1}" in harness.out.getvalue()
 
 
 def test_every_child_learns_the_node_services_address():

@@ -5,6 +5,7 @@ checks and scripts."""
 from __future__ import annotations
 
 import argparse
+import urllib.request
 from typing import Any
 
 import grpc
@@ -44,18 +45,36 @@ def _varint(data: bytes, i: int) -> tuple[int, int]:
 
 
 def health_status(address: str, timeout: float = 1.0) -> int:
-    """Ask the whole server (service "") how it is; 0 when it does not answer yet."""
+    """Ask the whole server (service "") how it is; 0 when it does not answer yet. An
+    `http://` address is an HTTP server's health URL (berth-api's /healthz): SERVING when it
+    answers 200."""
+    if address.startswith(("http://", "https://")):
+        return _http_status(address, timeout)
     with grpc.insecure_channel(address) as channel:
-        check: grpc.UnaryUnaryMultiCallable[None, int] = channel.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            # HealthCheckRequest{service: ""} has no set fields, so it encodes to no bytes.
-            request_serializer=lambda _request: b"",
-            response_deserializer=decode_health_status,
-        )
-        try:
-            return int(check(None, timeout=timeout))
-        except grpc.RpcError:
-            return 0
+        return channel_health(channel, timeout)
+
+
+def channel_health(channel: grpc.Channel, timeout: float = 1.0) -> int:
+    """grpc.health.v1 Check of the whole server over an open channel; 0 when it does not
+    answer."""
+    check: grpc.UnaryUnaryMultiCallable[None, int] = channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        # HealthCheckRequest{service: ""} has no set fields, so it encodes to no bytes.
+        request_serializer=lambda _request: b"",
+        response_deserializer=decode_health_status,
+    )
+    try:
+        return int(check(None, timeout=timeout))
+    except grpc.RpcError:
+        return 0
+
+
+def _http_status(url: str, timeout: float) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return SERVING if response.status == 200 else 0
+    except (OSError, ValueError):  # refused, timed out, an HTTP error status, a bad URL
+        return 0
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -66,7 +85,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Asks grpc.health.v1 Check of each ADDRESS (default: the registry); "
         "public, so no token is needed. Exits 1 naming each server that is not serving.",
     )
-    p.add_argument("addresses", nargs="*", metavar="ADDRESS", help="host:port of a server")
+    p.add_argument(
+        "addresses",
+        nargs="*",
+        metavar="ADDRESS",
+        help="host:port of a gRPC server, or the http:// health URL of berth-api",
+    )
     p.add_argument("--timeout-each", type=float, default=2.0, metavar="SECONDS")
     p.set_defaults(func=health_command, client=None)
 

@@ -44,6 +44,7 @@ class ServiceSpec:
     default_port: int
     database: str | None = None  # SQLite file in the data dir, if the service owns tables
     redis: bool = False  # needs Redis: `berth up` starts an embedded one unless --redis-url
+    http: bool = False  # serves HTTP (ready when GET /healthz answers 200), not gRPC
 
 
 # Started in this order (each waits for the ones before to be healthy), stopped in reverse.
@@ -51,6 +52,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("registry", "services.registry", 50051, "registry.sqlite3"),
     ServiceSpec("node", "services.node", 50052, "node.sqlite3"),
     ServiceSpec("scheduler", "services.scheduler", 50053, redis=True),
+    # The OpenStack Compute API, for `openstack` and openstacksdk (Nova's port).
+    ServiceSpec("api", "services.api", 8774, http=True),
 )
 
 COMPUTE_MODULE = "services.compute"
@@ -93,6 +96,11 @@ class Child:
     def name(self) -> str:
         """How messages name it: `registry`, `node`, `agent kvm-1`."""
         return f"agent {self.agent.host}" if self.agent else self.spec.name
+
+    @property
+    def health_target(self) -> str:
+        """What the health probe asks: the gRPC address, or an HTTP server's /healthz."""
+        return f"http://{self.address}/healthz" if self.spec.http else self.address
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -434,7 +442,7 @@ def _wait_ready(
             print(f"{child.name} exited with code {code} before it was ready.", file=err)
             _print_tail(child.log_path, err)
             return False
-        if probe(child.address) == SERVING:
+        if probe(child.health_target) == SERVING:
             return True
         sleep(0.2)
     print(
@@ -481,7 +489,26 @@ def _print_ready(
         if fleet:
             also.append(f"berth host-describe {fleet[0].host}")
         print("     " + " / ".join(also), file=out)
+    if "api" in addresses:
+        print(openstack_hint(addresses["api"]), file=out)
     print("Ctrl-C stops everything.", file=out, flush=True)
+
+
+def openstack_hint(address: str) -> str:
+    """Nova's own client against the Compute API: a command to paste, and the same as a
+    clouds.yaml entry (`openstack --os-cloud berth ...`)."""
+    endpoint = f"http://{address}/v2.1"
+    return (
+        f"\nthe OpenStack Compute API is on {endpoint}:\n"
+        f"  openstack --os-auth-type none --os-endpoint {endpoint} "
+        "--os-identity-api-version 3 hypervisor list\n"
+        "  or in clouds.yaml (then: openstack --os-cloud berth hypervisor list):\n"
+        "    clouds:\n"
+        "      berth:\n"
+        "        auth_type: none\n"
+        f"        auth: {{endpoint: {endpoint}}}\n"
+        "        identity_api_version: 3"
+    )
 
 
 def metrics_port(listen: str) -> int:
