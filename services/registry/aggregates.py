@@ -62,9 +62,7 @@ class Aggregates:
         else:
             raise InvalidArgument.field("aggregate", "name the aggregate by uuid, name or id")
         if row is None:
-            raise NotFound(
-                f"no aggregate {getattr(ref, which)!r}", reason="AGGREGATE_NOT_FOUND"
-            )
+            raise NotFound(f"no aggregate {getattr(ref, which)!r}", reason="AGGREGATE_NOT_FOUND")
         return row
 
     async def _commit_change(
