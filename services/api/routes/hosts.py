@@ -32,6 +32,10 @@ UPDATE = {
 }
 
 
+_STATUS = {"enable": pb.HOST_STATUS_ENABLED, "disable": pb.HOST_STATUS_DISABLED}
+_MAINTENANCE = {"enable": pb.MAINTENANCE_MODE_ENABLED, "disable": pb.MAINTENANCE_MODE_DISABLED}
+
+
 def _gone(request: Request) -> None:
     if at_least(request, "2.43"):
         raise Fault(404, "os-hosts is gone from 2.43; use os-services and os-hypervisors.")
@@ -81,26 +85,26 @@ async def update(request: Request) -> Response:
     mode = data.get("maintenance_mode", "").lower()
     backend = request.app.state.backend
 
-    def run() -> pb.UpdateHostResponse | None:
+    # The registry takes one change per call; Nova's PUT may carry both (status first).
+    changes: list[dict[str, Any]] = []
+    if status:
+        changes.append({"status": _STATUS[status]})
+    if mode:
+        changes.append({"maintenance_mode": _MAINTENANCE[mode]})
+
+    def run(change: dict[str, Any]) -> pb.UpdateHostResponse | None:
         last = None
         try:
-            for progress in backend.hosts.update_host(
-                host,
-                status={"enable": pb.HOST_STATUS_ENABLED, "disable": pb.HOST_STATUS_DISABLED}.get(
-                    status, pb.HOST_STATUS_UNSPECIFIED
-                ),
-                maintenance_mode={
-                    "enable": pb.MAINTENANCE_MODE_ENABLED,
-                    "disable": pb.MAINTENANCE_MODE_DISABLED,
-                }.get(mode, pb.MAINTENANCE_MODE_UNSPECIFIED),
-            ):
+            for progress in backend.hosts.update_host(host, **change):
                 last = progress
         except DeadlineExceeded:
             if last is None:
                 raise
         return last
 
-    last = await backend.call(run)
+    last: pb.UpdateHostResponse | None = None
+    for change in changes:
+        last = await backend.call(run, change)
     if last is None:
         raise Fault(
             503, f"The registry ended the update of host {host} without an answer; ask again."

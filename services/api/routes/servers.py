@@ -215,6 +215,7 @@ async def create(request: Request) -> Response:
         "links": link(request, "servers", first),
         "OS-DCF:diskConfig": "MANUAL",
         "adminPass": "",
+        "security_groups": [{"name": "default"}],
     }
     return answer({"server": shown}, 202)
 
@@ -278,6 +279,8 @@ def view(
             "OS-EXT-STS:vm_state": vm_state,
             "OS-EXT-STS:power_state": power_state,
             "os-extended-volumes:volumes_attached": [],
+            # Nova shows the default group of a server without ports too.
+            "security_groups": [{"name": "default"}],
         }
     )
     if at_least(request, "2.3"):
