@@ -145,8 +145,15 @@ def request_spec(
         hints.force_hosts.append(host)
     if node:
         hints.force_nodes.append(node)
+    try:
+        flavor_name = flavor_named(str(server["flavorRef"]))
+    except Fault:  # Nova: a bad flavorRef is the request's fault (400), not a missing resource
+        known = ", ".join(f"{i} ({n})" for n, i in FLAVOR_IDS.items())
+        raise Fault(
+            400, f"Invalid flavorRef {server['flavorRef']!r} provided; flavors: {known}."
+        ) from None
     spec = scheduler_pb2.RequestSpec(
-        flavor=flavor(flavor_named(str(server["flavorRef"]))),
+        flavor=flavor(flavor_name),
         num_instances=count,
         instance_uuids=[str(uuidlib.uuid4()) for _ in range(count)],
         availability_zone=zone,
