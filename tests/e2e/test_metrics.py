@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.berth_up import BERTH, Stack, berth_up
 
 pytestmark = pytest.mark.slow
-PROCESSES = ["registry", "node", "scheduler", "kvm-1", "vmware-1", "ironic-1"]
+PROCESSES = ["registry", "node", "scheduler", "api", "kvm-1", "vmware-1", "ironic-1"]
 
 
 def free_run(count: int) -> int:
@@ -99,6 +100,9 @@ def test_each_process_serves_its_own_metrics_and_only_its_own(stack):
     for process in PROCESSES:
         assert f"metrics: {stack.metrics[process]}" in stack.banner
         names = families(stack, process)
+        if process == "api":  # HTTP, not gRPC
+            assert {"berth_api_requests", "berth_api_request_seconds"} <= names
+            continue
         assert "berth_grpc_server_handled" in names, process
         # Maintenance is the registry's: no other process shows the counter.
         assert any(n.startswith("berth_maintenance_moves") for n in names) == (
@@ -167,3 +171,22 @@ def test_the_scheduler_counts_placements_rejections_and_its_cache(stack):
     assert grew("berth_scheduler_placements_total", result="no_valid_host") == 1
     assert grew("berth_scheduler_filter_rejections_total", filter="RamFilter") > 0
     assert value(after, "berth_scheduler_cache_ready") == 1.0
+
+
+def test_the_api_counts_requests_by_route_method_and_status(stack):
+    api = stack.compute_api
+    with urllib.request.urlopen(f"{api}/os-services", timeout=30) as answer:
+        assert answer.status == 200
+    try:
+        urllib.request.urlopen(f"{api}/os-aggregates/999999", timeout=30)
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 404
+    samples = scrape(stack, "api")
+    labels = {"route": "services.list_services", "method": "GET", "status": "200"}
+    assert (value(samples, "berth_api_requests_total", **labels) or 0) >= 1
+    missing = {"route": "aggregates.show", "method": "GET", "status": "404"}
+    assert (value(samples, "berth_api_requests_total", **missing) or 0) >= 1
+    timed = value(
+        samples, "berth_api_request_seconds_count", route="services.list_services", method="GET"
+    )
+    assert (timed or 0) >= 1
