@@ -63,6 +63,7 @@ def test_compose_wires_every_process_and_each_agent_has_its_own_token(compose):
         "registry",
         "node",
         "scheduler",
+        "api",
         "compute-1",
         "vmware-1",
         "ironic-1",
@@ -83,6 +84,11 @@ def test_compose_wires_every_process_and_each_agent_has_its_own_token(compose):
         assert principal.host == env["BERTH_HOST"] == agent
         drivers.add(env["BERTH_DRIVER"])
     assert drivers == {"fake", "fake-cluster", "fake-ironic"}
+    # berth-api boots and deletes servers and changes hosts for its own callers: admin.
+    api = _env(compose, "api")
+    assert table.authenticate(f"Bearer {api['BERTH_TOKEN']}").is_admin
+    assert api["BERTH_AUTH_FILE"] == "/etc/berth/tokens.toml"  # its callers need tokens too
+    assert "8774:8774" in services["api"]["ports"]
 
 
 def test_the_registry_may_pass_host_actions_on_to_the_agents_and_a_shut_down_host_stays_off(
@@ -211,6 +217,7 @@ BERTH_MODULES = {
     "services.node": "NodeSettings",
     "services.scheduler": "SchedulerSettings",
     "services.compute": "ComputeSettings",
+    "services.api": "ApiSettings",
 }
 # What the `berth` CLI reads from its environment (clients/python/src/berth/cli/main.py).
 CLI_SETTINGS = {"BERTH_REGISTRY_URL", "BERTH_NODE_URL", "BERTH_SCHEDULER_URL", "BERTH_TOKEN"}
@@ -235,7 +242,8 @@ def test_every_service_has_a_health_check_and_waits_for_healthy_dependencies(com
         assert check.get("test"), f"{name} has no health check"
         if name in _berth_services(compose):
             assert check["test"][:3] == ["CMD", "berth", "health"], name
-            port = check["test"][3].rsplit(":", 1)[1]
+            # host:port of a gRPC server, or berth-api's http://host:port/healthz
+            port = check["test"][3].removesuffix("/healthz").rsplit(":", 1)[1]
             assert service["environment"]["BERTH_LISTEN"].endswith(f":{port}"), name
     for name, service in services.items():
         needs = service.get("depends_on") or {}
@@ -281,7 +289,7 @@ def test_prometheus_scrapes_every_berth_process_where_it_serves_metrics(compose)
         if "BERTH_METRICS_LISTEN" in service.get("environment", {})
     }
     assert targets == expected
-    assert len(expected) == 6  # registry, node, scheduler, three agents
+    assert len(expected) == 7  # registry, node, scheduler, api, three agents
 
 
 def test_the_dashboard_and_alerts_use_only_metrics_berth_serves():
