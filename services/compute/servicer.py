@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import cast
 
 from berth.client.errors import InvalidArgument
@@ -73,6 +74,7 @@ def build_request(request: compute_pb2.BuildInstanceRequest) -> InstanceRecord:
         ),
         name=validation.text("instance.name", instance.name),
         flavor_name=validation.text("instance.flavor_name", instance.flavor_name),
+        created_at=datetime.now(UTC),
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from berth.client.errors import InvalidArgument
 from berth.client.flavors import requested_resource_class
 from berth.v1 import common_pb2, node_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.server import StartupError
 
@@ -95,6 +96,8 @@ class InstanceRecord:
     # The name its user gave it and its flavor's name ('' when none was given).
     name: str = ""
     flavor_name: str = ""
+    # When this agent accepted the build (UTC); None in state files of older releases.
+    created_at: datetime | None = None
 
     @property
     def resource_class(self) -> str:
@@ -118,12 +121,14 @@ class InstanceRecord:
             flavor_extra_specs=dict(self.flavor_extra_specs),
             name=self.name,
             flavor_name=self.flavor_name,
+            created_at=_timestamp(self.created_at),
         )
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["group_policy"] = common_pb2.GroupPolicy.Name(self.group_policy)
         doc["flavor_extra_specs"] = dict(self.flavor_extra_specs)
+        doc["created_at"] = self.created_at.isoformat() if self.created_at else None
         return doc
 
     @classmethod
@@ -152,7 +157,17 @@ class InstanceRecord:
             # Absent from state files written before instances kept their names.
             name=_text(doc.get("name", "")),
             flavor_name=_text(doc.get("flavor_name", "")),
+            # Absent from state files written before instances kept their creation time.
+            created_at=_aware(doc["created_at"]) if doc.get("created_at") else None,
         )
+
+
+def _timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
 
 
 def extra_specs(specs: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -90,4 +90,5 @@ def instance(row: Mapping[Any, Any]) -> node_pb2.Instance:
         flavor_extra_specs=json.loads(row["flavor_extra_specs"] or "{}"),
         name=row["name"],
         flavor_name=row["flavor_name"],
+        created_at=timestamp(row["created_at"]),
     )

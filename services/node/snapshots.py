@@ -108,6 +108,9 @@ class Report:
                 "flavor_extra_specs": extra_specs_text(i.flavor_extra_specs),
                 "name": i.name,
                 "flavor_name": i.flavor_name,
+                "created_at": (
+                    i.created_at.ToDatetime(tzinfo=UTC) if i.HasField("created_at") else None
+                ),
             }
             for i in self.snapshot.instances
         ]

@@ -260,6 +260,9 @@ def test_servers_boot_through_the_scheduler_and_agents_keep_their_names_and_dele
         first.host,
         "ACTIVE",
     )
+    # When its agent accepted the build, as the node service keeps it.
+    assert first.HasField("created_at")
+    assert shown["created"] == first.created_at.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
 
     osc(stack.compute_api, "server", "delete", *(i.uuid for i in instances))
     eventually(lambda: not [i for i in node.node_instances() if i.name.startswith("web-os-")])

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.api.faults import Fault
-from services.api.requests import answer, at_least, body, link, paged
+from services.api.requests import answer, at_least, body, iso, link, paged
 from services.api.routes.flavors import FLAVOR_IDS, flavor_named
 from services.common.settings import COMPUTE_BINARY
 
@@ -265,8 +265,9 @@ def view(
             "hostId": _host_id(instance),
             "image": "",
             "flavor": _flavor(request, instance),
-            "created": None,
-            "updated": None,
+            # When its agent accepted the build; Berth keeps no later change time.
+            "created": iso(instance.created_at, seconds_only=True),
+            "updated": iso(instance.created_at, seconds_only=True),
             "addresses": {},
             "accessIPv4": "",
             "accessIPv6": "",
@@ -275,7 +276,7 @@ def view(
             "OS-EXT-AZ:availability_zone": zones.get(instance.host, ""),
             "config_drive": "",
             "key_name": None,
-            "OS-SRV-USG:launched_at": None,
+            "OS-SRV-USG:launched_at": iso(instance.created_at),
             "OS-SRV-USG:terminated_at": None,
             "OS-EXT-SRV-ATTR:host": instance.host,
             "OS-EXT-SRV-ATTR:instance_name": instance.name,

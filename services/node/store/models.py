@@ -108,6 +108,8 @@ class NodeInstance(Base):
     # The name its user gave it (looked up by name: indexed) and its flavor's name.
     name: Mapped[str] = mapped_column(String(255), default="", index=True)
     flavor_name: Mapped[str] = mapped_column(String(255), default="")
+    # When its agent accepted the build; NULL when an agent of an older release reported it.
+    created_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class RevisionCounter(RevisionCounterColumns, Base):

@@ -76,6 +76,26 @@ async def test_an_instances_flavor_extra_specs_survive_and_older_files_have_none
     older.close()
 
 
+async def test_an_instances_creation_time_survives_and_older_files_have_none(tmp_path: Path):
+    state = AgentState.load(tmp_path, "kvm-1")
+    made = dataclasses.replace(record(), created_at=datetime(2026, 12, 5, 9, 30, 1, tzinfo=UTC))
+    state.put(made)
+    await state.persist()
+    state.close()
+    doc = json.loads((tmp_path / STATE_FILE).read_text())
+    assert doc["instances"][0]["created_at"] == "2026-12-05T09:30:01+00:00"
+    again = AgentState.load(tmp_path, "kvm-1")
+    assert again.find(made.uuid) == made
+    assert again.find(made.uuid).to_proto("kvm-1", "n").created_at.ToSeconds() == 1796463001
+    again.close()
+    del doc["instances"][0]["created_at"]  # written before instances kept the time
+    (tmp_path / STATE_FILE).write_text(json.dumps(doc))
+    older = AgentState.load(tmp_path, "kvm-1")
+    assert older.find(made.uuid).created_at is None
+    assert not older.find(made.uuid).to_proto("kvm-1", "n").HasField("created_at")
+    older.close()
+
+
 async def test_maintenance_survives_a_round_trip_and_older_files_are_not_in_it(tmp_path: Path):
     state = AgentState.load(tmp_path, "kvm-1")
     assert state.maintenance_since is None  # a new file, as one written before maintenance

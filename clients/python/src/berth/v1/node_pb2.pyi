@@ -366,6 +366,7 @@ class Instance(_message.Message):
     FLAVOR_EXTRA_SPECS_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     FLAVOR_NAME_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     project_id: _builtins.str
     user_id: _builtins.str
@@ -399,6 +400,12 @@ class Instance(_message.Message):
         moves ask the scheduler with these, so an instance moves only where its flavor may go.
         """
 
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When its agent accepted the build (Nova's `created`); unset for an instance an agent
+        of an older release reported.
+        """
+
     def __init__(
         self,
         *,
@@ -416,10 +423,11 @@ class Instance(_message.Message):
         flavor_extra_specs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         name: _builtins.str = ...,
         flavor_name: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "flavor_extra_specs", b"flavor_extra_specs", "flavor_name", b"flavor_name", "group_policy", b"group_policy", "host", b"host", "name", b"name", "node_uuid", b"node_uuid", "nodename", b"nodename", "project_id", b"project_id", "resources", b"resources", "server_group", b"server_group", "state", b"state", "user_id", b"user_id", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "created_at", b"created_at", "flavor_extra_specs", b"flavor_extra_specs", "flavor_name", b"flavor_name", "group_policy", b"group_policy", "host", b"host", "name", b"name", "node_uuid", b"node_uuid", "nodename", b"nodename", "project_id", b"project_id", "resources", b"resources", "server_group", b"server_group", "state", b"state", "user_id", b"user_id", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
