@@ -58,7 +58,13 @@ class Aggregates:
             name = validation.name("aggregate.name", ref.name)
             row = await repo.aggregate_by(session, name=name, for_update=for_update)
         elif which == "id":
-            row = await repo.aggregate_by(session, id=ref.id, for_update=for_update)
+            # Row ids are positive 32-bit integers: any other id names no aggregate (and
+            # must not reach the database, whose integer it would overflow).
+            row = (
+                await repo.aggregate_by(session, id=ref.id, for_update=for_update)
+                if 0 < ref.id < 2**31
+                else None
+            )
         else:
             raise InvalidArgument.field("aggregate", "name the aggregate by uuid, name or id")
         if row is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from berth.v1 import host_pb2, registry_pb2
 
@@ -156,3 +158,40 @@ async def test_update_renames_and_rezones_an_aggregate_and_its_hosts_follow(stub
         assert (await status_of(stub.UpdateAggregate(request))).name == code
     listed = (await stub.ListAggregates(registry_pb2.ListAggregatesRequest())).aggregates
     assert sorted(a.name for a in listed) == ["rack-2", "taken"]  # nothing half-written
+
+
+async def test_an_aggregate_is_named_by_its_integer_id_too(stub):
+    made = (await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="by-id"))).aggregate
+    assert made.id > 0
+    found = await stub.GetAggregate(
+        registry_pb2.GetAggregateRequest(aggregate=registry_pb2.AggregateRef(id=made.id))
+    )
+    assert (found.aggregate.uuid, found.aggregate.id) == (made.uuid, made.id)
+    # An id no row can have names nothing (and never reaches the database).
+    for impossible in (0, -1, 2**31, 2**63 - 1, -(2**63)):
+        code = await status_of(
+            stub.GetAggregate(
+                registry_pb2.GetAggregateRequest(aggregate=registry_pb2.AggregateRef(id=impossible))
+            )
+        )
+        assert code is grpc.StatusCode.NOT_FOUND, impossible
+
+
+async def test_concurrent_metadata_changes_of_one_aggregate_all_land(stub):
+    await stub.CreateAggregate(registry_pb2.CreateAggregateRequest(name="busy"))
+    await asyncio.gather(
+        *(
+            stub.SetAggregateMetadata(
+                registry_pb2.SetAggregateMetadataRequest(
+                    aggregate=ref("busy"), metadata={"k": str(i), f"own-{i}": "x"}
+                )
+            )
+            for i in range(8)
+        )
+    )
+    metadata = (
+        await stub.GetAggregate(registry_pb2.GetAggregateRequest(aggregate=ref("busy")))
+    ).aggregate.metadata
+    assert {f"own-{i}" for i in range(8)} <= set(metadata) and metadata["k"] in {
+        str(i) for i in range(8)
+    }
