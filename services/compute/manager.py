@@ -26,8 +26,9 @@ from berth.v1 import common_pb2, node_pb2_grpc
 
 from services.common.supervise import supervised
 from services.compute.drivers.base import Driver, NodeInventory
-from services.compute.pusher import SnapshotPusher, delete_node
+from services.compute.pusher import REPORT_TIMEOUT_S, SnapshotPusher, delete_node
 from services.compute.settings import ComputeSettings
+from services.compute.snapshot_stream import SnapshotStream
 from services.compute.state import AgentState, InstanceRecord, InstanceState
 from services.compute.tracker import CapacityPolicy, Clock, ResourceTracker, utcnow
 
@@ -60,6 +61,12 @@ class ComputeManager:
         self._policy = CapacityPolicy.from_settings(settings)
         self._node_stub = node_stub
         self._metadata = metadata
+        # Every node's snapshots go over one stream to the node service.
+        self._snapshots = (
+            SnapshotStream(node_stub, metadata, timeout_s=REPORT_TIMEOUT_S)
+            if node_stub is not None
+            else None
+        )
         self._clock = clock
         self._refresh_lock = asyncio.Lock()
         self._kept: set[str] = set()  # vanished nodes kept for their instances (warned once)
@@ -82,6 +89,8 @@ class ComputeManager:
         for tracker in self.trackers.values():
             if tracker.pusher is not None:
                 await tracker.pusher.stop()
+        if self._snapshots is not None:
+            await self._snapshots.close()
 
     # -- nodes -------------------------------------------------------------------------
 
@@ -128,10 +137,9 @@ class ComputeManager:
         return tracker
 
     def _start_reporting(self, tracker: ResourceTracker) -> None:
-        if self._node_stub is not None:
+        if self._snapshots is not None:
             tracker.pusher = SnapshotPusher(
-                self._node_stub,
-                self._metadata,
+                self._snapshots,
                 node_service=self._settings.node_url,
                 on_node_uuid=functools.partial(self._node_uuid_reported, tracker),
             )

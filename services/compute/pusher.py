@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import grpc
 from berth.v1 import node_pb2, node_pb2_grpc
@@ -28,26 +29,31 @@ _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 NodeUuidListener = Callable[[str], Awaitable[None]]
 
 
+class SnapshotSender(Protocol):
+    """How a snapshot reaches the node service (snapshot_stream.SnapshotStream): its
+    answer, or aio.AioRpcError as a unary ReportSnapshot would raise it."""
+
+    async def report(
+        self, snapshot: node_pb2.ResourceSnapshot
+    ) -> node_pb2.ReportSnapshotResponse: ...
+
+
 class SnapshotPusher:
     """One node's background reporter. `offer()` a snapshot; `wait_reported(seq)` waits
     until the node service accepted a snapshot with at least that sequence."""
 
     def __init__(
         self,
-        stub: node_pb2_grpc.NodeServiceAsyncStub,
-        metadata: tuple[tuple[str, str], ...],
+        sender: SnapshotSender,
         *,
         node_service: str,
         on_node_uuid: NodeUuidListener | None = None,
         backoff: Backoff | None = None,
-        timeout_s: float = REPORT_TIMEOUT_S,
     ) -> None:
-        self._stub = stub
-        self._metadata = metadata
+        self._sender = sender
         self._node_service = node_service
         self._on_node_uuid = on_node_uuid
         self._backoff = backoff or Backoff()
-        self._timeout_s = timeout_s
         self._pending: node_pb2.ResourceSnapshot | None = None
         self._wake = asyncio.Event()
         self._reported = asyncio.Condition()
@@ -97,11 +103,8 @@ class SnapshotPusher:
 
     async def _send(self, snapshot: node_pb2.ResourceSnapshot) -> float | None:
         """Send one snapshot; the delay before trying again, or None when done with it."""
-        request = node_pb2.ReportSnapshotRequest(snapshot=snapshot)
         try:
-            response = await self._stub.ReportSnapshot(
-                request, metadata=self._metadata, timeout=self._timeout_s
-            )
+            response = await self._sender.report(snapshot)
         except aio.AioRpcError as exc:
             if stopping():
                 raise

@@ -44,9 +44,11 @@ POLICY = auth.MethodPolicy(
         )
     ),
     # Agents report and delete only their own host's nodes (checked per request).
-    agent_methods=frozenset({_N + "ReportSnapshot", _N + "DeleteComputeNode"}),
+    agent_methods=frozenset(
+        {_N + "ReportSnapshot", _N + "ReportSnapshotStream", _N + "DeleteComputeNode"}
+    ),
 )
-QUIET = frozenset({_N + "ReportSnapshot"})
+QUIET = frozenset({_N + "ReportSnapshot", _N + "ReportSnapshotStream"})
 
 
 def utcnow() -> datetime:

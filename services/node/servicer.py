@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import AsyncIterator
 
 from berth.client.errors import BerthError, InvalidArgument
 from berth.v1 import node_pb2, node_pb2_grpc
+from grpc import aio
 
 from services.common import auth, changefeed, validation
+from services.common.streams import until_stopped
 from services.node.events import NodeFeed
 from services.node.metrics import SNAPSHOTS
 from services.node.nodes import Nodes
@@ -26,6 +29,30 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self._stopping = stopping
 
     async def ReportSnapshot(self, request, context):
+        return await self._report(request)
+
+    async def ReportSnapshotStream(
+        self,
+        request_iterator: AsyncIterator[node_pb2.ReportSnapshotStreamRequest],
+        context: aio.ServicerContext,
+    ) -> AsyncIterator[node_pb2.ReportSnapshotStreamResponse]:
+        """One answer per snapshot, in order; a refused snapshot is answered with its error
+        and the stream goes on (the next snapshot may well be fine)."""
+        async for request in until_stopped(self._stopping, request_iterator):
+            answer = node_pb2.ReportSnapshotStreamResponse(
+                nodename=request.snapshot.nodename, sequence=request.snapshot.sequence
+            )
+            try:
+                answer.accepted.CopyFrom(await self._report(request))
+            except BerthError as exc:
+                answer.error_code = exc.code.value[0]
+                answer.error_reason = exc.reason
+                answer.error_message = exc.message
+            yield answer
+
+    async def _report(
+        self, request: node_pb2.ReportSnapshotRequest | node_pb2.ReportSnapshotStreamRequest
+    ) -> node_pb2.ReportSnapshotResponse:
         try:
             if not request.HasField("snapshot"):
                 raise InvalidArgument.field("snapshot", "must be set")

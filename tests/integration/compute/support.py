@@ -22,9 +22,13 @@ async def agent_stub(agent: Agent) -> AsyncIterator[compute_pb2_grpc.ComputeAgen
 
 
 class FakeNodeService(node_pb2_grpc.NodeServiceServicer):
-    """Accepts every snapshot (unless `refuse_with` is set) and remembers it."""
+    """Accepts every snapshot (unless `refuse_with` is set) and remembers it, over the
+    stream agents use, or (with `streams` False, as a node service of an older release)
+    only over the unary call."""
 
     def __init__(self) -> None:
+        self.streams = True
+        self.streamed = 0  # snapshots that came over a stream
         self.snapshots: list[node_pb2.ResourceSnapshot] = []
         self.deleted: list[str] = []
         self.refuse_with: grpc.StatusCode | None = None
@@ -34,12 +38,37 @@ class FakeNodeService(node_pb2_grpc.NodeServiceServicer):
         self.address = ""
 
     async def ReportSnapshot(self, request, context):
+        answer = await self._answer(request.snapshot)
+        if answer is None:
+            await context.abort(self.refuse_with, "refused by the test")
+        return answer
+
+    async def ReportSnapshotStream(self, request_iterator, context):
+        if not self.streams:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        async for request in request_iterator:
+            self.streamed += 1
+            answer = await self._answer(request.snapshot)
+            reply = node_pb2.ReportSnapshotStreamResponse(
+                nodename=request.snapshot.nodename, sequence=request.snapshot.sequence
+            )
+            if answer is None:
+                assert self.refuse_with is not None
+                reply.error_code = self.refuse_with.value[0]
+                reply.error_message = "refused by the test"
+            else:
+                reply.accepted.CopyFrom(answer)
+            yield reply
+
+    async def _answer(
+        self, snapshot: node_pb2.ResourceSnapshot
+    ) -> node_pb2.ReportSnapshotResponse | None:
+        """The answer to `snapshot`, None when the test has it refused."""
         if self.refuse_with is not None:
             async with self.changed:
                 self.refused += 1
                 self.changed.notify_all()
-            await context.abort(self.refuse_with, "refused by the test")
-        snapshot = request.snapshot
+            return None
         async with self.changed:
             self.snapshots.append(snapshot)
             self.changed.notify_all()

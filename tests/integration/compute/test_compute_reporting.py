@@ -167,3 +167,24 @@ async def test_while_the_node_service_refuses_snapshots_builds_do_not_wait_for_i
         built = (await stub.BuildInstance(build(), timeout=WAIT_S)).instance
     assert built.state == node_pb2.INSTANCE_STATE_ACTIVE
     assert all(not s.instances for s in node_service.snapshots)
+
+
+async def test_an_agents_snapshots_go_over_one_stream_or_unary_to_an_older_node_service(
+    start_compute, node_service, tmp_path
+):
+    agent = await start_compute(node_url=node_service.address)
+    tracker = agent.manager.trackers["kvm-1"]
+    await tracker.wait_reported(tracker.queue_snapshot(), timeout_s=WAIT_S)
+    assert node_service.streamed >= 1 and not agent.manager._snapshots.unary
+
+    async with serve_fake_node_service() as older:
+        older.streams = False  # a node service from before ReportSnapshotStream
+        agent = await start_compute(
+            node_url=older.address, host="kvm-2", data_dir=tmp_path / "kvm-2"
+        )
+        tracker = agent.manager.trackers["kvm-2"]
+        newest = tracker.queue_snapshot()
+        await tracker.wait_reported(newest, timeout_s=WAIT_S)
+        # The same snapshot went the unary way at once: no failure, no retry.
+        assert tracker.pusher is not None and tracker.pusher.failures == 0
+        assert older.streamed == 0 and older.latest("kvm-2").sequence == newest

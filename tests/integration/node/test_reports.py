@@ -117,3 +117,24 @@ async def test_racing_snapshots_of_one_node_leave_the_newest(nodes):
     accepted = [r for r in results if not isinstance(r, BaseException)]
     assert accepted, "at least the newest snapshot lands"
     assert (await _get(nodes, "kvm-1")).total.vcpus == 29
+
+
+async def test_the_stream_answers_each_snapshot_in_order_and_goes_on_after_a_refusal(nodes):
+    sent = [
+        snapshot("s1", sequence=1),
+        snapshot("s2", sequence=1),
+        snapshot("s1", sequence=1),  # replayed: refused as stale, the stream goes on
+        node_pb2.ResourceSnapshot(host="s3"),  # malformed: refused, the stream goes on
+        snapshot("s1", sequence=2, vcpus=8),
+    ]
+    call = nodes.ReportSnapshotStream(
+        node_pb2.ReportSnapshotStreamRequest(snapshot=s) for s in sent
+    )
+    answers = [answer async for answer in call]
+    assert [(a.nodename, a.sequence) for a in answers] == [(s.nodename, s.sequence) for s in sent]
+    codes = [grpc.StatusCode.OK.value[0]] * 2 + [grpc.StatusCode.ABORTED.value[0]]
+    codes += [grpc.StatusCode.INVALID_ARGUMENT.value[0], grpc.StatusCode.OK.value[0]]
+    assert [a.error_code for a in answers] == codes
+    assert answers[2].error_reason == "STALE_SNAPSHOT" and "not newer" in answers[2].error_message
+    assert answers[0].accepted.node_uuid == answers[4].accepted.node_uuid
+    assert (await _get(nodes, "s1")).total.vcpus == 8

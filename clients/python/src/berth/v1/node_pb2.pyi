@@ -600,6 +600,67 @@ class ReportSnapshotResponse(_message.Message):
 Global___ReportSnapshotResponse: _TypeAlias = ReportSnapshotResponse  # noqa: Y015
 
 @_typing.final
+class ReportSnapshotStreamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> Global___ResourceSnapshot: ...
+    def __init__(
+        self,
+        *,
+        snapshot: Global___ResourceSnapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportSnapshotStreamRequest: _TypeAlias = ReportSnapshotStreamRequest  # noqa: Y015
+
+@_typing.final
+class ReportSnapshotStreamResponse(_message.Message):
+    """The answer to one snapshot of the stream, in order: `accepted`, or the error the unary
+    call would have ended with (its status code, stable reason and sentence).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODENAME_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_REASON_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    nodename: _builtins.str
+    """Which snapshot this answers."""
+    sequence: _builtins.int
+    error_code: _builtins.int
+    """A google.rpc.Code number (0 when accepted), e.g. 10 ABORTED for a stale snapshot."""
+    error_reason: _builtins.str
+    error_message: _builtins.str
+    @_builtins.property
+    def accepted(self) -> Global___ReportSnapshotResponse: ...
+    def __init__(
+        self,
+        *,
+        nodename: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        accepted: Global___ReportSnapshotResponse | None = ...,
+        error_code: _builtins.int = ...,
+        error_reason: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "error_code", b"error_code", "error_message", b"error_message", "error_reason", b"error_reason", "nodename", b"nodename", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportSnapshotStreamResponse: _TypeAlias = ReportSnapshotStreamResponse  # noqa: Y015
+
+@_typing.final
 class ComputeNodeRef(_message.Message):
     """Names a node by uuid or by `(host, nodename)`."""
 

@@ -41,6 +41,11 @@ class NodeServiceStub:
                 request_serializer=berth_dot_v1_dot_node__pb2.ReportSnapshotRequest.SerializeToString,
                 response_deserializer=berth_dot_v1_dot_node__pb2.ReportSnapshotResponse.FromString,
                 _registered_method=True)
+        self.ReportSnapshotStream = channel.stream_stream(
+                '/berth.v1.NodeService/ReportSnapshotStream',
+                request_serializer=berth_dot_v1_dot_node__pb2.ReportSnapshotStreamRequest.SerializeToString,
+                response_deserializer=berth_dot_v1_dot_node__pb2.ReportSnapshotStreamResponse.FromString,
+                _registered_method=True)
         self.ListComputeNodes = channel.unary_unary(
                 '/berth.v1.NodeService/ListComputeNodes',
                 request_serializer=berth_dot_v1_dot_node__pb2.ListComputeNodesRequest.SerializeToString,
@@ -97,6 +102,15 @@ class NodeServiceServicer:
         """A ResourceTracker's full view of one node. The first snapshot for `(host, nodename)`
         creates the node. Older or replayed snapshots (by boot epoch and sequence) are refused
         with ABORTED; a snapshot equal to the stored one changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportSnapshotStream(self, request_iterator, context):
+        """ReportSnapshot for a whole agent over one long-lived stream: one answer per snapshot,
+        in the order they were sent. A refused snapshot is answered with its error and the
+        stream goes on; agents use this, the unary call stays for everyone else.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,6 +188,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     request_deserializer=berth_dot_v1_dot_node__pb2.ReportSnapshotRequest.FromString,
                     response_serializer=berth_dot_v1_dot_node__pb2.ReportSnapshotResponse.SerializeToString,
             ),
+            'ReportSnapshotStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReportSnapshotStream,
+                    request_deserializer=berth_dot_v1_dot_node__pb2.ReportSnapshotStreamRequest.FromString,
+                    response_serializer=berth_dot_v1_dot_node__pb2.ReportSnapshotStreamResponse.SerializeToString,
+            ),
             'ListComputeNodes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListComputeNodes,
                     request_deserializer=berth_dot_v1_dot_node__pb2.ListComputeNodesRequest.FromString,
@@ -249,6 +268,33 @@ class NodeService:
             '/berth.v1.NodeService/ReportSnapshot',
             berth_dot_v1_dot_node__pb2.ReportSnapshotRequest.SerializeToString,
             berth_dot_v1_dot_node__pb2.ReportSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportSnapshotStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/berth.v1.NodeService/ReportSnapshotStream',
+            berth_dot_v1_dot_node__pb2.ReportSnapshotStreamRequest.SerializeToString,
+            berth_dot_v1_dot_node__pb2.ReportSnapshotStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,11 @@ class NodeServiceStub:
     creates the node. Older or replayed snapshots (by boot epoch and sequence) are refused
     with ABORTED; a snapshot equal to the stored one changes nothing.
     """
+    ReportSnapshotStream: _grpc.StreamStreamMultiCallable[_node_pb2.ReportSnapshotStreamRequest, _node_pb2.ReportSnapshotStreamResponse]
+    """ReportSnapshot for a whole agent over one long-lived stream: one answer per snapshot,
+    in the order they were sent. A refused snapshot is answered with its error and the
+    stream goes on; agents use this, the unary call stays for everyone else.
+    """
     ListComputeNodes: _grpc.UnaryUnaryMultiCallable[_node_pb2.ListComputeNodesRequest, _node_pb2.ListComputeNodesResponse]
     """hypervisor-list."""
     GetComputeNode: _grpc.UnaryUnaryMultiCallable[_node_pb2.GetComputeNodeRequest, _node_pb2.GetComputeNodeResponse]
@@ -72,6 +77,11 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """A ResourceTracker's full view of one node. The first snapshot for `(host, nodename)`
     creates the node. Older or replayed snapshots (by boot epoch and sequence) are refused
     with ABORTED; a snapshot equal to the stored one changes nothing.
+    """
+    ReportSnapshotStream: _aio.StreamStreamMultiCallable[_node_pb2.ReportSnapshotStreamRequest, _node_pb2.ReportSnapshotStreamResponse]  # type: ignore[assignment]
+    """ReportSnapshot for a whole agent over one long-lived stream: one answer per snapshot,
+    in the order they were sent. A refused snapshot is answered with its error and the
+    stream goes on; agents use this, the unary call stays for everyone else.
     """
     ListComputeNodes: _aio.UnaryUnaryMultiCallable[_node_pb2.ListComputeNodesRequest, _node_pb2.ListComputeNodesResponse]  # type: ignore[assignment]
     """hypervisor-list."""
@@ -108,6 +118,17 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         """A ResourceTracker's full view of one node. The first snapshot for `(host, nodename)`
         creates the node. Older or replayed snapshots (by boot epoch and sequence) are refused
         with ABORTED; a snapshot equal to the stored one changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportSnapshotStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_node_pb2.ReportSnapshotStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_node_pb2.ReportSnapshotStreamResponse], _abc.AsyncIterator[_node_pb2.ReportSnapshotStreamResponse]]:
+        """ReportSnapshot for a whole agent over one long-lived stream: one answer per snapshot,
+        in the order they were sent. A refused snapshot is answered with its error and the
+        stream goes on; agents use this, the unary call stays for everyone else.
         """
 
     @_abc_1.abstractmethod
