@@ -21,6 +21,10 @@ from berth.client.scheduler import SchedulerClient
 from services.api.faults import Fault, from_berth
 from services.api.settings import ApiSettings
 
+# Items per page when the API lists from a Berth service: the servers' largest page, so a
+# listing of 10,000 is 10 round trips, not 100.
+PAGE = 1000
+
 T = TypeVar("T")
 C = TypeVar("C", bound=BaseClient[Any])
 

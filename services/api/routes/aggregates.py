@@ -9,6 +9,7 @@ from berth.v1 import registry_pb2 as pb
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.api.backend import PAGE
 from services.api.faults import Fault
 from services.api.requests import answer, at_least, body, iso
 
@@ -101,7 +102,7 @@ def _id(request: Request) -> int:
 
 async def list_aggregates(request: Request) -> Response:
     backend = request.app.state.backend
-    found = await backend.call(lambda: list(backend.registry.list_aggregates()))
+    found = await backend.call(lambda: list(backend.registry.list_aggregates(page_size=PAGE)))
     return answer({"aggregates": [view(request, a) for a in sorted(found, key=lambda a: a.id)]})
 
 

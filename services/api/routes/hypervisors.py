@@ -5,6 +5,7 @@ sends clients to Placement for them) and `uptime` joins the detail; `statistics`
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from berth.v1 import node_pb2, registry_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.api.backend import PAGE
 from services.api.faults import Fault
 from services.api.requests import answer, at_least, paged, query_bool
 from services.common.settings import COMPUTE_BINARY
@@ -51,20 +53,25 @@ class Fleet:
 async def _fleet(request: Request, pattern: str = "") -> Fleet:
     backend = request.app.state.backend
 
-    def read() -> Fleet:
-        nodes = (
-            backend.node.search_nodes(pattern, page_size=1000)
+    def nodes() -> list[node_pb2.ComputeNode]:
+        found = (
+            backend.node.search_nodes(pattern, page_size=PAGE)
             if pattern
-            else backend.node.list_nodes(page_size=1000)
+            else backend.node.list_nodes(page_size=PAGE)
         )
-        return Fleet(list(nodes), list(backend.registry.list_services(binary=COMPUTE_BINARY)))
+        return list(found)
 
-    return await backend.call(read)
+    def services() -> list[registry_pb2.Service]:
+        return list(backend.registry.list_services(binary=COMPUTE_BINARY, page_size=PAGE))
+
+    # The node service and the registry are asked at once.
+    listed, computes = await asyncio.gather(backend.call(nodes), backend.call(services))
+    return Fleet(listed, computes)
 
 
 async def _servers_by_node(request: Request) -> dict[str, list[dict[str, str]]]:
     backend = request.app.state.backend
-    instances = await backend.call(lambda: list(backend.node.node_instances(page_size=1000)))
+    instances = await backend.call(lambda: list(backend.node.node_instances(page_size=PAGE)))
     found: dict[str, list[dict[str, str]]] = defaultdict(list)
     for instance in instances:
         found[instance.node_uuid].append({"name": instance.name, "uuid": instance.uuid})

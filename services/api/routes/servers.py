@@ -22,6 +22,7 @@ from berth.v1 import common_pb2, node_pb2, scheduler_pb2
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.api.backend import PAGE
 from services.api.faults import Fault
 from services.api.requests import answer, at_least, body, iso, link, paged
 from services.api.routes.flavors import FLAVOR_IDS, flavor_named
@@ -340,7 +341,7 @@ async def _context(request: Request) -> tuple[dict[str, str], dict[str, bool]]:
     """Each host's zone and whether its compute service is up."""
     backend = request.app.state.backend
     services = await backend.call(
-        lambda: list(backend.registry.list_services(binary=COMPUTE_BINARY))
+        lambda: list(backend.registry.list_services(binary=COMPUTE_BINARY, page_size=PAGE))
     )
     return {s.host: s.availability_zone for s in services}, {s.host: s.up for s in services}
 
@@ -359,7 +360,7 @@ async def _listing(request: Request, *, detail: bool) -> Response:
     host = query.get("host", "")
     instances = _unique(
         await backend.call(
-            lambda: list(backend.node.node_instances(host=host or None, page_size=1000))
+            lambda: list(backend.node.node_instances(host=host or None, page_size=PAGE))
         )
     )
     if "name" in query:

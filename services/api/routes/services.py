@@ -11,6 +11,7 @@ from berth.v1 import registry_pb2 as pb
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.api.backend import PAGE
 from services.api.faults import Fault
 from services.api.requests import answer, at_least, body, iso
 
@@ -58,7 +59,7 @@ async def list_services(request: Request) -> Response:
     host = request.query_params.get("host", "")
     binary = request.query_params.get("binary", "")
     services = await backend.call(
-        lambda: list(backend.registry.list_services(host=host, binary=binary))
+        lambda: list(backend.registry.list_services(host=host, binary=binary, page_size=PAGE))
     )
     return answer({"services": [view(request, s) for s in services]})
 
@@ -162,7 +163,7 @@ async def _uuid_of_id(request: Request, text: str) -> str:
     if not text.isdigit():
         raise Fault(400, f"Service id {text} is not an integer")
     backend = request.app.state.backend
-    services = await backend.call(lambda: list(backend.registry.list_services()))
+    services = await backend.call(lambda: list(backend.registry.list_services(page_size=PAGE)))
     for service in services:
         if service.id == int(text):
             return str(service.uuid)

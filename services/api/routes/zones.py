@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.api.backend import PAGE
 from services.api.requests import answer, iso
 from services.common.settings import COMPUTE_BINARY
 
@@ -18,7 +19,9 @@ INTERNAL_ZONE = "internal"
 
 async def _services(request: Request) -> list[Any]:
     backend = request.app.state.backend
-    found: list[Any] = await backend.call(lambda: list(backend.registry.list_services()))
+    found: list[Any] = await backend.call(
+        lambda: list(backend.registry.list_services(page_size=PAGE))
+    )
     return found
 
 
