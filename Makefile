@@ -52,10 +52,11 @@ migrations-check: $(STAMP) ## Models equal migrations (alembic check on a scratc
 
 check: lint typecheck proto-check test ## Everything CI runs
 
-bench: $(STAMP) ## Benchmarks (not tests): heartbeats/s, snapshots/s, placements/s
+bench: $(STAMP) ## Benchmarks (not tests): heartbeats/s, snapshots/s, placements/s, Compute API listings
 	$(PY) bench/heartbeats.py $(BENCH_ARGS)
 	$(PY) bench/snapshots.py $(SNAPSHOT_BENCH_ARGS)
 	$(PY) bench/scheduler.py $(SCHEDULER_BENCH_ARGS)
+	$(PY) bench/api.py $(API_BENCH_ARGS)
 
 clean: ## Remove the virtualenv, caches and the local data directory
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache
