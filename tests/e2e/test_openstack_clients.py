@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openstack
 import pytest
 from berth.client import NodeClient, RegistryClient
@@ -390,3 +391,15 @@ def api_ready(address: str) -> bool:
             return answer.status == 200
     except OSError:
         return False
+
+
+def test_host_power_actions_go_to_the_hosts_agent(stack):
+    # openstackclient has no command for them (novaclient's host-action): plain HTTP.
+    answer = httpx.get(f"{stack.compute_api}/os-hosts/ironic-1/startup", timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"host": "ironic-1", "power_action": "startup"}
+    # A hypervisor cannot start itself (its agent runs on it): Nova's 501, with the reason.
+    itself = httpx.get(f"{stack.compute_api}/os-hosts/vmware-1/startup", timeout=60)
+    assert itself.status_code == 501 and "BMC" in itself.json()["notImplemented"]["message"]
+    unknown = httpx.get(f"{stack.compute_api}/os-hosts/vmware-1/explode", timeout=60)
+    assert unknown.status_code == 404 and "itemNotFound" in unknown.json()
