@@ -105,12 +105,16 @@ def _methods(described: str) -> list[str]:
 
 
 def test_berth_health_answers_for_every_server_as_a_container_health_check_would(stack):
-    every = list(stack.servers.values())
+    # berth-api serves HTTP: its health is its /healthz URL.
+    every = [
+        f"http://{address}/healthz" if name == "api" else address
+        for name, address in stack.servers.items()
+    ]
     done = subprocess.run(
         [str(BIN / "berth"), "health", *every], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count(": serving") == len(every) == 6  # 3 services, 3 agents
+    assert done.stdout.count(": serving") == len(every) == 7  # 3 services, the API, 3 agents
     dead = subprocess.run(
         [str(BIN / "berth"), "health", stack.registry, "127.0.0.1:1"],
         capture_output=True,
