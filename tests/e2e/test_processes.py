@@ -265,9 +265,9 @@ def test_a_killed_berth_up_leaves_no_process_behind(tmp_path):
     """SIGKILL gives `berth up` no chance to stop its children: the kernel does it."""
     with berth_up(tmp_path / "data") as stack:
         children = processes.descendants(stack.proc.pid)
-        # Redis, registry, node service, scheduler and the three demo agents.
+        # Redis, registry, node service, scheduler, berth-api and the three demo agents.
         commands = sorted(_command(pid) for pid in children)
-        assert len(children) == 7, commands
+        assert len(children) == 8, commands  # 3 services, the API, 3 agents, Redis
         assert sum("redis-server" in c for c in commands) == 1, commands
         stack.proc.kill()
         stack.proc.wait()

@@ -48,3 +48,20 @@ def die_with_parent() -> Callable[[], None]:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return arm
+
+
+# Set by a parent that starts a Berth process without a preexec_fn (a multithreaded parent
+# must not run Python between fork and exec): the child arms the signal itself at start.
+PARENT_PID_ENV = "BERTH_DIE_WITH_PARENT_PID"
+
+
+def die_with_parent_from_env() -> None:
+    """At a Berth process's start: when its parent asked (PARENT_PID_ENV), get SIGTERM when
+    that parent ends; if it has ended already, stop now."""
+    wanted = os.environ.pop(PARENT_PID_ENV, "")
+    prctl = _prctl()
+    if not wanted.isdigit() or prctl is None:
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(wanted):
+        os.kill(os.getpid(), signal.SIGTERM)
