@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from berth.client.base import BaseClient
 from berth.client.compute import ComputeClient
-from berth.client.errors import BerthError, InvalidArgument
+from berth.client.errors import BerthError
 from berth.client.host import HostClient
 from berth.client.node import NodeClient
 from berth.client.registry import RegistryClient
 from berth.client.scheduler import SchedulerClient
 
-from services.api.faults import Fault, from_berth
+from services.api.faults import from_berth
 from services.api.settings import ApiSettings
 
 # Items per page when the API lists from a Berth service: the servers' largest page, so a
@@ -71,12 +71,5 @@ class Backend:
 def _translated(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return function(*args, **kwargs)
-    except InvalidArgument as exc:
-        details = "; ".join(
-            f"{v.field}: {v.description}"
-            for v in exc.violations
-            if v.description not in exc.message
-        )
-        raise Fault(400, f"{exc.message} ({details})" if details else exc.message) from None
     except BerthError as exc:
         raise from_berth(exc) from None

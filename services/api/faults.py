@@ -69,8 +69,15 @@ _STATUSES: tuple[tuple[type[BerthError], int], ...] = (
 
 
 def from_berth(error: BerthError) -> Fault:
-    """The Fault a Berth service's error becomes; its sentence is kept, as it says what to do."""
+    """The Fault a Berth service's error becomes; its sentence is kept, as it says what to do,
+    with the offending fields it does not name already."""
+    details = "; ".join(
+        f"{v.field}: {v.description}"
+        for v in error.violations
+        if v.description not in error.message
+    )
+    message = f"{error.message} ({details})" if details else error.message
     for kind, status in _STATUSES:
         if isinstance(error, kind):
-            return Fault(status, error.message)
+            return Fault(status, message)
     return Fault(500, "Unexpected API Error. The berth-api log has the details.")

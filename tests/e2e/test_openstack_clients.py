@@ -9,14 +9,13 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openstack
 import pytest
+from berth.cli.health import SERVING, health_status
 from berth.client import NodeClient, RegistryClient
 from openstack import exceptions as sdk_errors
 
@@ -365,7 +364,7 @@ def test_tokens_and_roles_apply_to_the_compute_api(stack, tmp_path):
     )
     endpoint = f"http://{address}/v2.1"
     try:
-        eventually(lambda: api_ready(address))
+        eventually(lambda: health_status(f"http://{address}/readyz") == SERVING)
 
         def as_(token: str, *args: str) -> subprocess.CompletedProcess[str]:
             auth = ("--os-auth-type", "admin_token", "--os-token", token)
@@ -383,23 +382,3 @@ def test_tokens_and_roles_apply_to_the_compute_api(stack, tmp_path):
     finally:
         processes.kill(api)
         log.close()
-
-
-def api_ready(address: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{address}/readyz", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
-def test_host_power_actions_go_to_the_hosts_agent(stack):
-    # openstackclient has no command for them (novaclient's host-action): plain HTTP.
-    answer = httpx.get(f"{stack.compute_api}/os-hosts/ironic-1/startup", timeout=60)
-    assert answer.status_code == 200, answer.text
-    assert answer.json() == {"host": "ironic-1", "power_action": "startup"}
-    # A hypervisor cannot start itself (its agent runs on it): Nova's 501, with the reason.
-    itself = httpx.get(f"{stack.compute_api}/os-hosts/vmware-1/startup", timeout=60)
-    assert itself.status_code == 501 and "BMC" in itself.json()["notImplemented"]["message"]
-    unknown = httpx.get(f"{stack.compute_api}/os-hosts/vmware-1/explode", timeout=60)
-    assert unknown.status_code == 404 and "itemNotFound" in unknown.json()

@@ -120,8 +120,9 @@ def _count(value: int | str | None, field: str) -> int | None:
 
 def request_spec(
     data: dict[str, Any], *, project_id: str, user_id: str
-) -> tuple[scheduler_pb2.RequestSpec, str]:
-    """The RequestSpec and base name a create body describes."""
+) -> tuple[scheduler_pb2.RequestSpec, str, int]:
+    """The RequestSpec, base name and fewest instances worth keeping (min_count) a create
+    body describes."""
     server = data["server"]
     for mapping in server.get("block_device_mapping_v2", []):
         if str(mapping.get("boot_index", 0)) not in ("0", "-1"):
@@ -162,7 +163,7 @@ def request_spec(
         project_id=project_id,
         user_id=user_id,
     )
-    return spec, server["name"]
+    return spec, server["name"], min_count or 1
 
 
 def instance_names(name: str, uuids: list[str]) -> dict[str, str]:
@@ -181,8 +182,7 @@ async def create(request: Request) -> Response:
         or request.headers.get("x-project-id", "").strip()
         or request.app.state.settings.default_project
     )
-    spec, name = request_spec(data, project_id=project, user_id=request.state.caller)
-    minimum = _count(data["server"].get("min_count"), "server/min_count") or 1
+    spec, name, minimum = request_spec(data, project_id=project, user_id=request.state.caller)
     backend = request.app.state.backend
     names = instance_names(name, list(spec.instance_uuids))
 
