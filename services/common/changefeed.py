@@ -206,7 +206,8 @@ class EventFeed(Generic[E]):
     async def _pause(self, seconds: float, wake: asyncio.Event) -> bool:
         """Wait up to `seconds` for `wake`; False once the feed is closing."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await wake.wait()
         return not self._closing.is_set()
 
     async def _follow(self) -> None:
@@ -276,7 +277,8 @@ class EventFeed(Generic[E]):
                     metadata={"revision": str(after)},
                 )
             try:
-                event = await asyncio.wait_for(sub.queue.get(), timeout=5)
+                async with asyncio.timeout(5):
+                    event = await sub.queue.get()
             except TimeoutError:
                 continue
             if event.revision > after:

@@ -8,7 +8,6 @@ registers again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -20,7 +19,7 @@ from grpc import aio
 from services.common.backoff import Backoff, stopping
 from services.common.channels import aio_channel, call_metadata
 from services.common.settings import CommonSettings
-from services.common.supervise import supervised
+from services.common.supervise import stop_tasks, supervised
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +53,10 @@ class ServiceReporter:
         self._task = supervised(f"reporter:{self._binary}", self._run)
 
     async def stop(self) -> None:
-        # End the heartbeat stream first: a task cancelled while waiting in
-        # wait_for(call.read()) could otherwise wait forever for the read to give up (seen
-        # as a test teardown hanging in _beat).
+        # End the heartbeat stream first, so the task's read ends at once.
         if self._call is not None:
             self._call.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            # The ended stream may surface in the task as the call's own error.
-            with contextlib.suppress(
-                asyncio.CancelledError, asyncio.InvalidStateError, aio.AioRpcError
-            ):
-                await self._task
+        await stop_tasks(self._task)
 
     async def _run(self) -> None:
         target = self._settings.registry_url
@@ -146,7 +137,8 @@ class ServiceReporter:
                 await call.write(
                     registry_pb2.HeartbeatStreamRequest(service_uuid=self.service_uuid or "")
                 )
-                response = await asyncio.wait_for(call.read(), timeout=max(interval, 5.0))
+                async with asyncio.timeout(max(interval, 5.0)):
+                    response = await call.read()
                 if response is aio.EOF:
                     raise aio.AioRpcError(
                         grpc.StatusCode.UNAVAILABLE, None, None, details="heartbeat stream closed"

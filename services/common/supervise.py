@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from services.common import metrics
 from services.common.backoff import Backoff, stopping
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 
 # A run this long counts as healthy: the next failure starts the backoff from the bottom.
 HEALTHY_RUN_S = 60.0
+# A task still running this long after its cancellation is cancelled again...
+REDELIVER_S = 1.0
+# ... and one still running after this long is left behind: a shutdown never hangs on it.
+ABANDON_S = 15.0
 
 
 def supervised(
@@ -54,3 +59,41 @@ async def _keep_running(name: str, loop: Callable[[], Awaitable[None]], backoff:
                 extra={"task": name, "error": repr(exc), "restart_in_s": round(delay, 1)},
             )
         await asyncio.sleep(delay)
+
+
+async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel `tasks` and wait until each has ended.
+
+    asyncio delivers a cancellation once, and a task can swallow it: on Python 3.11,
+    `asyncio.wait_for` returns its result when the awaited future finished just as the
+    cancellation came (asyncmy reads the socket through wait_for), and the task runs on
+    as if never cancelled, leaving its owner waiting for ever. So a task still running
+    REDELIVER_S after its cancellation is cancelled again, as trio and anyio do by design
+    (level-triggered cancellation), and the log names it."""
+    running = {task for task in tasks if task is not None and not task.done()}
+    for task in running:
+        task.cancel()
+    clock = asyncio.get_running_loop().time
+    abandon_at = clock() + ABANDON_S
+    while running:
+        _, running = await asyncio.wait(running, timeout=REDELIVER_S)
+        for task in running:
+            if clock() >= abandon_at:
+                log.error(
+                    "task %s did not end %.0f s after its cancellation; leaving it behind",
+                    task.get_name(),
+                    ABANDON_S,
+                    extra={"task": task.get_name()},
+                )
+            else:
+                log.warning(
+                    "task %s went on after its cancellation; cancelling it again",
+                    task.get_name(),
+                    extra={"task": task.get_name()},
+                )
+                task.cancel()
+        if clock() >= abandon_at:
+            break
+    for ended in tasks:
+        if ended is not None and ended.done() and not ended.cancelled():
+            ended.exception()  # retrieved: how a stopped task ended is nobody's business now

@@ -171,7 +171,8 @@ class Agent(Serving):
         )
         await self._halt(self.settings.shutdown_grace)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), off_s)
+            async with asyncio.timeout(off_s):
+                await self._stopping.wait()
         if self.stopped:
             return
         # Back on the port it had, so its endpoint in the registry stays true.

@@ -14,7 +14,6 @@ SetMaintenance -> persist the flag; while set, BuildInstance refuses (HOST_IN_MA
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Iterable
@@ -24,7 +23,7 @@ from datetime import datetime
 from berth.client.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from berth.v1 import common_pb2, node_pb2_grpc
 
-from services.common.supervise import supervised
+from services.common.supervise import stop_tasks, supervised
 from services.compute.drivers.base import Driver, NodeInventory
 from services.compute.pusher import REPORT_TIMEOUT_S, SnapshotPusher, delete_node
 from services.compute.settings import ComputeSettings
@@ -80,12 +79,7 @@ class ComputeManager:
         self._periodic = supervised("refresh-nodes", self._refresh_forever)
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._periodic, *self._deletions.values()] if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._periodic, *self._deletions.values())
         for tracker in self.trackers.values():
             if tracker.pusher is not None:
                 await tracker.pusher.stop()

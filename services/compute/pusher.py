@@ -8,7 +8,6 @@ pusher backs off and then sends whatever is newest at that moment; it never give
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -18,7 +17,7 @@ from berth.v1 import node_pb2, node_pb2_grpc
 from grpc import aio
 
 from services.common.backoff import Backoff, stopping
-from services.common.supervise import supervised
+from services.common.supervise import stop_tasks, supervised
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +74,8 @@ class SnapshotPusher:
         self._task = supervised(f"snapshot-pusher:{name}", self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
 
     async def wait_reported(self, min_sequence: int, timeout_s: float | None = None) -> None:
         """Return once a snapshot with sequence >= `min_sequence` has been accepted;

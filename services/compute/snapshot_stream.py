@@ -11,13 +11,14 @@ gave the snapshot (ABORTED for a stale one, ...) or that the stream ended with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 
 import grpc
 from berth.v1 import node_pb2, node_pb2_grpc
 from grpc import aio
+
+from services.common.supervise import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,5 @@ class SnapshotStream:
     async def close(self) -> None:
         if self._call is not None:
             self._end(self._call, _error(grpc.StatusCode.CANCELLED, "the agent is stopping"))
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        await stop_tasks(self._reader)
+        self._reader = None

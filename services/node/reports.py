@@ -10,7 +10,6 @@ not find (a first report, a restored node, a rebalance) takes the slow path on i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import db
-from services.common.supervise import supervised
+from services.common.supervise import stop_tasks, supervised
 from services.node import convert
 from services.node.events import NodeFeed
 from services.node.ownership import ComputeLiveness
@@ -77,12 +76,7 @@ class SnapshotWriter:
         self._task = supervised("snapshot-writer", self._run)
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._task, *self._slow] if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._task, *self._slow)
         for pending in self._queue:
             pending.resolve(Unavailable("the node service is stopping; report again"))
         self._queue.clear()

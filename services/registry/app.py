@@ -4,7 +4,6 @@ server."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from services.common.metrics import register_collector
 from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, build_server
-from services.common.supervise import supervised
+from services.common.supervise import stop_tasks, supervised
 from services.registry import metrics
 from services.registry.agent_link import AgentLink
 from services.registry.aggregates import Aggregates
@@ -91,10 +90,7 @@ class Registry(Serving):
     async def stop(self, grace_s: float = 1.0) -> None:
         await self.drain()
         await self.server.stop(grace_s)
-        for task in self.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(*self.tasks)
         if self.maintenance is not None:
             await self.maintenance.stop()  # before the links and the database close
         await self.feed.stop()

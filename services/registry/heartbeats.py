@@ -9,7 +9,6 @@ declaring services down (see liveness.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +19,7 @@ from google.protobuf.duration_pb2 import Duration
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common import auth
-from services.common.supervise import supervised
+from services.common.supervise import stop_tasks, supervised
 from services.registry.liveness import Liveness
 from services.registry.metrics import HEARTBEATS
 from services.registry.store import repository as repo
@@ -67,10 +66,7 @@ class HeartbeatBatcher:
         self._task = supervised("heartbeat-flusher", self._flush_forever)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks(self._task)
         if self._pending:
             await self._flush()
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import auth, validation
 from services.common.settings import COMPUTE_BINARY
+from services.common.supervise import stop_tasks
 from services.registry.agent_link import AgentLink
 from services.registry.liveness import Clock
 from services.registry.moves import Links, MovePass, counts, retrying
@@ -376,9 +377,7 @@ class Maintenance:
             log.exception("maintenance pass failed", extra={"host": host})
             return
         finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            await stop_tasks(renewing)
             if host not in self._crashed:
                 try:
                     await self._release(host, finished=finished)

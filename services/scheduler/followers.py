@@ -13,7 +13,7 @@ from berth.v1 import common_pb2
 from grpc import aio
 
 from services.common.backoff import Backoff, stopping
-from services.common.supervise import supervised
+from services.common.supervise import stop_tasks, supervised
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Follower:
 
     async def stop(self) -> None:
         if self._task is not None:
-            await stop_tasks([self._task], f"the {self.name} watch")
+            await stop_tasks(self._task)
             self._task = None
 
     async def relist(self) -> None:
@@ -107,12 +107,3 @@ class Follower:
                     "%s watch failed; retrying from revision %d", self.name, self.revision
                 )
             await asyncio.sleep(backoff.next_delay())
-
-
-async def stop_tasks(tasks: list[asyncio.Task[Any]], what: str, timeout_s: float = 5.0) -> None:
-    """Cancel and wait, but never hang a shutdown on a task that will not end."""
-    for task in tasks:
-        task.cancel()
-    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-    if pending:
-        log.warning("%s did not stop within %.0f s; leaving it behind", what, timeout_s)

@@ -29,9 +29,9 @@ from redis import exceptions as redis_errors
 from services.common.backoff import Backoff
 from services.common.channels import aio_channel, call_metadata
 from services.common.settings import COMPUTE_BINARY
-from services.common.supervise import supervised
+from services.common.supervise import stop_tasks, supervised
 from services.scheduler import convert
-from services.scheduler.followers import Follower, stop_tasks
+from services.scheduler.followers import Follower
 from services.scheduler.hoststate import HostFacts, HostState
 from services.scheduler.mirror import Mirror
 from services.scheduler.settings import SchedulerSettings
@@ -207,13 +207,14 @@ class CacheKeeper:
         self.node_follower.start()
 
     async def wait_ready(self, timeout_s: float | None = None) -> None:
-        await asyncio.wait_for(self.ready.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await self.ready.wait()
 
     async def stop(self) -> None:
         await self.registry_follower.stop()
         await self.node_follower.stop()
         if self._tasks:
-            await stop_tasks(self._tasks, "the cache keeper")
+            await stop_tasks(*self._tasks)
         await self._registry_channel.close()
         await self.node_channel.close()
 
