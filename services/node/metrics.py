@@ -23,6 +23,14 @@ SNAPSHOTS = Counter(
     ["result"],
 )
 
+FIRST_REPORTS = Counter(
+    "berth_node_first_reports_total",
+    "Compute nodes created, restored or moved by a snapshot, by path: batch (created "
+    "together with the other new nodes of one write) or single (a node known by its uuid, "
+    "or a race with another writer: judged on its own).",
+    ["path"],
+)
+
 
 class NodeResources(Collector):
     def __init__(self) -> None:

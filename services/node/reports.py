@@ -3,8 +3,10 @@
 Snapshots of known nodes are written in batches: one transaction reads the batch's nodes
 under lock, rewrites the changed ones, records the unchanged ones' sequence, and takes all
 revisions at once at the end, so the revision counter's lock is held for one statement
-per batch instead of one transaction per snapshot. A snapshot for a node the batch does
-not find (a first report, a restored node, a rebalance) takes the slow path on its own.
+per batch instead of one transaction per snapshot. The first reports of new nodes that a
+batch brings (a rack powering on) are created together in a second transaction. What
+that cannot settle alone (a node known by its uuid: restored, moved or renamed; a race
+with another writer) takes the slow path, one node at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from services.common import db
 from services.common.supervise import stop_tasks, supervised
 from services.node import convert
 from services.node.events import NodeFeed
+from services.node.metrics import FIRST_REPORTS
 from services.node.ownership import ComputeLiveness
 from services.node.snapshots import Report
 from services.node.store import repository as repo
@@ -123,8 +126,8 @@ class SnapshotWriter:
             return
         for pending, outcome in outcomes:
             pending.resolve(outcome)
-        for pending in missing:
-            task = asyncio.create_task(self._first_report(pending), name="first-report")
+        if missing:
+            task = asyncio.create_task(self._first_reports(missing), name="first-reports")
             self._slow.add(task)
             task.add_done_callback(self._slow.discard)
 
@@ -183,7 +186,98 @@ class SnapshotWriter:
             self._feed.poke()
         return outcomes, missing
 
-    # --- the slow path: a node this host has no live row for ---------------------------
+    # --- first reports: nodes this host has no live row for -------------------------
+
+    async def _first_reports(self, firsts: list[_Pending]) -> None:
+        """Create the new nodes among `firsts` together; the rest go one by one."""
+        try:
+            created, alone = await self._create_new(firsts)
+        except (IntegrityError, DBAPIError):
+            # Another writer created one of them meanwhile (or a lock race): the slow
+            # path judges each again, exactly as before.
+            created, alone = [], firsts
+        except asyncio.CancelledError:
+            for pending in firsts:
+                pending.resolve(Unavailable("the node service is stopping; report again"))
+            raise
+        except Exception as exc:
+            log.warning("cannot create %d compute nodes: %s", len(firsts), exc)
+            created, alone = [], []
+            for pending in firsts:
+                pending.resolve(exc)
+        for pending, response in created:
+            pending.resolve(response)
+        FIRST_REPORTS.labels("batch").inc(len(created))
+        FIRST_REPORTS.labels("single").inc(len(alone))
+        await asyncio.gather(*(self._first_report(pending) for pending in alone))
+
+    async def _create_new(
+        self, firsts: list[_Pending]
+    ) -> tuple[list[tuple[_Pending, Response]], list[_Pending]]:
+        """One transaction creates every node nobody knows yet: no live row under its
+        key, no row with its uuid, not twice in this batch. -> (created, left for the
+        slow path)."""
+        new: list[_Pending] = []
+        alone: list[_Pending] = []
+        async with self._sessions() as session, session.begin():
+            reports = [pending.report for pending in firsts]
+            existing = await repo.nodes_by_keys(session, sorted({r.key for r in reports}))
+            known = await repo.nodes_by_uuids(
+                session, sorted({r.node_uuid for r in reports if r.node_uuid})
+            )
+            keys: set[tuple[str, str]] = set()
+            uuids: set[str] = set()
+            for pending in firsts:
+                report = pending.report
+                if (
+                    report.key in existing
+                    or report.key in keys
+                    or report.node_uuid in known
+                    or report.node_uuid in uuids
+                ):
+                    alone.append(pending)
+                    continue
+                keys.add(report.key)
+                if report.node_uuid:
+                    uuids.add(report.node_uuid)
+                new.append(pending)
+            if not new:
+                return [], alone
+            now = self._clock()
+            values = [_new_node(pending.report, now) for pending in new]
+            ids = await repo.insert_nodes(session, values)
+            rows = [
+                {**v, "id": node_id, "deleted_at": None}
+                for v, node_id in zip(values, ids, strict=True)
+            ]
+            await repo.replace_instances(
+                session,
+                ids,
+                [
+                    i
+                    for row, p in zip(rows, new, strict=True)
+                    for i in p.report.instance_rows(row["id"])
+                ],
+            )
+            await repo.CHANGES.add_many(
+                session,
+                [
+                    (ADDED, "node", row["uuid"], _payload(row, p.report))
+                    for row, p in zip(rows, new, strict=True)
+                ],
+                now,
+            )
+        self._feed.poke()
+        for row in rows:
+            log.info(
+                "compute node created",
+                extra={"host": row["host"], "nodename": row["nodename"], "uuid": row["uuid"]},
+            )
+        created = [
+            (pending, Response(node_uuid=row["uuid"], generation=1, changed=True))
+            for pending, row in zip(new, rows, strict=True)
+        ]
+        return created, alone
 
     async def _first_report(self, pending: _Pending) -> None:
         try:
@@ -279,23 +373,12 @@ class SnapshotWriter:
         """Write the node of `report` under its host (new, restored or moved) with its
         instances and an event."""
         now = self._clock()
-        values: dict[str, Any] = {
-            **report.columns(),
-            "host": report.host,
-            "nodename": report.nodename,
-            "reported_at": now,
-            "updated_at": now,
-        }
         if existing is None:
-            values.update(
-                uuid=report.node_uuid or str(uuidlib.uuid4()),
-                generation=1,
-                created_at=now,
-                deleted=0,
-            )
+            values = _new_node(report, now)
             node_id = await repo.insert_node(session, values)
             row = {**values, "id": node_id, "deleted_at": None}
         else:
+            values = _node_values(report, now)
             node_id = existing["id"]
             values.update(generation=existing["generation"] + 1, deleted=0, deleted_at=None)
             await repo.update_node(session, node_id, values)
@@ -306,6 +389,27 @@ class SnapshotWriter:
             what, extra={"host": report.host, "nodename": report.nodename, "uuid": row["uuid"]}
         )
         return Response(node_uuid=row["uuid"], generation=row["generation"], changed=True)
+
+
+def _node_values(report: Report, now: datetime) -> dict[str, Any]:
+    """The columns a node gets from the snapshot that creates, restores or moves it."""
+    return {
+        **report.columns(),
+        "host": report.host,
+        "nodename": report.nodename,
+        "reported_at": now,
+        "updated_at": now,
+    }
+
+
+def _new_node(report: Report, now: datetime) -> dict[str, Any]:
+    """A new node's row (its uuid the agent's, or a new one), without its id."""
+    return _node_values(report, now) | {
+        "uuid": report.node_uuid or str(uuidlib.uuid4()),
+        "generation": 1,
+        "created_at": now,
+        "deleted": 0,
+    }
 
 
 def _judge(row: dict[str, Any], report: Report) -> bool:

@@ -11,12 +11,16 @@ from berth.v1 import node_pb2, node_pb2_grpc
 from grpc import aio
 
 from services.common import auth, changefeed, validation
-from services.common.streams import until_stopped
+from services.common.streams import pipelined, until_stopped
 from services.node.events import NodeFeed
 from services.node.metrics import SNAPSHOTS
 from services.node.nodes import Nodes
 from services.node.reports import SnapshotWriter
 from services.node.snapshots import validate
+
+# Snapshots of one stream written at once: enough to fill a writer batch from a few
+# streams, few enough that one stream cannot queue unbounded work.
+STREAM_WINDOW = 256
 
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
@@ -37,18 +41,26 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         context: aio.ServicerContext,
     ) -> AsyncIterator[node_pb2.ReportSnapshotStreamResponse]:
         """One answer per snapshot, in order; a refused snapshot is answered with its error
-        and the stream goes on (the next snapshot may well be fine)."""
-        async for request in until_stopped(self._stopping, request_iterator):
-            answer = node_pb2.ReportSnapshotStreamResponse(
-                nodename=request.snapshot.nodename, sequence=request.snapshot.sequence
-            )
-            try:
-                answer.accepted.CopyFrom(await self._report(request))
-            except BerthError as exc:
-                answer.error_code = exc.code.value[0]
-                answer.error_reason = exc.reason
-                answer.error_message = exc.message
+        and the stream goes on (the next snapshot may well be fine). Up to STREAM_WINDOW
+        snapshots of one stream are written at once, so an agent's nodes (or a simulator's
+        thousands) share the writer's batches."""
+        requests = until_stopped(self._stopping, request_iterator)
+        async for answer in pipelined(requests, self._answer, STREAM_WINDOW):
             yield answer
+
+    async def _answer(
+        self, request: node_pb2.ReportSnapshotStreamRequest
+    ) -> node_pb2.ReportSnapshotStreamResponse:
+        answer = node_pb2.ReportSnapshotStreamResponse(
+            nodename=request.snapshot.nodename, sequence=request.snapshot.sequence
+        )
+        try:
+            answer.accepted.CopyFrom(await self._report(request))
+        except BerthError as exc:
+            answer.error_code = exc.code.value[0]
+            answer.error_reason = exc.reason
+            answer.error_message = exc.message
+        return answer
 
     async def _report(
         self, request: node_pb2.ReportSnapshotRequest | node_pb2.ReportSnapshotStreamRequest

@@ -55,6 +55,13 @@ async def insert_node(session: AsyncSession, values: Mapping[str, Any]) -> int:
     return int(key[0])
 
 
+async def insert_nodes(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Create many nodes in one statement (a multi-row INSERT ... RETURNING on every
+    backend); their ids, in the order of `rows`."""
+    statement = insert(NODES).returning(NODES.c.id, sort_by_parameter_order=True)
+    return [int(row.id) for row in await session.execute(statement, list(rows))]
+
+
 async def update_node(session: AsyncSession, node_id: int, values: Mapping[str, Any]) -> None:
     await session.execute(update(NODES).where(NODES.c.id == node_id).values(**values))
 
@@ -75,6 +82,14 @@ async def nodes_by_keys(
     )
     rows = (await session.execute(query)).mappings().all()
     return {(row["host"], row["nodename"]): row for row in rows}
+
+
+async def nodes_by_uuids(session: AsyncSession, uuids: Sequence[str]) -> dict[str, RowMapping]:
+    """Nodes by uuid, deleted ones too, locked in id order."""
+    if not uuids:
+        return {}
+    query = select(NODES).where(NODES.c.uuid.in_(uuids)).order_by(NODES.c.id).with_for_update()
+    return {row["uuid"]: row for row in (await session.execute(query)).mappings().all()}
 
 
 # Columns every changed snapshot rewrites: one statement shape, so one executemany.

@@ -9,6 +9,7 @@ from datetime import timedelta
 import grpc
 from berth.v1 import node_pb2
 
+from services.node.metrics import FIRST_REPORTS
 from tests.integration.node.support import EPOCH, by_key, instance, report, snapshot
 from tests.integration.registry.support import status_of
 
@@ -138,3 +139,54 @@ async def test_the_stream_answers_each_snapshot_in_order_and_goes_on_after_a_ref
     assert answers[2].error_reason == "STALE_SNAPSHOT" and "not newer" in answers[2].error_message
     assert answers[0].accepted.node_uuid == answers[4].accepted.node_uuid
     assert (await _get(nodes, "s1")).total.vcpus == 8
+
+
+def _first_reports(path: str) -> float:
+    return FIRST_REPORTS.labels(path)._value.get()
+
+
+async def test_a_burst_of_first_reports_is_created_together_and_each_rule_still_holds(nodes):
+    """A rack powering on: hundreds of new nodes over one stream land in shared batches.
+    Among them, the cases the batch must leave to the one-by-one path: a deleted node
+    coming back with its uuid, a node reported twice in the burst, a renamed node."""
+    restored_uuid, renamed_uuid = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+    await report(nodes, snapshot("back", node_uuid=restored_uuid))
+    await nodes.DeleteComputeNode(node_pb2.DeleteComputeNodeRequest(node=by_key("back")))
+    await report(nodes, snapshot("renamed", "old-name", node_uuid=renamed_uuid))
+    new_hosts = [f"rack-{i}" for i in range(300)]
+    sent = [snapshot(h, instances=(instance(),)) for h in new_hosts]
+    sent += [
+        snapshot("back", sequence=2, node_uuid=restored_uuid),
+        snapshot("twice", sequence=1),
+        snapshot("twice", sequence=2, vcpus=64),
+        snapshot("renamed", "new-name", sequence=2, node_uuid=renamed_uuid),
+    ]
+    batched_before = _first_reports("batch")
+
+    call = nodes.ReportSnapshotStream(
+        node_pb2.ReportSnapshotStreamRequest(snapshot=s) for s in sent
+    )
+    answers = [answer async for answer in call]
+
+    assert [(a.nodename, a.sequence) for a in answers] == [(s.nodename, s.sequence) for s in sent]
+    ok = grpc.StatusCode.OK.value[0]
+    assert all(a.error_code == ok for a in answers[:-1]), [a.error_message for a in answers]
+    assert answers[-1].error_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert answers[-1].error_reason == "NODE_RENAMED"
+    created = answers[: len(new_hosts)]
+    assert all(a.accepted.changed and a.accepted.generation == 1 for a in created)
+    assert len({a.accepted.node_uuid for a in created}) == len(new_hosts)
+    assert _first_reports("batch") - batched_before > len(new_hosts) / 2, "no batch formed"
+
+    back, first_twin, second_twin = answers[-4:-1]
+    assert back.accepted.node_uuid == restored_uuid and back.accepted.generation == 2
+    assert first_twin.accepted.node_uuid == second_twin.accepted.node_uuid
+    assert (await _get(nodes, "twice")).total.vcpus == 64
+
+    listed = await nodes.ListComputeNodes(node_pb2.ListComputeNodesRequest(page_size=1000))
+    keys = [(n.host, n.nodename) for n in listed.nodes]
+    assert len(keys) == len(set(keys)), "a node was created twice"
+    expected = {(h, h) for h in new_hosts} | {("back", "back"), ("twice", "twice")}
+    assert set(keys) == expected | {("renamed", "old-name")}
+    by_host = {n.host: n for n in listed.nodes}
+    assert all(by_host[h].running_vms == 1 for h in new_hosts)
