@@ -18,7 +18,7 @@ from services.common.logs import setup_logging
 from services.common.metrics import serve_metrics
 from services.common.reporter import ServiceReporter
 from services.common.server import Running, StartupError, run_until_signalled
-from services.common.settings import CommonSettings, load_settings
+from services.common.settings import CommonSettings, ServerSettings, load_settings
 from services.common.workers import STARTUP_FAILED, Supervisor, Worker, reserve_port, this_worker
 
 
@@ -71,7 +71,7 @@ def run(
     setup_logging(settings.log_level, settings.log_format)
     worker = this_worker()
     try:
-        workers = getattr(settings, "workers", 1)
+        workers = settings.workers if isinstance(settings, ServerSettings) else 1
         if workers > 1 and worker is None:
             holder, address = reserve_port(settings.listen_address, "BERTH_LISTEN")
             with holder:

@@ -112,6 +112,15 @@ class CommonSettings(BaseSettings):
         return self.advertise or self.bound_address(port)
 
 
+class ServerSettings(CommonSettings):
+    """A server that may run as several processes on one port: registry, node, scheduler."""
+
+    # One Python process uses one core. BERTH_WORKERS processes share the port
+    # (SO_REUSEPORT, see workers.py), each with its own connections and caches; they
+    # share what replicas share, so every rule that holds across replicas holds for them.
+    workers: int = Field(1, ge=1, le=64, description="server processes on this port (one per core)")
+
+
 def split_host_port(value: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` -> (host, port); raises ValueError with a sentence."""
     host, sep, port = value.rpartition(":")

@@ -6,10 +6,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from services.common.settings import CommonSettings
+from services.common.settings import ServerSettings
 
 
-class NodeSettings(CommonSettings):
+class NodeSettings(ServerSettings):
     binary: ClassVar[str] = "berth-node"
     default_port: ClassVar[int] = 50052
 

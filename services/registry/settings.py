@@ -6,10 +6,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from services.common.settings import CommonSettings
+from services.common.settings import ServerSettings
 
 
-class RegistrySettings(CommonSettings):
+class RegistrySettings(ServerSettings):
     binary: ClassVar[str] = "berth-registry"
     default_port: ClassVar[int] = 50051
 

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from services.common.settings import CommonSettings
+from services.common.settings import ServerSettings
 
 # Nova's filter names, in the order they run unless BERTH_ENABLED_FILTERS says otherwise:
 # cheap, decisive checks first.
@@ -28,7 +28,7 @@ DEFAULT_FILTERS = (
 )
 
 
-class SchedulerSettings(CommonSettings):
+class SchedulerSettings(ServerSettings):
     binary: ClassVar[str] = "berth-scheduler"
     default_port: ClassVar[int] = 50053
 
@@ -64,9 +64,6 @@ class SchedulerSettings(CommonSettings):
     # How often the scheduler checks that Redis still holds its cache (a flush or a new
     # Redis triggers a rebuild from the registry and node service).
     cache_check_interval: float = Field(2.0, gt=0)
-    # Scheduler processes serving the one port (SO_REUSEPORT): a decision is CPU-bound,
-    # and one Python process uses one core. One per core; each holds its own cache.
-    workers: int = Field(1, ge=1, le=64)
 
     @field_validator("enabled_filters", mode="before")
     @classmethod

@@ -210,6 +210,7 @@ class Fleet:
         down_time: float = DOWN_TIME,
         wait: bool = True,
         databases: tuple[str, str] | None = None,
+        node_env: dict[str, str] | None = None,
         **registry_env: str,
     ) -> None:
         """The registry (a host is down after `down_time` s without a heartbeat, published
@@ -236,7 +237,13 @@ class Fleet:
                 | registry_env
             ),
         )
-        self.start("node", "services.node", self.node, wait=False, BERTH_DATABASE_URL=node_db)
+        self.start(
+            "node",
+            "services.node",
+            self.node,
+            wait=False,
+            **({"BERTH_DATABASE_URL": node_db} | (node_env or {})),
+        )
         if wait:
             self.wait_serving("registry", "node")
 
