@@ -63,6 +63,13 @@ def this_worker() -> Worker | None:
     return Worker(int(index), int(count))
 
 
+def reports_for_the_service() -> bool:
+    """Whether this process heartbeats for its (host, binary): one service, however many
+    workers, so only the first worker (or a process running alone) does."""
+    worker = this_worker()
+    return worker is None or worker.index == 0
+
+
 def reserve_port(address: str, setting: str) -> tuple[socket.socket, str]:
     """Bind `address` with SO_REUSEPORT and hold it (not listening: no connection comes
     here), so the workers bind the same port and no other program takes it meanwhile.

@@ -17,6 +17,7 @@ from services.common.metrics import register_collector
 from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, build_server
+from services.common.workers import reports_for_the_service
 from services.node.events import NodeFeed, node_feed
 from services.node.metrics import NodeResources
 from services.node.nodes import Nodes
@@ -120,7 +121,7 @@ async def start_node_service(
     register_collector("nodes", resources)
     await server.start()
     service = NodeService(server, port, engine, feed, writer, liveness, health, stopping)
-    if report_self:
+    if report_self and reports_for_the_service():
         service.reporter = ServiceReporter(settings, settings.endpoint(port))
         service.reporter.start()
     log.info(

@@ -19,6 +19,7 @@ from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, build_server
 from services.common.supervise import stop_tasks, supervised
+from services.common.workers import reports_for_the_service
 from services.registry import metrics
 from services.registry.agent_link import AgentLink
 from services.registry.aggregates import Aggregates
@@ -200,7 +201,7 @@ async def start_registry(
         )
     )
     registry.tasks.append(supervised("maintenance-resumer", maintenance.resume_forever))
-    if report_self:
+    if report_self and reports_for_the_service():
         # The registry registers itself like any process, through its own front door.
         self_settings = settings.model_copy(update={"registry_url": f"127.0.0.1:{port}"})
         registry.reporter = ServiceReporter(self_settings, settings.endpoint(port))

@@ -14,7 +14,7 @@ from services.common.metrics import register_collector
 from services.common.process import Serving
 from services.common.reporter import ServiceReporter
 from services.common.server import ServiceSpec, StartupError, build_server
-from services.common.workers import this_worker
+from services.common.workers import reports_for_the_service, this_worker
 from services.scheduler.filters import build_filters
 from services.scheduler.groups import ServerGroups
 from services.scheduler.keeper import CacheKeeper
@@ -89,7 +89,7 @@ async def start_scheduler(
     await server.start()
     scheduler = Scheduler(server, port, health, keeper, store, mirror, selector)
     worker = this_worker()
-    if report_self and (worker is None or worker.index == 0):  # one service, however many workers
+    if report_self and reports_for_the_service():
         scheduler.reporter = ServiceReporter(settings, settings.endpoint(port))
         scheduler.reporter.start()
     log.info(
