@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from typing import Any
 
 from alembic import context
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
 from services.common.db import create_engine
@@ -29,6 +30,7 @@ def run_migrations(target_metadata: MetaData, version_table: str) -> None:
         return
 
     def migrate(connection: Connection) -> None:
+        _one_at_a_time(connection, version_table)
         context.configure(connection=connection, **options)
         with context.begin_transaction():
             context.run_migrations()
@@ -45,3 +47,18 @@ def run_migrations(target_metadata: MetaData, version_table: str) -> None:
         await engine.dispose()
 
     asyncio.run(online())
+
+
+def _one_at_a_time(connection: Connection, name: str) -> None:
+    """Replicas and BERTH_WORKERS processes starting together on a new database would each
+    create the tables, and all but one fail ("relation already exists"). A lock held to
+    the end of this transaction lets one migrate; the others then find the schema at head.
+    (SQLite needs none: the migration's transaction begins IMMEDIATE, a write lock.)"""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        key = zlib.crc32(name.encode())
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif dialect in ("mysql", "mariadb"):
+        # A session lock (MySQL has no transaction-scoped one): freed with the connection,
+        # which the migration closes when it ends.
+        connection.execute(text("SELECT GET_LOCK(:name, 600)"), {"name": f"berth:{name}"})

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 from alembic import command
@@ -28,3 +29,21 @@ async def test_migrations_walk_down_to_empty_and_up_again(database, migrations):
     await asyncio.to_thread(command.upgrade, config, "head")
     await asyncio.to_thread(command.downgrade, config, "base")
     await asyncio.to_thread(command.upgrade, config, "head")
+
+
+async def test_processes_starting_together_on_a_new_database_migrate_it_once(database, migrations):
+    """Replicas or BERTH_WORKERS processes starting at once: each runs the migrations, one
+    creates the schema, the others wait for it and find it at head (none fails)."""
+    # Processes, as replicas are (Alembic's context is one per process, not per thread).
+    script = "import sys; from services.common import db; db.upgrade(sys.argv[1], sys.argv[2])"
+    runs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, str(migrations), str(database.url),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]  # fmt: skip
+    errors = [(await run.communicate())[1].decode() for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, "\n".join(errors)
+    config = db.alembic_config(migrations, database.url)
+    await asyncio.to_thread(command.check, config)
