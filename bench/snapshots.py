@@ -74,6 +74,7 @@ from support import (
 
 PHASES = ("create", "changed", "unchanged")
 REPORT = "/berth.v1.NodeService/ReportSnapshot"
+REPORT_STREAM = "/berth.v1.NodeService/ReportSnapshotStream"
 CALL_TIMEOUT_S = 60.0  # default deadline per ReportSnapshot (--call-timeout)
 
 # --------------------------------------------------------------------------- the fleet
@@ -245,6 +246,45 @@ class WorkerSpec:
     concurrency: int
     name: str
     call_timeout_s: float = CALL_TIMEOUT_S
+    transport: str = "stream"
+
+
+class StreamCaller:
+    """ReportSnapshot's call shape over ReportSnapshotStream, as agents report: one stream
+    per call in flight (a lane takes an idle stream, sends, reads its answer), the bytes of
+    a ReportSnapshotRequest sent as they are (ReportSnapshotStreamRequest has the snapshot
+    as field 1 too). A refused snapshot raises as the unary call would."""
+
+    def __init__(self, channels: list[aio.Channel], streams: int) -> None:
+        self._methods = [c.stream_stream(REPORT_STREAM) for c in channels]
+        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        for n in range(streams):
+            self._idle.put_nowait(self._methods[n % len(self._methods)]())
+        self._next_method = itertools.cycle(self._methods).__next__
+
+    async def __call__(self, request: bytes, timeout: float) -> bytes:  # noqa: ASYNC109 (the unary call's shape)
+        stream = await self._idle.get()
+        try:
+            async with asyncio.timeout(timeout):
+                await stream.write(request)
+                raw = await stream.read()
+        except BaseException:
+            stream.cancel()  # its answers could come out of line now: a new stream
+            self._idle.put_nowait(self._next_method()())
+            raise
+        self._idle.put_nowait(stream)
+        if raw is aio.EOF:
+            raise aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None, "stream ended")
+        answer = node_pb2.ReportSnapshotStreamResponse.FromString(raw)
+        if answer.error_code:
+            code = next(c for c in grpc.StatusCode if c.value[0] == answer.error_code)
+            raise aio.AioRpcError(code, None, None, answer.error_message)
+        return answer.accepted.SerializeToString()
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            stream = self._idle.get_nowait()
+            await stream.done_writing()
 
 
 class Fleet:
@@ -448,9 +488,12 @@ async def _worker_main(spec: WorkerSpec, conn: Connection) -> None:
     # Bytes in, bytes out: the requests are serialized already, answers are parsed here.
     next_call = itertools.cycle([c.unary_unary(REPORT) for c in channels]).__next__
     loop = asyncio.get_running_loop()
+    streams = StreamCaller(channels, spec.concurrency) if spec.transport == "stream" else None
 
     def spread(request: bytes, timeout: float) -> Any:
-        """ReportSnapshot on the next channel (round robin)."""
+        """ReportSnapshot on the next channel (round robin), or on an idle stream."""
+        if streams is not None:
+            return streams(request, timeout)
         return next_call()(request, timeout=timeout)
 
     conn.send("ready")
@@ -477,6 +520,8 @@ async def _worker_main(spec: WorkerSpec, conn: Connection) -> None:
             else:
                 break
     finally:
+        if streams is not None:
+            await streams.close()
         for channel in channels:
             await channel.close(grace=None)
 
@@ -508,6 +553,7 @@ class Workers:
                 max(1, args.concurrency // count + (n < args.concurrency % count)),
                 f"client {n + 1}/{count}",
                 args.call_timeout,
+                args.transport,
             )
             parent_end, child_end = ctx.Pipe()
             proc = ctx.Process(target=worker_entry, args=(spec, child_end), daemon=True)
@@ -1005,7 +1051,7 @@ def print_report(
     replicas = f"{args.replicas} node service processes" if args.replicas > 1 else "1 node service"
     print(
         f"{args.nodes} nodes, {replicas}, {args.workers} client processes, {args.concurrency} "
-        f"calls in flight, {args.channels} channels per client process"
+        f"calls in flight ({args.transport}), {args.channels} channels per client process"
     )
     header = (
         f"{'backend':<11} {'phase':<10} {'snapshots':>9} {'seconds':>8} {'snapshots/s':>11} "
@@ -1079,6 +1125,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     "machine": machine(),
                     "settings": {
                         "nodes": args.nodes,
+                        "transport": args.transport,
                         "count": args.count or None,
                         "duration_s": None if args.count else args.duration,
                         "replicas": args.replicas,
@@ -1127,6 +1174,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--concurrency", type=int, default=256, help="calls in flight over all workers (256)"
     )
     p.add_argument("--channels", type=int, default=4, help="channels per worker process (4)")
+    p.add_argument(
+        "--transport",
+        choices=["stream", "unary"],
+        default="stream",
+        help="ReportSnapshotStream, one stream per call in flight, as agents report "
+        "(default), or the unary ReportSnapshot",
+    )
     p.add_argument(
         "--call-timeout",
         type=float,
