@@ -100,7 +100,14 @@ async def start_node_service(
         sessions, poll_interval_s=settings.watch_poll_interval, retention=settings.event_retention
     )
     liveness = ComputeLiveness(settings)
-    writer = SnapshotWriter(sessions, feed, liveness, clock, max_batch=settings.snapshot_batch)
+    writer = SnapshotWriter(
+        sessions,
+        feed,
+        liveness,
+        clock,
+        max_batch=settings.snapshot_batch,
+        lanes=settings.snapshot_writers,
+    )
     stopping = asyncio.Event()
     nodes = Nodes(sessions, feed, clock)
     servicer = NodeServicer(nodes, writer, feed, stopping)

@@ -12,6 +12,7 @@ with another writer) takes the slow path, one node at a time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
@@ -64,43 +65,53 @@ class SnapshotWriter:
         clock: Clock,
         *,
         max_batch: int = 500,
+        lanes: int = 2,
     ) -> None:
         self._sessions = sessions
         self._feed = feed
         self._liveness = liveness
         self._clock = clock
         self._max_batch = max_batch
-        self._queue: list[_Pending] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # Batches of different nodes commit side by side: one batch at a time left the
+        # process waiting on the database (a third of its time, measured on PostgreSQL).
+        # A node always goes to the same lane, so its snapshots keep their order.
+        self._queues: list[list[_Pending]] = [[] for _ in range(lanes)]
+        self._wakes = [asyncio.Event() for _ in range(lanes)]
+        self._tasks: list[asyncio.Task[None]] = []
         self._slow: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        self._task = supervised("snapshot-writer", self._run)
+        self._tasks = [
+            supervised(f"snapshot-writer:{lane}", functools.partial(self._run, lane))
+            for lane in range(len(self._queues))
+        ]
 
     async def stop(self) -> None:
-        await stop_tasks(self._task, *self._slow)
-        for pending in self._queue:
-            pending.resolve(Unavailable("the node service is stopping; report again"))
-        self._queue.clear()
+        await stop_tasks(*self._tasks, *self._slow)
+        for queue in self._queues:
+            for pending in queue:
+                pending.resolve(Unavailable("the node service is stopping; report again"))
+            queue.clear()
 
     async def submit(self, report: Report) -> Response:
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(report, future))
-        self._wake.set()
+        lane = hash(report.key) % len(self._queues)
+        self._queues[lane].append(_Pending(report, future))
+        self._wakes[lane].set()
         return await future
 
-    async def _run(self) -> None:
+    async def _run(self, lane: int) -> None:
+        queue, wake = self._queues[lane], self._wakes[lane]
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             # A moment's wait gathers the calls arriving together into one commit: measured
             # on PostgreSQL, batches grow from ~14 to ~30+ snapshots, for 5 ms more latency.
-            if len(self._queue) < self._max_batch // 5:
+            if len(queue) < self._max_batch // 5:
                 await asyncio.sleep(GATHER_S)
-            while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
+            while queue:
+                batch = queue[: self._max_batch]
+                del queue[: self._max_batch]
                 # A caller past its deadline has gone; its agent sends a newer snapshot anyway.
                 batch = [p for p in batch if not p.future.done()]
                 if batch:

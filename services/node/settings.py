@@ -23,3 +23,6 @@ class NodeSettings(ServerSettings):
     event_retention: int = Field(100_000, ge=1000, description="events kept for watchers resuming")
     auto_migrate: bool = Field(True, description="walk the schema to head at start")
     snapshot_batch: int = Field(500, ge=1, le=5000, description="snapshots per transaction at most")
+    snapshot_writers: int = Field(
+        2, ge=1, le=16, description="snapshot batches committed side by side (nodes split by key)"
+    )
