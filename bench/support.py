@@ -272,6 +272,10 @@ class ServiceProcess:
             PYTHONFAULTHANDLER="1",  # a crash of the server leaves a traceback in its log
         )
         env.update(self.extra_env)
+        # BERTH_BENCH_SERVER_WORKERS=N: the service runs as N processes on its port
+        # (BERTH_WORKERS); its CPU is counted over all of them.
+        if workers := os.environ.get("BERTH_BENCH_SERVER_WORKERS"):
+            env["BERTH_WORKERS"] = workers
         command = [sys.executable, "-m", self.module]
         if self.server_options:
             command = [
