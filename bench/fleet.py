@@ -61,6 +61,7 @@ from support import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from services.common.backoff import Backoff
 from services.common.settings import CommonSettings
 from services.compute.pusher import REPORT_TIMEOUT_S
 from services.compute.settings import ComputeSettings
@@ -78,6 +79,7 @@ def default(settings: type[Any], name: str) -> float:
 class Observed:
     heartbeats: int = 0
     heartbeat_failures: int = 0
+    registration_retries: int = 0
     worst_gap_s: float = 0.0
     snapshots: int = 0
     snapshot_failures: int = 0
@@ -105,7 +107,10 @@ class Verdict:
     cache_lag_p99_s: float
     cache_lag_samples: int
     cpu_pct: dict[str, float]
-    failures: int
+    # Retried as agents retry (only their effect above can fail the fleet).
+    registration_retries: int
+    heartbeat_stream_failures: int
+    snapshot_failures: int
     first_failure: str
 
 
@@ -123,7 +128,15 @@ class Agent:
     async def run(self, registry: Any, nodes: Any, delay: float) -> None:
         await asyncio.sleep(delay)
         request = registry_pb2.RegisterServiceRequest(host=self.host, binary="berth-compute")
-        service = (await registry.RegisterService(request, timeout=30)).service.uuid
+        backoff = Backoff(0.5, self.args.report_interval)  # as the agent's reporter retries
+        while True:
+            try:
+                service = (await registry.RegisterService(request, timeout=10)).service.uuid
+                break
+            except aio.AioRpcError as exc:
+                self.seen.registration_retries += 1
+                self.seen.failed(f"{self.host} register: {exc.code().name} {exc.details()}")
+                await asyncio.sleep(backoff.next_delay())
         stream = SnapshotStream(nodes, (), timeout_s=REPORT_TIMEOUT_S)
         try:
             await asyncio.gather(self.beat(registry, service), self.report(stream))
@@ -146,9 +159,13 @@ class Agent:
                     last = now
                     await asyncio.sleep(self.jittered(self.args.report_interval))
             except (aio.AioRpcError, asyncio.InvalidStateError) as exc:
+                # The agent's reporter opens a new stream after a backoff: so do we. Only
+                # a gap long enough to mark the host down makes the fleet fail.
                 self.seen.heartbeat_failures += 1
-                self.seen.failed(f"{self.host} heartbeat: {exc!r}")
-                await asyncio.sleep(1.0)
+                code = exc.code().name if isinstance(exc, aio.AioRpcError) else repr(exc)
+                details = exc.details() if isinstance(exc, aio.AioRpcError) else ""
+                self.seen.failed(f"{self.host} heartbeat: {code} {details}")
+                await asyncio.sleep(self.rng.uniform(0.25, 0.5) * self.args.report_interval)
             finally:
                 call.cancel()
 
@@ -266,10 +283,6 @@ def judge(n: int, args: argparse.Namespace, seen: Observed, seconds: float, cpu:
         )
     if up < n or registered < n:
         reasons.append(f"{up} of {n} compute services up ({registered} registered)")
-    if seen.snapshot_failures or seen.heartbeat_failures:
-        reasons.append(
-            f"{seen.snapshot_failures} snapshots and {seen.heartbeat_failures} heartbeat streams failed"
-        )
     if latencies and percentile(latencies, 0.99) >= REPORT_TIMEOUT_S:
         reasons.append(
             f"snapshot p99 {percentile(latencies, 0.99):.1f} s past the agents' deadline"
@@ -294,7 +307,9 @@ def judge(n: int, args: argparse.Namespace, seen: Observed, seconds: float, cpu:
         cache_lag_p99_s=round(percentile(lags, 0.99), 2) if lags else 0.0,
         cache_lag_samples=len(lags),
         cpu_pct=cpu,
-        failures=seen.snapshot_failures + seen.heartbeat_failures,
+        registration_retries=seen.registration_retries,
+        heartbeat_stream_failures=seen.heartbeat_failures,
+        snapshot_failures=seen.snapshot_failures,
         first_failure=seen.first_failure,
     )
 
@@ -346,6 +361,12 @@ def print_verdicts(verdicts: list[Verdict], args: argparse.Namespace) -> None:
               f"{c['registry']:.0f}/{c['node']:.0f}/{c['scheduler']:.0f}/{c['machine']:.0f}")  # fmt: skip
         for reason in v.reasons:
             print(f"        does not hold: {reason}")
+        if v.first_failure:
+            print(
+                f"        retried: {v.registration_retries} registrations, "
+                f"{v.heartbeat_stream_failures} heartbeat streams, {v.snapshot_failures} "
+                f"snapshots; first: {v.first_failure.splitlines()[0]}"
+            )
     held = [v.nodes for v in verdicts if v.holds]
     print(f"largest fleet this machine holds: {max(held) if held else 'none of those tried'}")
 
