@@ -58,7 +58,10 @@ bench: $(STAMP) ## Benchmarks (not tests): heartbeats/s, snapshots/s, placements
 	$(PY) bench/scheduler.py $(SCHEDULER_BENCH_ARGS)
 	$(PY) bench/api.py $(API_BENCH_ARGS)
 
+bench-fleet: $(STAMP) ## Fleet simulator: does this machine keep N nodes in steady state? (FLEET_ARGS="--nodes 2000 5000")
+	$(PY) bench/fleet.py $(FLEET_ARGS)
+
 clean: ## Remove the virtualenv, caches and the local data directory
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache
 
-.PHONY: help install run test chaos lint typecheck protos proto-check migrations-check check bench clean
+.PHONY: help install run test chaos lint typecheck protos proto-check migrations-check check bench bench-fleet clean
