@@ -1,9 +1,11 @@
 """How many ResourceSnapshots per second one node service process accepts, over real gRPC.
 
 For each backend (SQLite, PostgreSQL, optionally MariaDB) this script creates a fresh
-database, starts `python -m services.node` on it as a subprocess, and drives
-`NodeService.ReportSnapshot` from client worker processes simulating N nodes (one node
-per host, as KVM agents have), in three phases:
+database, starts `python -m services.node` on it as a subprocess, and sends it snapshots
+from client worker processes simulating N nodes (one node per host, as KVM agents have)
+over `--transport stream` (default: long-lived `ReportSnapshotStream`s, as agents report,
+`--stream-depth` snapshots in flight on each, answered in order) or `--transport unary`
+(one `ReportSnapshot` call per snapshot), in three phases:
 
 1. create:    every node's first snapshot (no node uuid yet): the slow path, one
               transaction per node;
@@ -13,16 +15,19 @@ per host, as KVM agents have), in three phases:
 3. unchanged: the node's last content again with the next sequence: only the sequence
               is recorded.
 
-Each worker owns a slice of the nodes and keeps `--concurrency / --workers` calls in
+Each worker owns a slice of the nodes and keeps `--concurrency / --workers` snapshots in
 flight, never two for the same node, so every node's sequence arrives in order. The
 requests are serialized before the clock starts (only the sequence number is appended
-per call). Every answer is checked (changed flag, generation, node uuid) and at the end
-the stored state is compared with what was sent (GetStatistics, GetComputeNode for a
-sample of nodes, and a replayed snapshot that must be refused as stale).
+per snapshot). Every answer is checked (changed flag, generation, node uuid; on a stream
+also that it names the snapshot sent in its place) and at the end the stored state is
+compared with what was sent (GetStatistics, GetComputeNode for a sample of nodes, and a
+replayed snapshot that must be refused as stale).
 
     .venv/bin/python bench/snapshots.py                      # both backends, 10,000 nodes
     .venv/bin/python bench/snapshots.py --backends sqlite --nodes 2000 --count 5000
     .venv/bin/python bench/snapshots.py --duration 10        # changed/unchanged: 10 s each
+    .venv/bin/python bench/snapshots.py --stream-depth 8     # 8 in flight on each stream
+    .venv/bin/python bench/snapshots.py --transport unary    # ReportSnapshot calls
     .venv/bin/python bench/snapshots.py --profile sample     # where the server's time goes
     .venv/bin/python bench/snapshots.py --json
 
@@ -48,12 +53,14 @@ import sys
 import tempfile
 import time
 import uuid as uuidlib
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import grpc
+from berth.client.errors import from_rpc_error
 from berth.v1 import common_pb2, node_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
@@ -183,23 +190,25 @@ def varint(value: int) -> bytes:
 
 
 _SEQUENCE_TAG = b"\x28"  # ResourceSnapshot.sequence: field 5, varint
-_SNAPSHOT_TAG = b"\x0a"  # ReportSnapshotRequest.snapshot: field 1, length-delimited
+_SNAPSHOT_TAG = b"\x0a"  # Report(Stream)Request.snapshot: field 1, length-delimited
 
 
 def request_bytes(without_sequence: bytes, sequence: int) -> bytes:
-    """A serialized ReportSnapshotRequest: the snapshot serialized without its sequence
+    """A serialized ReportSnapshotRequest, or ReportSnapshotStreamRequest (both carry the
+    snapshot as field 1 and nothing else): the snapshot serialized without its sequence
     (proto3 leaves 0 out) followed by the sequence field; parsers accept any field order."""
     inner = without_sequence + _SEQUENCE_TAG + varint(sequence)
     return _SNAPSHOT_TAG + varint(len(inner)) + inner
 
 
 def _self_check() -> None:
-    """The composed bytes parse to exactly the request built the ordinary way."""
+    """The composed bytes parse to exactly the request built the ordinary way, for both
+    the unary call's request and the stream's."""
     for i, state, uuid, sequence in ((0, 0, "", 1), (13, 1, str(uuidlib.uuid4()), 300)):
         composed = request_bytes(snapshot(i, state, uuid).SerializeToString(), sequence)
-        expected = node_pb2.ReportSnapshotRequest(snapshot=snapshot(i, state, uuid, sequence))
-        if node_pb2.ReportSnapshotRequest.FromString(composed) != expected:
-            raise AssertionError("request_bytes does not compose a valid ReportSnapshotRequest")
+        for kind in (node_pb2.ReportSnapshotRequest, node_pb2.ReportSnapshotStreamRequest):
+            if kind.FromString(composed) != kind(snapshot=snapshot(i, state, uuid, sequence)):
+                raise AssertionError(f"request_bytes does not compose a valid {kind.__name__}")
 
 
 # --------------------------------------------------------------------------- results
@@ -209,6 +218,7 @@ def _self_check() -> None:
 class PhaseResult:
     backend: str
     phase: str
+    transport: str  # stream: ReportSnapshotStream; unary: ReportSnapshot
     snapshots: int  # answered OK
     seconds: float  # from the start signal to the last answer
     snapshots_per_s: float
@@ -216,7 +226,9 @@ class PhaseResult:
     p99_ms: float
     errors: int  # failed calls
     errors_by_code: dict[str, int]
-    wrong_answers: int  # OK answers with an unexpected changed flag / generation / uuid
+    # OK answers with an unexpected changed flag / generation / uuid, and stream answers
+    # naming another snapshot than the one sent in their place
+    wrong_answers: int
     in_flight: int
     server_cpu_pct: float  # of one core
     client_cpu_pct: float  # summed over the client processes, of one core
@@ -243,48 +255,171 @@ class WorkerSpec:
     target: str
     indexes: list[int]  # the nodes this worker owns (never shared with another worker)
     channels: int
-    concurrency: int
+    concurrency: int  # snapshots in flight
     name: str
     call_timeout_s: float = CALL_TIMEOUT_S
     transport: str = "stream"
+    stream_depth: int = 1  # stream: snapshots in flight on each stream
 
 
-class StreamCaller:
-    """ReportSnapshot's call shape over ReportSnapshotStream, as agents report: one stream
-    per call in flight (a lane takes an idle stream, sends, reads its answer), the bytes of
-    a ReportSnapshotRequest sent as they are (ReportSnapshotStreamRequest has the snapshot
-    as field 1 too). A refused snapshot raises as the unary call would."""
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
-    def __init__(self, channels: list[aio.Channel], streams: int) -> None:
-        self._methods = [c.stream_stream(REPORT_STREAM) for c in channels]
-        self._idle: asyncio.Queue[Any] = asyncio.Queue()
-        for n in range(streams):
-            self._idle.put_nowait(self._methods[n % len(self._methods)]())
-        self._next_method = itertools.cycle(self._methods).__next__
 
-    async def __call__(self, request: bytes, timeout: float) -> bytes:  # noqa: ASYNC109 (the unary call's shape)
-        stream = await self._idle.get()
+class Refused(Exception):
+    """A snapshot the node service did not take: the unary call's status, a stream answer's
+    error_code, or how the stream it went on failed (UNAVAILABLE, DEADLINE_EXCEEDED, ...)."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
+        super().__init__(f"{code.name} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+
+    @classmethod
+    def of(cls, exc: grpc.RpcError) -> Refused:
+        error = from_rpc_error(exc)  # the reason travels in the status details
+        return cls(error.code, error.reason, error.message)
+
+
+class OutOfLine(Exception):
+    """A stream answer naming another snapshot than the one sent in its place."""
+
+
+# send(request bytes, nodename, sequence, timeout) -> the ReportSnapshotResponse, or raises
+# Refused / OutOfLine. The nodename and sequence are what the stream's answer must name.
+Send = Callable[[bytes, str, int, float], Awaitable[Any]]
+
+
+class UnaryCalls:
+    """`lanes` ReportSnapshot calls in flight, each on the next channel (round robin)."""
+
+    def __init__(self, channels: list[aio.Channel], lanes: int) -> None:
+        # Bytes in, bytes out: the requests are serialized already, answers parsed here.
+        calls: list[aio.UnaryUnaryMultiCallable] = [c.unary_unary(REPORT) for c in channels]
+        self._next = itertools.cycle(calls).__next__
+        self.lanes = lanes
+
+    async def open(self) -> None:
+        pass
+
+    def sender(self, lane: int) -> Send:
+        return self.send
+
+    async def send(self, request: bytes, nodename: str, sequence: int, timeout: float) -> Any:  # noqa: ASYNC109 (a per-call deadline)
         try:
-            async with asyncio.timeout(timeout):
-                await stream.write(request)
-                raw = await stream.read()
-        except BaseException:
-            stream.cancel()  # its answers could come out of line now: a new stream
-            self._idle.put_nowait(self._next_method()())
-            raise
-        self._idle.put_nowait(stream)
-        if raw is aio.EOF:
-            raise aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None, "stream ended")
-        answer = node_pb2.ReportSnapshotStreamResponse.FromString(raw)
-        if answer.error_code:
-            code = next(c for c in grpc.StatusCode if c.value[0] == answer.error_code)
-            raise aio.AioRpcError(code, None, None, answer.error_message)
-        return answer.accepted.SerializeToString()
+            raw = await self._next()(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise Refused.of(exc) from None
+        return node_pb2.ReportSnapshotResponse.FromString(raw)
 
     async def close(self) -> None:
-        while not self._idle.empty():
-            stream = self._idle.get_nowait()
-            await stream.done_writing()
+        pass
+
+
+class SnapshotStream:
+    """One long-lived ReportSnapshotStream, shared by `--stream-depth` lanes. Its answers come
+    in the order the snapshots went: a write takes its place in line under the lock, and
+    its sender reads once the answer before its own was read. A failure ends the stream
+    (later answers would come out of line); the next send opens a new one. Bytes in and
+    out, as the unary calls: the serialized ReportSnapshotStreamRequest is request_bytes."""
+
+    def __init__(self, method: aio.StreamStreamMultiCallable) -> None:
+        self._method = method
+        self._call: aio.StreamStreamCall | None = None
+        self._last_read: asyncio.Future[None] | None = None  # of the last write on _call
+        self._write_lock = asyncio.Lock()
+
+    def _current(self) -> aio.StreamStreamCall:
+        if self._call is None or self._call.done():
+            self._call = self._method()
+            self._last_read = None
+        return self._call
+
+    def _end(self, call: aio.StreamStreamCall) -> None:
+        call.cancel()  # the sends still waiting on it fail
+        if self._call is call:
+            self._call = None
+
+    async def open(self) -> None:
+        await self._current().wait_for_connection()
+
+    async def send(self, request: bytes, nodename: str, sequence: int, timeout: float) -> Any:  # noqa: ASYNC109 (a per-snapshot deadline)
+        read = asyncio.get_running_loop().create_future()
+        call = None
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._write_lock:  # a write and its place in line go together
+                    call = self._current()
+                    before, self._last_read = self._last_read, read
+                    await call.write(request)
+                if before is not None and not before.done():
+                    await before
+                raw = await call.read()
+        except BaseException as exc:
+            if call is not None:
+                self._end(call)
+            if isinstance(exc, TimeoutError):
+                message = f"no answer within {timeout:g} s"
+                raise Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "NO_ANSWER", message) from None
+            if isinstance(exc, grpc.RpcError):
+                raise Refused.of(exc) from None
+            if isinstance(exc, asyncio.InvalidStateError):  # written after the stream ended
+                raise Refused(grpc.StatusCode.UNAVAILABLE, "STREAM_ENDED", str(exc)) from None
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task and not task.cancelling():
+                # Not this task: gRPC cancels the reads and writes of a cancelled call, and
+                # an earlier send on this stream failed and ended it.
+                message = "the stream ended after an earlier snapshot on it failed"
+                raise Refused(grpc.StatusCode.CANCELLED, "STREAM_ENDED", message) from None
+            raise
+        finally:
+            # The next in line may read, whatever happened here (a cancelled or timed-out
+            # successor cancels the future it awaited, so it may be done already).
+            if not read.done():
+                read.set_result(None)
+        if not isinstance(raw, bytes):  # EOF: the stream ended without an error
+            self._end(call)
+            message = "the node service ended the stream"
+            raise Refused(grpc.StatusCode.UNAVAILABLE, "STREAM_ENDED", message)
+        answer = node_pb2.ReportSnapshotStreamResponse.FromString(raw)
+        if answer.nodename != nodename or answer.sequence != sequence:
+            raise OutOfLine(
+                f"the answer in the place of {nodename} #{sequence} is for "
+                f"{answer.nodename!r} #{answer.sequence}"
+            )
+        if answer.error_code:
+            code = _CODES.get(answer.error_code, grpc.StatusCode.UNKNOWN)
+            raise Refused(code, answer.error_reason, answer.error_message)
+        return answer.accepted
+
+    async def close(self) -> None:
+        if self._call is not None and not self._call.done():
+            with contextlib.suppress(Exception):
+                await self._call.done_writing()
+
+
+class SnapshotStreams:
+    """`lanes` snapshots in flight over ceil(lanes / depth) streams spread over the channels:
+    lane n sends on stream n // depth, so each stream has `depth` in flight (the last maybe
+    fewer), as agents each keep one stream for all their nodes."""
+
+    def __init__(self, channels: list[aio.Channel], lanes: int, depth: int) -> None:
+        methods: list[aio.StreamStreamMultiCallable] = [
+            c.stream_stream(REPORT_STREAM) for c in channels
+        ]
+        streams = -(-lanes // depth)
+        self._streams = [SnapshotStream(methods[n % len(methods)]) for n in range(streams)]
+        self._depth = depth
+        self.lanes = lanes
+
+    async def open(self) -> None:
+        for start in range(0, len(self._streams), 256):  # not thousands of calls at once
+            await asyncio.gather(*(s.open() for s in self._streams[start : start + 256]))
+
+    def sender(self, lane: int) -> Send:
+        return self._streams[lane // self._depth].send
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self._streams))
 
 
 class Fleet:
@@ -292,6 +427,7 @@ class Fleet:
 
     def __init__(self, indexes: list[int]) -> None:
         self.indexes = indexes
+        self.hosts = [host_of(i) for i in indexes]  # each host's one nodename too
         n = len(indexes)
         self.uuids = [""] * n
         self.sequence = [0] * n
@@ -314,6 +450,35 @@ class Fleet:
             for p, i in enumerate(self.indexes)
         ]
 
+    def take(self, p: int, phase: str, state: int, sequence: int, reply: Any) -> str:
+        """Record node p's accepted snapshot; what in the answer was not as expected ('' if
+        nothing): the changed flag, the generation (+1 for a change), the node uuid."""
+        if phase == "create":
+            expected = (True, 1)
+            self.uuids[p] = reply.node_uuid
+        else:
+            changed = phase == "changed"
+            expected = (changed, self.generation[p] + changed)
+        problem = ""
+        if self.uncertain[p]:
+            # An earlier call failed, so nothing was expected; an OK answer means the
+            # service holds this snapshot now: known again.
+            self.uuids[p] = reply.node_uuid
+            self.uncertain[p] = False
+        elif (reply.changed, reply.generation) != expected or (
+            reply.node_uuid != self.uuids[p] or not reply.node_uuid
+        ):
+            problem = (
+                f"answered changed={reply.changed} generation={reply.generation} "
+                f"uuid={reply.node_uuid!r}, expected changed={expected[0]} "
+                f"generation={expected[1]}"
+            )
+            self.uncertain[p] = True
+        self.sequence[p] = sequence
+        self.state[p] = state
+        self.generation[p] = reply.generation
+        return problem
+
     def expected_sums(self) -> dict[str, int]:
         sums = collections.Counter[str]()
         for p, i in enumerate(self.indexes):
@@ -332,12 +497,11 @@ class Fleet:
 
 async def _run_phase(
     fleet: Fleet,
-    call: Any,
+    transport: UnaryCalls | SnapshotStreams,
     phase: str,
     quota: float,
     start_at: float,
     deadline: float,
-    lanes: int,
     call_timeout_s: float = CALL_TIMEOUT_S,
 ) -> dict[str, Any]:
     clock = time.monotonic
@@ -345,13 +509,12 @@ async def _run_phase(
     errors: collections.Counter[str] = collections.Counter()
     stats: dict[str, Any] = {"count": 0, "wrong": 0, "first_error": "", "last": start_at}
     remaining = quota
-    parse = node_pb2.ReportSnapshotResponse.FromString
 
     def note(message: str) -> None:
         if not stats["first_error"]:
             stats["first_error"] = message[:500]
 
-    async def lane(mine: list[int]) -> None:
+    async def lane(mine: list[int], send: Send) -> None:
         nonlocal remaining
         while mine:
             for p in mine:
@@ -359,62 +522,39 @@ async def _run_phase(
                     return
                 remaining -= 1
                 if phase == "create":
-                    request = fleet.create_requests[p]
-                    state = 0
+                    request, state, sequence = fleet.create_requests[p], 0, 1
                 else:
                     state = 1 - fleet.state[p] if phase == "changed" else fleet.state[p]
-                    request = request_bytes(fleet.bodies[p][state], fleet.sequence[p] + 1)
+                    sequence = fleet.sequence[p] + 1
+                    request = request_bytes(fleet.bodies[p][state], sequence)
                 t0 = clock()
                 try:
-                    raw = await call(request, timeout=call_timeout_s)
-                except grpc.RpcError as exc:
-                    code = exc.code() if isinstance(exc, aio.AioRpcError) else None
-                    errors[code.name if code is not None else type(exc).__name__] += 1
-                    details = exc.details() if isinstance(exc, aio.AioRpcError) else str(exc)
-                    note(f"{host_of(fleet.indexes[p])}: {phase}: {details}")
+                    reply = await send(request, fleet.hosts[p], sequence, call_timeout_s)
+                except (Refused, OutOfLine) as exc:
+                    if isinstance(exc, Refused):
+                        errors[exc.code.name] += 1
+                    else:
+                        stats["wrong"] += 1
+                    note(f"{fleet.hosts[p]}: {phase}: {exc}")
                     fleet.uncertain[p] = True
-                    fleet.sequence[p] += 1
+                    fleet.sequence[p] = sequence
                     continue
                 t1 = clock()
                 latencies.append(t1 - t0)
                 stats["count"] += 1
                 stats["last"] = t1
-                reply = parse(raw)
-                if phase == "create":
-                    expected = (True, 1)
-                    fleet.uuids[p] = reply.node_uuid
-                    fleet.sequence[p] = 1
-                elif phase == "changed":
-                    expected = (True, fleet.generation[p] + 1)
-                    fleet.sequence[p] += 1
-                else:
-                    expected = (False, fleet.generation[p])
-                    fleet.sequence[p] += 1
-                if fleet.uncertain[p]:
-                    # An earlier call failed, so nothing was expected; an OK answer means
-                    # the service holds this snapshot now: known again.
-                    fleet.uuids[p] = reply.node_uuid
-                    fleet.uncertain[p] = False
-                elif (reply.changed, reply.generation) != expected or (
-                    reply.node_uuid != fleet.uuids[p] or not reply.node_uuid
-                ):
+                problem = fleet.take(p, phase, state, sequence, reply)
+                if problem:
                     stats["wrong"] += 1
-                    note(
-                        f"node {host_of(fleet.indexes[p])}: {phase} answered changed="
-                        f"{reply.changed} generation={reply.generation} uuid={reply.node_uuid!r}, "
-                        f"expected changed={expected[0]} generation={expected[1]}"
-                    )
-                    fleet.uncertain[p] = True
-                fleet.state[p] = state
-                fleet.generation[p] = reply.generation
+                    note(f"node {fleet.hosts[p]}: {phase} {problem}")
             if phase == "create":
                 return
 
     positions = list(range(len(fleet.indexes)))
-    lanes = max(1, min(lanes, len(positions)))
+    lanes = max(1, min(transport.lanes, len(positions)))
     await asyncio.sleep(max(0.0, start_at - clock()))
     cpu_from = time.process_time()
-    await asyncio.gather(*(lane(positions[n::lanes]) for n in range(lanes)))
+    await asyncio.gather(*(lane(positions[n::lanes], transport.sender(n)) for n in range(lanes)))
     return {
         "count": stats["count"],
         "wrong": stats["wrong"],
@@ -427,7 +567,30 @@ async def _run_phase(
     }
 
 
-async def _verify_sample(fleet: Fleet, channel: aio.Channel, call: Any) -> dict[str, Any]:
+async def _replay(fleet: Fleet, p: int, send: Send) -> list[str]:
+    """The unchanged phase stores only the sequence: replaying node p's last snapshot must
+    be refused as stale. Then the next sequence must be taken (unchanged): over a stream,
+    this shows the stream went on after the refusal."""
+    host, sequence, state = fleet.hosts[p], fleet.sequence[p], fleet.state[p]
+    try:
+        await send(request_bytes(fleet.bodies[p][state], sequence), host, sequence, 30)
+        return [f"{host}: a replay of sequence {sequence} was accepted: it was not stored"]
+    except OutOfLine as exc:
+        return [f"{host}: the replay: {exc}"]
+    except Refused as exc:
+        if (exc.code, exc.reason) != (grpc.StatusCode.ABORTED, "STALE_SNAPSHOT"):
+            return [f"{host}: the replay was refused with {exc}, not ABORTED STALE_SNAPSHOT"]
+    sequence += 1
+    try:
+        reply = await send(request_bytes(fleet.bodies[p][state], sequence), host, sequence, 30)
+    except (Refused, OutOfLine) as exc:
+        fleet.uncertain[p] = True
+        return [f"{host}: the snapshot after the refused replay: {exc}"]
+    problem = fleet.take(p, "unchanged", state, sequence, reply)
+    return [f"{host}: the snapshot after the refused replay {problem}"] if problem else []
+
+
+async def _verify_sample(fleet: Fleet, channel: aio.Channel, send: Send) -> dict[str, Any]:
     """GetComputeNode for ~25 of this worker's nodes, and one replayed (stale) snapshot."""
     get = channel.unary_unary(
         "/berth.v1.NodeService/GetComputeNode",
@@ -465,18 +628,7 @@ async def _verify_sample(fleet: Fleet, channel: aio.Channel, call: Any) -> dict[
         elif got != want:
             problems.append(f"{host_of(i)}: claim ids {got[7]}, expected {want[7]}")
     if sample:
-        # The unchanged phase stores only the sequence: replaying the last one must be refused.
-        p = sample[0]
-        replay = request_bytes(fleet.bodies[p][fleet.state[p]], fleet.sequence[p])
-        try:
-            await call(replay, timeout=30)
-            problems.append(
-                f"{host_of(fleet.indexes[p])}: a replay of sequence {fleet.sequence[p]} was "
-                "accepted: the last sequence was not stored"
-            )
-        except aio.AioRpcError as exc:
-            if exc.code() is not grpc.StatusCode.ABORTED:
-                problems.append(f"the replayed snapshot failed with {exc.code().name}, not ABORTED")
+        problems += await _replay(fleet, sample[0], send)
     return {"problems": problems, "checked": len(sample), "sums": fleet.expected_sums()}
 
 
@@ -485,17 +637,13 @@ async def _worker_main(spec: WorkerSpec, conn: Connection) -> None:
     channels = [client_channel(spec.target, i) for i in range(spec.channels)]
     for channel in channels:
         await asyncio.wait_for(channel.channel_ready(), timeout=30)
-    # Bytes in, bytes out: the requests are serialized already, answers are parsed here.
-    next_call = itertools.cycle([c.unary_unary(REPORT) for c in channels]).__next__
     loop = asyncio.get_running_loop()
-    streams = StreamCaller(channels, spec.concurrency) if spec.transport == "stream" else None
-
-    def spread(request: bytes, timeout: float) -> Any:
-        """ReportSnapshot on the next channel (round robin), or on an idle stream."""
-        if streams is not None:
-            return streams(request, timeout)
-        return next_call()(request, timeout=timeout)
-
+    transport = (
+        SnapshotStreams(channels, spec.concurrency, spec.stream_depth)
+        if spec.transport == "stream"
+        else UnaryCalls(channels, spec.concurrency)
+    )
+    await transport.open()  # before the clock starts
     conn.send("ready")
     try:
         while True:
@@ -503,12 +651,11 @@ async def _worker_main(spec: WorkerSpec, conn: Connection) -> None:
             if command["do"] == "phase":
                 outcome = await _run_phase(
                     fleet,
-                    spread,
+                    transport,
                     command["phase"],
                     command["quota"],
                     command["start_at"],
                     command["deadline"],
-                    spec.concurrency,
                     spec.call_timeout_s,
                 )
                 conn.send(outcome)
@@ -516,12 +663,11 @@ async def _worker_main(spec: WorkerSpec, conn: Connection) -> None:
                 fleet.prepare_updates()  # the uuids are known now
                 conn.send("prepared")
             elif command["do"] == "verify":
-                conn.send(await _verify_sample(fleet, channels[0], spread))
+                conn.send(await _verify_sample(fleet, channels[0], transport.sender(0)))
             else:
                 break
     finally:
-        if streams is not None:
-            await streams.close()
+        await transport.close()
         for channel in channels:
             await channel.close(grace=None)
 
@@ -538,6 +684,21 @@ def worker_entry(spec: WorkerSpec, conn: Connection) -> None:
         conn.close()
 
 
+def in_flight_per_worker(args: argparse.Namespace) -> list[int]:
+    """--concurrency shared out over the worker processes."""
+    count = max(1, min(args.workers, args.nodes))
+    return [
+        max(1, args.concurrency // count + (n < args.concurrency % count)) for n in range(count)
+    ]
+
+
+def streams_of(args: argparse.Namespace) -> int:
+    """The streams all workers open (0 for unary calls): each has --stream-depth in flight."""
+    if args.transport != "stream":
+        return 0
+    return sum(-(-c // args.stream_depth) for c in in_flight_per_worker(args))
+
+
 class Workers:
     """The client worker processes of one backend run."""
 
@@ -545,15 +706,16 @@ class Workers:
         ctx = mp.get_context("spawn")
         count = max(1, min(args.workers, nodes))
         self.procs: list[tuple[mp.process.BaseProcess, Connection]] = []
-        for n in range(count):
+        for n, in_flight in enumerate(in_flight_per_worker(args)):
             spec = WorkerSpec(
                 targets[n % len(targets)],  # with --replicas, each worker uses one replica
                 list(range(n, nodes, count)),
                 args.channels,
-                max(1, args.concurrency // count + (n < args.concurrency % count)),
+                in_flight,
                 f"client {n + 1}/{count}",
                 args.call_timeout,
                 args.transport,
+                args.stream_depth,
             )
             parent_end, child_end = ctx.Pipe()
             proc = ctx.Process(target=worker_entry, args=(spec, child_end), daemon=True)
@@ -897,6 +1059,7 @@ async def run_phase(
     return PhaseResult(
         backend=database.name,
         phase=phase,
+        transport=args.transport,
         snapshots=count,
         seconds=round(seconds, 2),
         snapshots_per_s=round(count / seconds, 1),
@@ -988,7 +1151,9 @@ async def bench_backend(
                 what = f"{args.count} snapshots"
             else:
                 what = f"{args.duration:g} s"
-            log(f"{database.name}: {phase}: {what}, {args.concurrency} in flight")
+            log(
+                f"{database.name}: {phase}: {what}, {args.concurrency} in flight ({args.transport})"
+            )
             result = await run_phase(phase, services, workers, database, args, profiler)
             results.append(result)
             if phase == "create":
@@ -1049,9 +1214,16 @@ def print_report(
 ) -> None:
     print(describe(machine()))
     replicas = f"{args.replicas} node service processes" if args.replicas > 1 else "1 node service"
+    if args.transport == "stream":
+        how = (
+            f"snapshots in flight over ReportSnapshotStream (transport stream: "
+            f"{streams_of(args)} streams, {args.stream_depth} in flight on each)"
+        )
+    else:
+        how = "ReportSnapshot calls in flight (transport unary)"
     print(
         f"{args.nodes} nodes, {replicas}, {args.workers} client processes, {args.concurrency} "
-        f"calls in flight ({args.transport}), {args.channels} channels per client process"
+        f"{how}, {args.channels} channels per client process"
     )
     header = (
         f"{'backend':<11} {'phase':<10} {'snapshots':>9} {'seconds':>8} {'snapshots/s':>11} "
@@ -1077,13 +1249,14 @@ def print_report(
         shown = {k: v for k, v in r.extra.items() if k != "profile"}
         if shown:
             print(f"{r.backend} {r.phase}: {shown}")
+    after = " on the same stream" if args.transport == "stream" else ""
     for v in verifications:
         if v.ok:
             print(
                 f"{v.backend}: stored state verified: GetStatistics matches what was sent "
                 f"({v.statistics['count']} nodes, {v.statistics['running_vms']} instances), "
                 f"{v.nodes_checked} nodes checked by GetComputeNode, a replayed snapshot was "
-                "refused as stale"
+                f"refused as stale (ABORTED STALE_SNAPSHOT) and the next one taken{after}"
             )
         else:
             print(f"{v.backend}: VERIFICATION FAILED:")
@@ -1131,6 +1304,8 @@ async def main_async(args: argparse.Namespace) -> int:
                         "replicas": args.replicas,
                         "workers": args.workers,
                         "concurrency": args.concurrency,
+                        "streams": streams_of(args) or None,
+                        "stream_depth": args.stream_depth if args.transport == "stream" else None,
                         "channels_per_worker": args.channels,
                     },
                     "results": [asdict(r) for r in results],
@@ -1171,21 +1346,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--workers", type=int, default=2, help="client worker processes (2)")
     p.add_argument(
-        "--concurrency", type=int, default=256, help="calls in flight over all workers (256)"
+        "--concurrency",
+        type=int,
+        help="snapshots in flight over all workers (256; with --streams: streams x depth x workers)",
     )
     p.add_argument("--channels", type=int, default=4, help="channels per worker process (4)")
     p.add_argument(
         "--transport",
         choices=["stream", "unary"],
         default="stream",
-        help="ReportSnapshotStream, one stream per call in flight, as agents report "
-        "(default), or the unary ReportSnapshot",
+        help="stream: long-lived ReportSnapshotStreams, as agents report (default); "
+        "unary: one ReportSnapshot call per snapshot",
+    )
+    p.add_argument(
+        "--streams",
+        type=int,
+        help="stream transport: streams per worker process (default: as many as make "
+        "--concurrency with --stream-depth in flight on each)",
+    )
+    p.add_argument(
+        "--stream-depth",
+        type=int,
+        help="stream transport: snapshots in flight on each stream, answered in order (1)",
     )
     p.add_argument(
         "--call-timeout",
         type=float,
         default=CALL_TIMEOUT_S,
-        help="deadline of each ReportSnapshot in seconds (60; agents use 10)",
+        help="deadline of each snapshot's answer in seconds (60; agents use 10)",
     )
     p.add_argument(
         "--replicas",
@@ -1230,6 +1418,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--grpc-server-option {item!r}: use KEY=VALUE")
         options.append((key, int(value) if value.lstrip("-").isdigit() else value))
     args.grpc_server_option = options
+    if args.transport == "unary" and (args.streams is not None or args.stream_depth is not None):
+        p.error("--streams and --stream-depth are for --transport stream")
+    if any(n is not None and n < 1 for n in (args.streams, args.stream_depth)):
+        p.error("--streams and --stream-depth must be >= 1")
+    args.stream_depth = args.stream_depth or 1
+    if args.streams is not None:
+        in_flight = args.streams * args.stream_depth * args.workers
+        if args.concurrency not in (None, in_flight):
+            p.error(
+                f"--concurrency {args.concurrency} and --streams x --stream-depth x "
+                f"--workers = {in_flight} disagree: give one of them"
+            )
+        args.concurrency = in_flight
+    if args.concurrency is None:
+        args.concurrency = 256
     if min(args.nodes, args.workers, args.concurrency, args.channels, args.replicas) < 1:
         p.error("--nodes, --workers, --concurrency, --channels and --replicas must be >= 1")
     if args.count < 0 or (not args.count and args.duration <= 0):
