@@ -13,8 +13,8 @@ import contextlib
 import contextvars
 import inspect
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,7 +164,7 @@ class RequestIdInterceptor(ScopedInterceptor):
     def scope(self, method: str) -> Scope:
         @contextlib.asynccontextmanager
         async def scope(context: aio.ServicerContext) -> AsyncIterator[None]:
-            rid = (_metadata(context, REQUEST_ID_KEY) or "")[:64] or uuid.uuid4().hex[:16]
+            rid = (_metadata(context, REQUEST_ID_KEY) or "")[:64] or secrets.token_hex(8)
             info_token = current_call.set(CallInfo(method, rid))
             rid_token = logs.request_id.set(rid)
             try:
@@ -185,12 +185,17 @@ class ObserveInterceptor(ScopedInterceptor):
 
     def scope(self, method: str) -> Scope:
         level = logging.DEBUG if method in self._quiet else logging.INFO
+        # The method's series, looked up once (labels() takes a lock and a dict per call).
+        service, name = CallInfo(method, "").service_and_method
+        seconds = metrics.RPC_SECONDS.labels(service, name)
+        handled: dict[grpc.StatusCode, Any] = {}
 
         @contextlib.asynccontextmanager
         async def scope(context: aio.ServicerContext) -> AsyncIterator[None]:
             info = current_call.get()
             assert info is not None, "RequestIdInterceptor must run first"
-            peer = context.peer()  # read while the call is certainly alive
+            logged = log.isEnabledFor(level)
+            peer = context.peer() if logged else ""  # read while the call is certainly alive
             try:
                 yield
             except BaseException:
@@ -199,10 +204,14 @@ class ObserveInterceptor(ScopedInterceptor):
                 raise
             finally:
                 elapsed = time.perf_counter() - info.started
-                service, name = info.service_and_method
-                metrics.RPC_HANDLED.labels(service, name, info.code.name).inc()
-                metrics.RPC_SECONDS.labels(service, name).observe(elapsed)
-                if log.isEnabledFor(level):
+                counter = handled.get(info.code)
+                if counter is None:
+                    counter = handled[info.code] = metrics.RPC_HANDLED.labels(
+                        service, name, info.code.name
+                    )
+                counter.inc()
+                seconds.observe(elapsed)
+                if logged:
                     log.log(
                         level,
                         "rpc",

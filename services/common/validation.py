@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 import uuid as uuidlib
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -11,6 +12,7 @@ from berth.client.errors import InvalidArgument
 if TYPE_CHECKING:
     # The stubs' base of every generated enum's metaclass (mypy-protobuf), generic over the
     # enum's ValueType; at run time the class is plain EnumTypeWrapper.
+    from google.protobuf.descriptor import EnumDescriptor
     from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
 E = TypeVar("E", bound=int)  # a protobuf enum's ValueType
@@ -72,10 +74,15 @@ def enum(
     """Reject unknown numbers (proto3 keeps them) and, unless allowed, the zero value; the
     value as the enum's type (`host_pb2.PowerAction.ValueType`)."""
     descriptor = enum_type.DESCRIPTOR
-    known = {v.number for v in descriptor.values}
-    if value not in known:
+    if value not in _numbers(descriptor):
         raise InvalidArgument.field(field, f"{value} is not a known {descriptor.name}")
     if value == 0 and not allow_unspecified:
         names = ", ".join(v.name for v in descriptor.values if v.number)
         raise InvalidArgument.field(field, f"must be set: one of {names}")
     return cast(E, value)  # a number of the enum: checked above
+
+
+@functools.cache
+def _numbers(descriptor: EnumDescriptor) -> frozenset[int]:
+    """An enum's known numbers (descriptors live as long as the process)."""
+    return frozenset(v.number for v in descriptor.values)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from berth.v1 import scheduler_pb2, scheduler_pb2_grpc
 from grpc import aio
-from redis.asyncio import Redis
 
 from services.common import auth
 from services.common.metrics import register_collector
@@ -23,6 +22,7 @@ from services.scheduler.mirror import Mirror
 from services.scheduler.selector import Selector
 from services.scheduler.servicer import SchedulerServicer
 from services.scheduler.settings import SchedulerSettings
+from services.scheduler.store import connection
 from services.scheduler.store.placement import PlacementStore, unavailable_redis
 from services.scheduler.weighers import build_weighers
 
@@ -66,9 +66,7 @@ async def start_scheduler(
     except ValueError as exc:
         raise StartupError(f"BERTH_ENABLED_FILTERS: {exc}") from None
     weighers = build_weighers(settings)
-    redis = Redis.from_url(
-        settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-    )
+    redis = connection.connect(settings.redis_url)
     store = PlacementStore(redis, settings.redis_prefix, settings.claim_ttl)
     mirror = Mirror()
     keeper = CacheKeeper(settings, mirror, store)

@@ -114,19 +114,26 @@ class Columns:
 
 class View:
     """Columns as filters and weighers read them: every row (`rows` None), or the chosen
-    rows (an index array), each attribute an array aligned with those rows."""
+    rows (an index array), each attribute an array aligned with those rows. Read only: a
+    chosen rows' array is taken once per view (filters and weighers read the same few
+    columns), and every row's is the column itself."""
 
-    __slots__ = ("_columns", "rows")
+    __slots__ = ("_columns", "_taken", "rows")
 
     def __init__(self, columns: Columns, rows: RowIndex | None = None) -> None:
         self._columns = columns
         self.rows = rows
+        self._taken: dict[str, npt.NDArray[np.generic]] = {}
 
     def __getattr__(self, name: str) -> Any:  # a column's array (its dtype varies)
-        array: npt.NDArray[np.generic] = getattr(self._columns, name)
         if self.rows is None:
-            return array
-        return np.take(array, self.rows, axis=-1)  # much faster than array[..., rows]
+            return getattr(self._columns, name)
+        taken = self._taken.get(name)
+        if taken is None:
+            array: npt.NDArray[np.generic] = getattr(self._columns, name)
+            # np.take is much faster than array[..., rows]
+            taken = self._taken[name] = np.take(array, self.rows, axis=-1)
+        return taken
 
     def __len__(self) -> int:
         return self._columns.size if self.rows is None else len(self.rows)

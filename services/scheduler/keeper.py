@@ -453,12 +453,12 @@ class CacheKeeper:
                 await pubsub.subscribe(self.store.keys.channel)
                 self._reread_claims()  # whatever happened while not subscribed
                 backoff.reset()
+                own = f"{self.store.replica} ".encode()
                 async for message in pubsub.listen():
-                    if message["type"] != "message":
-                        continue
-                    event = claim_event(self.store.keys, message["data"])
-                    if event.replica == self.store.replica:
+                    data = message["data"]
+                    if message["type"] != "message" or data.startswith(own):
                         continue  # its own claim or release: the mirror has it already
+                    event = claim_event(self.store.keys, data)
                     if event.claimed is not None:
                         self.mirror.add_claim(event.claimed)
                     elif event.released:

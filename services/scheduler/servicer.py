@@ -19,6 +19,8 @@ from services.scheduler.settings import SchedulerSettings
 from services.scheduler.store.placement import PlacementStore
 from services.scheduler.validate import claim_ids, request_from_spec
 
+_PLACED = PLACEMENTS.labels("placed")
+
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     def __init__(
@@ -50,7 +52,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         return request_from_spec(
             message.spec,
             max_instances=self._settings.max_instances_per_request,
-            zones=self._mirror.zones(),
+            zones=self._mirror.zones,
         )
 
     async def SelectDestinations(self, request, context):
@@ -65,7 +67,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                     if name not in ("nodes", "placed"):
                         FILTER_REJECTIONS.labels(name).inc(int(count))
             raise
-        PLACEMENTS.labels("placed").inc(len(placements))
+        _PLACED.inc(len(placements))
         return scheduler_pb2.SelectDestinationsResponse(
             selections=[
                 scheduler_pb2.Selection(

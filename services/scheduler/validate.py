@@ -22,15 +22,16 @@ MAX_HINT_ITEMS = 1000
 
 
 def request_from_spec(
-    spec: scheduler_pb2.RequestSpec, *, max_instances: int, zones: Iterable[str]
+    spec: scheduler_pb2.RequestSpec, *, max_instances: int, zones: Callable[[], Iterable[str]]
 ) -> Request:
+    """`zones` gives the zones a request may name (asked only when it names one)."""
     count = spec.num_instances
     if not 1 <= count <= max_instances:
         raise InvalidArgument.field(
             "spec.num_instances", f"must be from 1 to {max_instances} (got {count})"
         )
     zone = validation.name("spec.availability_zone", spec.availability_zone, required=False)
-    known_zones = sorted(set(zones))
+    known_zones = sorted(set(zones())) if zone else []
     if zone and zone not in known_zones:
         raise InvalidArgument.field(
             "spec.availability_zone",
@@ -151,7 +152,12 @@ def _hint_list(
     return frozenset(check(f"{field}[{i}]", v) for i, v in enumerate(values))
 
 
+_NO_HINTS = Hints()
+
+
 def _hints(message: scheduler_pb2.SchedulerHints) -> Hints:
+    if not message.ListFields():
+        return _NO_HINTS  # most requests give none
     validation.enum(
         "spec.hints.group_policy",
         message.group_policy,
