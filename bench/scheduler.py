@@ -187,8 +187,12 @@ async def load(stubs: list[Any], in_flight: int, warmup_s: float, seconds: float
 
     async def caller(index: int) -> None:
         nonlocal errors
-        stub = stubs[index % len(stubs)]
+        # Each call on the next connection: with more connections than callers (workers),
+        # calls spread over all of them, and so over the workers, as many clients' would.
+        turn = index
         while not stop:
+            stub = stubs[turn % len(stubs)]
+            turn += in_flight
             sent = time.perf_counter()
             try:
                 await stub.SelectDestinations(request(), timeout=30)

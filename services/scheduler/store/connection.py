@@ -53,12 +53,12 @@ class TimedWrites(AbstractConnection):
             raise
 
 
-def connect(url: str, **options: Any) -> Redis:
+def connect(url: str, timeout_s: float = SOCKET_TIMEOUT_S, **options: Any) -> Redis:
     """A client for `url` whose connections write as above."""
     redis = Redis.from_url(
         url,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=SOCKET_TIMEOUT_S,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
         health_check_interval=HEALTH_CHECK_S,
         **options,
     )
