@@ -15,7 +15,7 @@ import inspect
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,6 +230,18 @@ class ObserveInterceptor(ScopedInterceptor):
 Translator = Callable[[BaseException], BerthError | None]
 
 
+def as_berth_error(exc: BaseException, translators: Iterable[Translator]) -> BerthError:
+    """What a caller is told of `exc`: itself if a BerthError, else the first translator's
+    answer (a database gone is UNAVAILABLE), else INTERNAL without details."""
+    if isinstance(exc, BerthError):
+        return exc
+    for translate in translators:
+        translated = translate(exc)
+        if translated is not None:
+            return translated
+    return Internal("internal error; the server log has the details under this request id")
+
+
 class ErrorInterceptor(ScopedInterceptor):
     """Domain errors become google.rpc.Status; anything unexpected becomes INTERNAL.
 
@@ -242,13 +254,7 @@ class ErrorInterceptor(ScopedInterceptor):
         self._translators = translators
 
     def _translate(self, exc: BaseException) -> BerthError:
-        if isinstance(exc, BerthError):
-            return exc
-        for translate in self._translators:
-            translated = translate(exc)
-            if translated is not None:
-                return translated
-        return Internal("internal error; the server log has the details under this request id")
+        return as_berth_error(exc, self._translators)
 
     def scope(self, method: str) -> Scope:
         @contextlib.asynccontextmanager

@@ -110,7 +110,8 @@ async def start_node_service(
     )
     stopping = asyncio.Event()
     nodes = Nodes(sessions, feed, clock)
-    servicer = NodeServicer(nodes, writer, feed, stopping)
+    translators = (db.unavailable_database,)
+    servicer = NodeServicer(nodes, writer, feed, stopping, translators)
     resources = NodeResources()
     feed.add_listener(resources.latest.on_event)
     spec = ServiceSpec(
@@ -118,7 +119,7 @@ async def start_node_service(
         service_names=SERVICE_NAMES,
         policy=POLICY,
         quiet_methods=QUIET,
-        translators=(db.unavailable_database,),
+        translators=translators,
     )
     server, port, health = build_server(settings, spec)
     await feed.start()

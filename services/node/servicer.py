@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator
 
-from berth.client.errors import BerthError, InvalidArgument
+from berth.client.errors import BerthError, Internal, InvalidArgument
 from berth.v1 import node_pb2, node_pb2_grpc
 from grpc import aio
 
 from services.common import auth, changefeed, validation
+from services.common.interceptors import Translator, as_berth_error
 from services.common.streams import pipelined, until_stopped
 from services.node.events import NodeFeed
 from services.node.metrics import SNAPSHOTS
 from services.node.nodes import Nodes
 from services.node.reports import SnapshotWriter
 from services.node.snapshots import validate
+
+log = logging.getLogger(__name__)
 
 # Snapshots of one stream written at once: enough to fill a writer batch from a few
 # streams, few enough that one stream cannot queue unbounded work.
@@ -25,8 +29,14 @@ STREAM_WINDOW = 256
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(
-        self, nodes: Nodes, writer: SnapshotWriter, feed: NodeFeed, stopping: asyncio.Event
+        self,
+        nodes: Nodes,
+        writer: SnapshotWriter,
+        feed: NodeFeed,
+        stopping: asyncio.Event,
+        translators: tuple[Translator, ...] = (),
     ) -> None:
+        self._translators = translators  # the server's own (see ErrorInterceptor)
         self._nodes = nodes
         self._writer = writer
         self._feed = feed
@@ -56,10 +66,20 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         )
         try:
             answer.accepted.CopyFrom(await self._report(request))
-        except BerthError as exc:
-            answer.error_code = exc.code.value[0]
-            answer.error_reason = exc.reason
-            answer.error_message = exc.message
+        except Exception as exc:
+            # Whatever one snapshot meets (a database gone for a moment included) is that
+            # snapshot's answer: ending the stream would fail every other one in flight.
+            error = as_berth_error(exc, self._translators)
+            if isinstance(error, Internal) and not isinstance(exc, BerthError):
+                log.error(
+                    "unexpected error storing the snapshot of %s/%s",
+                    request.snapshot.host,
+                    request.snapshot.nodename,
+                    exc_info=exc,
+                )
+            answer.error_code = error.code.value[0]
+            answer.error_reason = error.reason
+            answer.error_message = error.message
         return answer
 
     async def _report(
@@ -71,8 +91,8 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             report = validate(request.snapshot)
             auth.require_host(report.host)  # an agent reports only for its own host
             answer = await self._writer.submit(report)
-        except BerthError as exc:
-            SNAPSHOTS.labels(exc.reason.lower()).inc()
+        except Exception as exc:
+            SNAPSHOTS.labels(as_berth_error(exc, self._translators).reason.lower()).inc()
             raise
         SNAPSHOTS.labels("changed" if answer.changed else "unchanged").inc()
         return answer
