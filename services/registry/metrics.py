@@ -12,7 +12,7 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 
 from berth.v1 import registry_pb2
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -29,6 +29,12 @@ HEARTBEATS = Counter(
     "berth_heartbeats_total",
     "Heartbeats received, by result: stored, or why one was refused.",
     ["result"],
+)
+
+REGISTRATION_BATCH = Histogram(
+    "berth_registration_batch_size",
+    "Registrations (RegisterService) stored per transaction by the group commit.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
 
 

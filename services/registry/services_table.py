@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import logging
-import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Sequence
 
-from berth.client.errors import FailedPrecondition, InvalidArgument, NotFound
+from berth.client.errors import InvalidArgument, NotFound
 from berth.v1 import common_pb2, registry_pb2
-from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common import auth, db, validation
+from services.common import auth, validation
 from services.common.settings import COMPUTE_BINARY
 from services.registry import convert
 from services.registry.events import ServiceFeed
 from services.registry.liveness import Liveness
+from services.registry.registrations import Registration, Registrations
 from services.registry.store import repository as repo
 from services.registry.store.models import Service
 
@@ -40,6 +39,7 @@ class ServicesTable:
         self._feed = feed
         self._default_zone = default_zone
         self._host_guard = host_guard
+        self._registrations = Registrations(sessions, liveness.clock, self.publish_each, feed.poke)
 
     # --- protos ---------------------------------------------------------------------
 
@@ -60,17 +60,26 @@ class ServicesTable:
     async def publish(
         self, session: AsyncSession, rows: Sequence[Service], type_: int
     ) -> list[registry_pb2.Service]:
-        """Record one event per row in the caller's transaction; returns the published protos.
+        """Record one event of `type_` per row in the caller's transaction; returns the
+        published protos."""
+        return await self.publish_each(session, rows, [type_] * len(rows))
 
-        The protos are built first: taking a revision locks the counter row until commit,
+    async def publish_each(
+        self, session: AsyncSession, rows: Sequence[Service], types: Sequence[int]
+    ) -> list[registry_pb2.Service]:
+        """`publish` with an event type per row, all under one take of the counter.
+
+        The protos are built first: taking revisions locks the counter row until commit,
         so nothing else should happen between that and the commit.
         """
         now = self._liveness.clock()
         protos = await self.protos(session, rows)
-        for row, proto in zip(rows, protos, strict=True):
-            await repo.CHANGES.add(
-                session, type_, "service", row.uuid, proto.SerializeToString(), now
-            )
+        events = [
+            (type_, "service", row.uuid, proto.SerializeToString())
+            for row, type_, proto in zip(rows, types, protos, strict=True)
+        ]
+        if events:
+            await repo.CHANGES.add_many(session, events, now)
         return protos
 
     # --- commands -------------------------------------------------------------------
@@ -86,51 +95,9 @@ class ServicesTable:
         endpoint = validation.name("endpoint", request.endpoint, required=False)
         build_version = validation.text("build_version", request.build_version, max_length=64)
         auth.require_host(host)
-        for _ in range(5):  # a racing twin may insert between our look and our insert
-            try:
-                return await self._register_once(host, binary, topic, endpoint, build_version)
-            except DBAPIError as exc:
-                if not (isinstance(exc, IntegrityError) or db.is_retryable(exc)):
-                    raise
-                log.info(
-                    "lost a registration race; reading the winner's row",
-                    extra={"host": host, "binary": binary},
-                )
-        raise FailedPrecondition(
-            f"could not register {binary} on {host}: the row keeps changing; retry"
+        return await self._registrations.register(
+            Registration(host, binary, topic, endpoint, build_version)
         )
-
-    async def _register_once(
-        self, host: str, binary: str, topic: str, endpoint: str, build_version: str
-    ) -> tuple[registry_pb2.Service, bool]:
-        now = self._liveness.clock()
-        async with self._sessions() as session, session.begin():
-            row = await repo.service_by_key(session, host, binary, for_update=True)
-            created = row is None
-            if row is None:
-                row = Service(
-                    uuid=str(uuidlib.uuid4()), host=host, binary=binary, topic=topic, endpoint=endpoint,
-                    build_version=build_version, report_count=0, disabled=False, forced_down=False,
-                    last_seen_up=now, reported_up=True, version=1, created_at=now, updated_at=now, deleted=0,
-                )  # fmt: skip
-                session.add(row)
-                await session.flush()
-            else:
-                row.version += 1
-                row.topic, row.endpoint, row.build_version = topic, endpoint, build_version
-                row.last_seen_up, row.updated_at = now, now
-                row.reported_up = not row.forced_down
-            (proto,) = await self.publish(
-                session,
-                [row],
-                common_pb2.EVENT_TYPE_ADDED if created else common_pb2.EVENT_TYPE_MODIFIED,
-            )
-        self._feed.poke()
-        log.info(
-            "service registered" if created else "service restarted",
-            extra={"host": host, "binary": binary, "uuid": row.uuid, "version": row.version},
-        )
-        return proto, created
 
     async def update(self, request: registry_pb2.UpdateServiceRequest) -> registry_pb2.Service:
         if not request.HasField("disabled") and not request.HasField("forced_down"):

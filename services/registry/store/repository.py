@@ -6,7 +6,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, delete, literal, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -45,6 +59,35 @@ async def service_by_key(
     if for_update:
         query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def services_by_keys(
+    session: AsyncSession, keys: Sequence[tuple[str, str]], *, for_update: bool = False
+) -> dict[tuple[str, str], Service]:
+    """The live services of these (host, binary) keys, by key."""
+    if not keys:
+        return {}
+    query = select(Service).where(tuple_(Service.host, Service.binary).in_(keys), LIVE)
+    if for_update:
+        query = query.order_by(Service.id).with_for_update()  # one lock order for all
+    return {(s.host, s.binary): s for s in (await session.execute(query)).scalars()}
+
+
+async def insert_services_if_absent(
+    session: AsyncSession, values: Sequence[dict[str, Any]]
+) -> None:
+    """Insert these services in one statement; one whose (host, binary) a concurrent
+    transaction inserted first is skipped (the insert waits for that transaction to end),
+    so the caller's transaction goes on and reads the winner's row."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql_insert(Service).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite_insert(Service).on_conflict_do_nothing()
+    else:  # MariaDB: a no-op update is its "do nothing" (INSERT IGNORE hides other errors)
+        statement = mysql_insert(Service)
+        statement = statement.on_duplicate_key_update(id=statement.table.c.id)
+    await session.execute(statement, list(values))
 
 
 async def list_services(
