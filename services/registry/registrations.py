@@ -82,18 +82,31 @@ class Registrations:
         return await asyncio.shield(registration.answer)
 
     async def _write_queue(self) -> None:
-        while self._queue:
-            batch: list[Registration] = []
-            seen: set[tuple[str, str]] = set()
-            for registration in self._queue:
-                if len(batch) < MAX_BATCH and registration.key not in seen:
-                    seen.add(registration.key)
-                    batch.append(registration)
-            # A second registration of one service waits for the next batch (it restarts
-            # the row the first creates), so the order of answers is the order of calls.
-            chosen = set(map(id, batch))
-            self._queue = [r for r in self._queue if id(r) not in chosen]
-            await self._write(batch)
+        batch: list[Registration] = []
+        try:
+            while self._queue:
+                batch, seen = [], set()
+                for registration in self._queue:
+                    if len(batch) < MAX_BATCH and registration.key not in seen:
+                        seen.add(registration.key)
+                        batch.append(registration)
+                # A second registration of one service waits for the next batch (it
+                # restarts the row the first creates): answers keep the order of calls.
+                chosen = set(map(id, batch))
+                self._queue = [r for r in self._queue if id(r) not in chosen]
+                await self._write(batch)
+        except BaseException as exc:
+            # Stopped (or a bug): nobody may wait for an answer that will not come.
+            for registration in batch + self._queue:
+                if registration.answer.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    registration.answer.cancel()
+                else:
+                    registration.answer.set_exception(exc)
+                    registration.answer.exception()
+            self._queue = []
+            raise
 
     async def _write(self, batch: list[Registration]) -> None:
         failure: BaseException = FailedPrecondition(
