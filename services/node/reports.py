@@ -46,6 +46,8 @@ GATHER_S = 0.005
 class _Pending:
     report: Report
     future: asyncio.Future[Response]
+    # Sent by the creation of its own node (which found it created): never held for it.
+    settling: bool = False
 
     def resolve(self, outcome: Response | BaseException) -> None:
         if self.future.done():  # the caller gave up (deadline); the write stands
@@ -79,6 +81,10 @@ class SnapshotWriter:
         self._wakes = [asyncio.Event() for _ in range(lanes)]
         self._tasks: list[asyncio.Task[None]] = []
         self._slow: set[asyncio.Task[None]] = set()
+        # Nodes being created, and the snapshots of them that arrived meanwhile: those
+        # wait for the creation, then take their turn (a node's snapshots keep their order
+        # even when the first is still being created).
+        self._creating: dict[tuple[str, str], list[_Pending]] = {}
 
     def start(self) -> None:
         self._tasks = [
@@ -88,17 +94,21 @@ class SnapshotWriter:
 
     async def stop(self) -> None:
         await stop_tasks(*self._tasks, *self._slow)
-        for queue in self._queues:
-            for pending in queue:
+        for waiting in [*self._queues, *self._creating.values()]:
+            for pending in waiting:
                 pending.resolve(Unavailable("the node service is stopping; report again"))
-            queue.clear()
+            waiting.clear()
+        self._creating.clear()
 
-    async def submit(self, report: Report) -> Response:
+    async def submit(self, report: Report, *, settling: bool = False) -> Response:
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        lane = hash(report.key) % len(self._queues)
-        self._queues[lane].append(_Pending(report, future))
+        lane = self._lane(report.key)
+        self._queues[lane].append(_Pending(report, future, settling))
         self._wakes[lane].set()
         return await future
+
+    def _lane(self, key: tuple[str, str]) -> int:
+        return hash(key) % len(self._queues)
 
     async def _run(self, lane: int) -> None:
         queue, wake = self._queues[lane], self._wakes[lane]
@@ -113,9 +123,27 @@ class SnapshotWriter:
                 batch = queue[: self._max_batch]
                 del queue[: self._max_batch]
                 # A caller past its deadline has gone; its agent sends a newer snapshot anyway.
-                batch = [p for p in batch if not p.future.done()]
+                batch = [p for p in batch if not p.future.done() and not self._parked(p)]
                 if batch:
                     await self._write(batch)
+
+    def _parked(self, pending: _Pending) -> bool:
+        """Hold a snapshot of a node still being created until it is (see _created)."""
+        waiting = self._creating.get(pending.report.key)
+        if waiting is None or pending.settling:
+            return False
+        waiting.append(pending)
+        return True
+
+    def _created(self, firsts: list[_Pending]) -> None:
+        """The creation of these nodes is settled: the snapshots held for them go first in
+        their lanes, in the order they came."""
+        for key in dict.fromkeys(p.report.key for p in firsts):
+            held = self._creating.pop(key, [])
+            if held:
+                lane = self._lane(key)
+                self._queues[lane][:0] = held
+                self._wakes[lane].set()
 
     async def _write(self, batch: list[_Pending]) -> None:
         for attempt in range(4):
@@ -138,6 +166,8 @@ class SnapshotWriter:
         for pending, outcome in outcomes:
             pending.resolve(outcome)
         if missing:
+            for pending in missing:
+                self._creating.setdefault(pending.report.key, [])
             task = asyncio.create_task(self._first_reports(missing), name="first-reports")
             self._slow.add(task)
             task.add_done_callback(self._slow.discard)
@@ -218,9 +248,14 @@ class SnapshotWriter:
                 pending.resolve(exc)
         for pending, response in created:
             pending.resolve(response)
+        waiting_alone = set(map(id, alone))
+        self._created([p for p in firsts if id(p) not in waiting_alone])
         FIRST_REPORTS.labels("batch").inc(len(created))
         FIRST_REPORTS.labels("single").inc(len(alone))
-        await asyncio.gather(*(self._first_report(pending) for pending in alone))
+        try:
+            await asyncio.gather(*(self._first_report(pending) for pending in alone))
+        finally:
+            self._created(alone)
 
     async def _create_new(
         self, firsts: list[_Pending]
@@ -308,7 +343,7 @@ class SnapshotWriter:
             if isinstance(decision, Response):
                 return decision
             if decision is None:  # the node exists now: the batch path judges it
-                return await self.submit(report)
+                return await self.submit(report, settling=True)
             owner = decision
             if await self._liveness.is_up(owner["host"]):
                 raise FailedPrecondition(
