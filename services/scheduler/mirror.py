@@ -118,6 +118,8 @@ class Mirror:
         self._journal_rows: list[int] = []
         self._journal_versions: list[int] = []
         self._journal_floor = 0
+        # changed_since's last question (version, mirror version, floor) and its answer.
+        self._last_changed: tuple[tuple[int, int, int], RowIndex] = ((-1, -1, -1), _NO_ROWS)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -501,9 +503,17 @@ class Mirror:
         """The rows written after `version` (a reader keeps the version it last read at;
         the columns' size tells it when they were reallocated), sorted: from the journal
         of recent writes, or, for a reader older than the journal, from every stamp."""
+        # The filters and the weighers of one request ask the same question: answer once.
+        asked = (version, self.version, self._journal_floor)
+        if self._last_changed[0] == asked:
+            return self._last_changed[1]
         if version < self._journal_floor:
-            return np.flatnonzero(self.columns.stamp > version)
-        start = bisect.bisect_right(self._journal_versions, version)
-        if start == len(self._journal_rows):
-            return _NO_ROWS
-        return np.unique(np.array(self._journal_rows[start:], np.intp))
+            rows = np.flatnonzero(self.columns.stamp > version)
+        else:
+            start = bisect.bisect_right(self._journal_versions, version)
+            if start == len(self._journal_rows):
+                return _NO_ROWS
+            rows = np.unique(np.array(self._journal_rows[start:], np.intp))
+        rows.flags.writeable = False  # shared by the callers
+        self._last_changed = (asked, rows)
+        return rows
