@@ -15,31 +15,50 @@ R = TypeVar("R")
 
 
 async def until_stopped(stopping: asyncio.Event, source: AsyncIterable[T]) -> AsyncIterator[T]:
-    """Items of `source` until it ends; UNAVAILABLE ("reconnect") once `stopping` is set."""
+    """Items of `source` until it ends; UNAVAILABLE ("reconnect") once `stopping` is set.
+
+    A stream idle on its next message is woken by cancelling the task that reads it, and
+    only while it waits for a message: the work done with an item is never cut short, and
+    the stop is then seen before the next read. One watcher per stream, not a task and a
+    wait per message (those cost a fifth of a busy registry's CPU, measured).
+    """
+    task = asyncio.current_task()
+    assert task is not None, "until_stopped runs in a task"
+    reading = interrupted = False
+
+    def interrupt(_: object) -> None:
+        nonlocal interrupted
+        if reading and not interrupted:
+            interrupted = True
+            task.cancel("the server is stopping")
+
+    watcher = asyncio.ensure_future(stopping.wait())
+    watcher.add_done_callback(interrupt)
     iterator = source.__aiter__()
-    stop_wait = asyncio.ensure_future(stopping.wait())
-    following: asyncio.Future[T] | None = None
     try:
         while True:
-            following = asyncio.ensure_future(anext(iterator))
-            await asyncio.wait({following, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if not following.done():
-                raise Unavailable("the server is shutting down; reconnect", reason="SHUTTING_DOWN")
+            if stopping.is_set():
+                raise _shutting_down()
+            reading = True
             try:
-                item = following.result()
+                item = await anext(iterator)
             except StopAsyncIteration:
                 return
+            except asyncio.CancelledError:
+                # Ours alone (nobody else cancelled the task meanwhile): tell the peer.
+                if interrupted and task.uncancel() == 0:
+                    raise _shutting_down() from None
+                raise
+            finally:
+                reading = False
             yield item
     finally:
-        stop_wait.cancel()
-        # A stream cancelled (the caller left) while waiting for its next item leaves that
-        # read pending: cancel it, or retrieve how it ended, so nothing is left unawaited.
-        if following is not None:
-            if following.done():
-                if not following.cancelled():
-                    following.exception()
-            else:
-                following.cancel()
+        watcher.remove_done_callback(interrupt)
+        watcher.cancel()
+
+
+def _shutting_down() -> Unavailable:
+    return Unavailable("the server is shutting down; reconnect", reason="SHUTTING_DOWN")
 
 
 async def pipelined(
