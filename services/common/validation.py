@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 import uuid as uuidlib
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -53,7 +54,15 @@ def text(field: str, value: str, *, max_length: int = MAX_NAME) -> str:
     return value
 
 
+# The form every Berth client sends: returned as it is, without parsing (a heartbeat's
+# only check; UUID() and str() cost several times a match).
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def uuid(field: str, value: str) -> str:
+    """`value` as a canonical (lower-case, hyphenated) UUID, whichever form it came in."""
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
     try:
         return str(uuidlib.UUID(value))
     except ValueError:
