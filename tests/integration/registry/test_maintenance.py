@@ -496,7 +496,9 @@ async def test_the_moves_go_on_when_the_caller_leaves(stack):
     assert (last.moved, last.remaining, list(last.failures)) == (4, 0, [])
 
 
-async def test_a_second_replica_follows_the_pass_instead_of_starting_another(stack, start, caplog):
+async def test_a_second_replica_follows_the_pass_instead_of_starting_another(
+    stack, start, caplog, monkeypatch
+):
     await three_hosts(stack)
     moving = await stack.build("kvm-1", ROOM)
     await stack.ready(3, ROOM)
@@ -508,10 +510,26 @@ async def test_a_second_replica_follows_the_pass_instead_of_starting_another(sta
     twin_hosts = host_pb2_grpc.HostServiceStub(stack.channel(twin.address))
     request = host_pb2.UpdateHostRequest(host="kvm-1", maintenance_mode=ENTER)
     caplog.set_level(logging.INFO, logger="services.registry.maintenance")
+    # The destination builds only once the twin has been asked: the first pass is certainly
+    # still running then, however slowly the twin's call arrives on a busy machine.
+    twin_asked = asyncio.Event()
+    manager = stack.agents["kvm-2"].manager
+    build = manager.build_instance
+
+    async def build_once_the_twin_is_asked(*args, **kwargs):
+        await twin_asked.wait()
+        return await build(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "build_instance", build_once_the_twin_is_asked)
 
     async def follow_on_twin() -> list[host_pb2.UpdateHostResponse]:
         await eventually(lambda: "kvm-1" in stack.registry.maintenance._passes)
-        return [m async for m in twin_hosts.UpdateHost(request, timeout=60)]
+        call = twin_hosts.UpdateHost(request, timeout=60)
+        answers = []
+        while (answer := await call.read()) != aio.EOF:
+            answers.append(answer)
+            twin_asked.set()  # the twin answers once it follows the pass
+        return answers
 
     first, second = await asyncio.gather(
         stack.update("kvm-1", maintenance_mode=ENTER), follow_on_twin()
