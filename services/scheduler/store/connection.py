@@ -1,7 +1,7 @@
 """The scheduler's Redis client: redis-py with one change to how a command is written.
 
 redis-py bounds each socket write with `asyncio.wait_for`, which runs the write as a task of
-its own: a task, a loop turn and a timer per command, ~7 % of a placement's CPU. On Python
+its own: a task, a loop turn and a timer per command (~3 % of a placement's CPU). On Python
 3.11 `wait_for` can also swallow a cancellation that arrives as the write finishes (see
 services/common/supervise.py). Here the same bound is `asyncio.timeout` around the write in
 the caller's task; a write that cannot finish in time (a frozen Redis whose socket buffer is
