@@ -40,6 +40,8 @@ class Follower:
         self.revision = 0
         self.synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Resolved at the next event applied, for whoever waits for one (see `next_event`).
+        self._next: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self._task = supervised(f"follow-{self.name}", self._run)
@@ -48,6 +50,22 @@ class Follower:
         if self._task is not None:
             await stop_tasks(self._task)
             self._task = None
+
+    async def next_event(self, timeout_s: float) -> bool:
+        """Wait until the next event is applied, at most `timeout_s`; False if none came."""
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self._next)  # shared by every waiter
+        except TimeoutError:
+            return False
+        return True
+
+    def _applied(self) -> None:
+        if self._next is not None:
+            self._next.set_result(None)
+            self._next = None
 
     async def relist(self) -> None:
         """Start over from a full listing (Resync, or a flushed Redis)."""
@@ -79,6 +97,7 @@ class Follower:
                         continue
                     self._handler.event(event)
                     self.revision = event.revision
+                    self._applied()
                     backoff.reset()
                     if not listing:
                         self.synced.set()

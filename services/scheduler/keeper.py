@@ -218,6 +218,16 @@ class CacheKeeper:
         await self._registry_channel.close()
         await self.node_channel.close()
 
+    async def learn_zone(self, zone: str, within_s: float) -> bool:
+        """Whether `zone` is known, after waiting up to `within_s` for the registry's
+        events: an aggregate made a zone a moment ago may still be on its way here."""
+        deadline = asyncio.get_running_loop().time() + within_s
+        while zone not in self.mirror.zones():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0 or not await self.registry_follower.next_event(left):
+                return False
+        return True
+
     async def resync(self, why: str = "asked") -> ResyncResult:
         """List both services again and write every HostState back to Redis."""
         async with self._resync_lock:

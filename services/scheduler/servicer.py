@@ -20,6 +20,10 @@ from services.scheduler.store.placement import PlacementStore
 from services.scheduler.validate import claim_ids, request_from_spec
 
 _PLACED = PLACEMENTS.labels("placed")
+# How long a request naming a zone this replica has not heard of waits for the registry's
+# next events: a zone created a moment ago is then known (read your writes), and a zone
+# that does not exist is refused after this wait.
+ZONE_WAIT_S = 2.0
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -45,10 +49,13 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 reason="CACHE_NOT_READY",
             )
 
-    def _request(self, message: Any) -> Request:
+    async def _request(self, message: Any) -> Request:
         """The validated RequestSpec of a SelectDestinations or ClaimAlternate request."""
         if not message.HasField("spec"):
             raise InvalidArgument.field("spec", "must be set")
+        zone = message.spec.availability_zone
+        if zone and zone not in self._mirror.zones():
+            await self._keeper.learn_zone(zone, ZONE_WAIT_S)
         return request_from_spec(
             message.spec,
             max_instances=self._settings.max_instances_per_request,
@@ -56,7 +63,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         )
 
     async def SelectDestinations(self, request, context):
-        spec = self._request(request)
+        spec = await self._request(request)
         self._require_ready()
         try:
             placements = await self._selector.select(spec)
@@ -85,7 +92,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         )
 
     async def ClaimAlternate(self, request, context):
-        spec = self._request(request)
+        spec = await self._request(request)
         instance_uuid = validation.uuid("instance_uuid", request.instance_uuid)
         node_uuid = validation.uuid("node_uuid", request.node_uuid)
         if request.spec.instance_uuids and instance_uuid not in spec.instance_uuids:

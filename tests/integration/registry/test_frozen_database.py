@@ -129,6 +129,9 @@ async def test_a_frozen_database_answers_unavailable_and_reports_nobody_down(sta
             for call in (
                 stub.ListServices(registry_pb2.ListServicesRequest()),
                 stub.Heartbeat(registry_pb2.HeartbeatRequest(service_uuid=min(uuids))),
+                stub.RegisterService(
+                    registry_pb2.RegisterServiceRequest(host="late", binary="berth-compute")
+                ),
             ):
                 code, took, details = await _timed(call)
                 assert code is grpc.StatusCode.UNAVAILABLE, (code, details)
@@ -142,6 +145,8 @@ async def test_a_frozen_database_answers_unavailable_and_reports_nobody_down(sta
             await until(
                 lambda: all(observer.beats[u] > beats[u] for u in uuids), 10, "beats after thaw"
             )
+            # The registration that failed is taken once asked again: nothing was left stuck.
+            assert (await register(stub, "late")).host == "late"
             # Judge only after the registry has listened a whole down time again and swept.
             await until(lambda: not registry.liveness.in_grace(utcnow()), 10, "the grace")
             judged = time.monotonic()

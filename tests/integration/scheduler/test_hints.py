@@ -183,3 +183,18 @@ async def test_concurrent_affinity_members_over_two_replicas_all_land_on_one_hos
     assert len(hosts) == 1, hosts
     # An alternate elsewhere would place a member apart: none is offered.
     assert not [a for r in responses for a in r.selections[0].alternates], responses[0]
+
+
+async def test_a_zone_made_while_a_request_names_it_is_waited_for_not_refused(cloud):
+    """Read your writes: a boot sent right after its zone was made may reach the scheduler
+    before the zone's events do; it waits for them instead of hearing "unknown zone"."""
+    await cloud.add_host("late-1")
+    scheduler, stub = await cloud.start_scheduler(max_attempts=1)
+    follower = scheduler.keeper.registry_follower
+    boot = asyncio.ensure_future(
+        stub.SelectDestinations(spec("m1.tiny", availability_zone="az-new"))
+    )
+    await eventually(lambda: follower._next is not None)  # the request waits for events
+    await aggregate(cloud, "new-zone", ["late-1"], availability_zone="az-new")
+    placed = await boot
+    assert placed.selections[0].primary.host == "late-1"
