@@ -64,6 +64,18 @@ def select(channel: grpc.Channel, flavor: str = "m1.small") -> scheduler_pb2.Sel
     return response.selections[0]
 
 
+def serves(channel: grpc.Channel) -> bool:
+    """Whether the worker behind this connection has its cache built: a request nothing can
+    satisfy (and so nothing claims) is refused as "no valid host", not UNAVAILABLE."""
+    stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+    probe = spec("m1.tiny", hypervisor_type="no-such-hypervisor")
+    try:
+        stub.SelectDestinations(scheduler_pb2.SelectDestinationsRequest(spec=probe), timeout=30)
+    except grpc.RpcError as exc:
+        return exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    return False
+
+
 def test_workers_share_a_port_survive_a_killed_worker_and_never_over_commit(chaos_fleet):
     fleet = chaos_fleet
     for index in range(HOSTS):
@@ -74,6 +86,8 @@ def test_workers_share_a_port_survive_a_killed_worker_and_never_over_commit(chao
     workers = eventually(lambda: len(workers_of(parent)) == 2 and workers_of(parent))
     conns = channels(address)
     try:
+        # fleet.ready asked one connection, so one worker: each worker builds its own cache.
+        eventually(lambda: all(serves(c) for c in conns), within_s=60)
         # Both workers answer on the one port: claims carry two process tokens.
         first = [select(c) for c in conns[: CONNECTIONS // 2]]
         assert all(first), "a worker refused while the fleet had room"
