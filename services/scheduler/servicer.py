@@ -53,9 +53,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         """The validated RequestSpec of a SelectDestinations or ClaimAlternate request."""
         if not message.HasField("spec"):
             raise InvalidArgument.field("spec", "must be set")
-        zone = message.spec.availability_zone
-        if zone and zone not in self._mirror.zones():
-            await self._keeper.learn_zone(zone, ZONE_WAIT_S)
+        if zone := message.spec.availability_zone:
+            await self._keeper.learn_zone(zone, ZONE_WAIT_S)  # at once when already known
         return request_from_spec(
             message.spec,
             max_instances=self._settings.max_instances_per_request,
