@@ -11,10 +11,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 from sqlalchemy.engine import make_url
 
 from tests import processes
+from tests.ports import free_port
 
 _PROXY = r"""
 import asyncio, sys
@@ -48,11 +50,16 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 
 class FrozenProxy:
     """Forwards 127.0.0.1:<port> to the database of `url`; `freeze()` / `thaw()` it, or
-    `close()` it (a database that is down) and start another on the same `port`."""
+    `close()` it (a database that is down) and start another on the same `port`. The
+    port is below the ephemeral range (tests.ports), so no client connection made while
+    the proxy is down can take it before the next one binds it."""
 
     def __init__(self, url: str, port: int = 0) -> None:
         self._target = make_url(url)
+        port = port or free_port()
         default_port = 3306 if self._target.get_backend_name() == "mysql" else 5432
+        # A file, not a pipe: nothing reads the proxy's stderr while it runs.
+        errors = tempfile.TemporaryFile()  # noqa: SIM115 - read only if the start fails
         self._proc = processes.spawn(
             [
                 sys.executable,
@@ -63,10 +70,17 @@ class FrozenProxy:
                 str(port),
             ],
             stdout=subprocess.PIPE,
+            stderr=errors,
             text=True,
         )
         assert self._proc.stdout is not None
-        self.port = int(self._proc.stdout.readline())
+        line = self._proc.stdout.readline()
+        if not line.strip():
+            processes.kill(self._proc)
+            errors.seek(0)
+            raise AssertionError(f"the proxy for port {port} did not start: {errors.read()!r}")
+        errors.close()
+        self.port = int(line)
         self.frozen = False
 
     @property

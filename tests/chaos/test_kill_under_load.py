@@ -29,7 +29,8 @@ from berth.client.servers import delete
 from berth.v1 import node_pb2
 
 from tests.chaos.conftest import DOWN_TIME
-from tests.e2e.fleet import Fleet, built, eventually, free_port, room_for_small, spec
+from tests.e2e.fleet import Fleet, built, eventually, room_for_small, spec
+from tests.ports import free_port
 
 pytestmark = pytest.mark.chaos
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests import processes
+from tests.ports import free_port
 
 BIN = Path(sys.executable).parent
 BERTH = str(BIN / "berth")
 READY_LINE = "Ctrl-C stops everything."
 # "  registry   127.0.0.1:50051    log: data/logs/registry.log", "  agent kvm-1  127.0.0.1:…"
 _SERVER_LINE = re.compile(r"^  (agent )?(?P<name>\S+)\s+(?P<address>127\.0\.0\.1:\d+)\s+log: ")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests import processes
 from tests.e2e.test_processes import BERTH
+from tests.ports import free_port
 
 # One fake machine: a KVM node, a cluster member, a bare-metal server.
 SIZES = {"BERTH_FAKE_VCPUS": "8", "BERTH_FAKE_MEMORY_MB": "16384", "BERTH_FAKE_DISK_GB": "100"}
@@ -39,14 +38,6 @@ LOG_TAIL = 30
 # the agent reserves for the host, no over-commit) holds exactly `n` of them.
 SMALL_MB = 2048
 RESERVED_MB = 512
-_handed_out: set[int] = set()
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
 
 
 def room_for_small(n: int) -> dict[str, str]:
@@ -55,26 +46,6 @@ def room_for_small(n: int) -> dict[str, str]:
         "BERTH_FAKE_MEMORY_MB": str(n * SMALL_MB + RESERVED_MB),
         "BERTH_RAM_ALLOCATION_RATIO": "1.0",
     }
-
-
-def free_port() -> int:
-    """A port nothing listens on, below the kernel's ephemeral range: the many client
-    connections of a starting fleet take ephemeral ports, and one could take a port picked
-    there before its server binds it."""
-    high = _ephemeral_low()
-    for _ in range(1000):
-        port = random.randrange(20000, high) if high > 21000 else 0
-        if port in _handed_out:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            port = probe.getsockname()[1]
-        _handed_out.add(port)
-        return port
-    raise AssertionError("no free port below the ephemeral range")
 
 
 class Fleet:

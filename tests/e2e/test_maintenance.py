@@ -27,8 +27,9 @@ from berth.client import (
 )
 from berth.v1 import host_pb2, scheduler_pb2
 
-from tests.e2e.fleet import Fleet, built, eventually, free_port, room_for_small, spec
+from tests.e2e.fleet import Fleet, built, eventually, room_for_small, spec
 from tests.e2e.test_processes import BERTH
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,9 @@ from berth.client import NodeClient, RegistryClient
 from openstack import exceptions as sdk_errors
 
 from tests import processes
-from tests.e2e.berth_up import Stack, berth_up, free_port
+from tests.e2e.berth_up import Stack, berth_up
 from tests.e2e.fleet import eventually
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -19,15 +19,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests import processes
 from tests.e2e.berth_up import berth_up
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 BERTH = str(Path(sys.executable).with_name("berth"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_serving(address: str, within_s: float = 60) -> None:
@@ -48,7 +43,7 @@ def _wait_serving(address: str, within_s: float = 60) -> None:
 
 @pytest.fixture
 def registry_process(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "BERTH_LISTEN": f"127.0.0.1:{port}",
         "BERTH_DATABASE_URL": f"sqlite:///{tmp_path}/registry.sqlite3",
@@ -162,14 +157,14 @@ def test_a_metrics_port_in_use_stops_the_start_with_one_line(tmp_path):
 
 
 def test_metrics_beyond_loopback_without_credentials_refuse_to_start(tmp_path):
-    done = _refused_start(tmp_path, BERTH_METRICS_LISTEN=f"0.0.0.0:{_free_port()}")
+    done = _refused_start(tmp_path, BERTH_METRICS_LISTEN=f"0.0.0.0:{free_port()}")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
     assert "BERTH_METRICS_LISTEN" in done.stderr and "without credentials" in done.stderr
 
 
 def test_berth_up_runs_the_services_and_the_demo_fleet_and_stops_on_ctrl_c(tmp_path):
-    port, node_port, scheduler_port = _free_port(), _free_port(), _free_port()
+    port, node_port, scheduler_port = free_port(), free_port(), free_port()
     proc = processes.spawn(
         [
             BERTH,

@@ -3,7 +3,6 @@ stale; vanished nodes are deleted there. Against a stand-in NodeService on a rea
 
 from __future__ import annotations
 
-import socket
 import uuid
 
 import grpc
@@ -13,6 +12,7 @@ from services.compute import tracker as tracker_module
 from services.compute.drivers.fake import FakeIronicDriver, ironic_node_uuid
 from services.compute.state import Resources
 from tests.integration.compute.support import agent_stub, serve_fake_node_service
+from tests.ports import free_port
 
 WAIT_S = 10  # a generous bound, so a broken pusher fails the test instead of hanging it
 
@@ -29,12 +29,6 @@ def build(
         ),
         nodename=nodename,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def test_each_node_reports_at_start_and_after_every_change(start_compute, node_service):

@@ -21,9 +21,9 @@ from services.compute.app import Agent
 from services.compute.drivers.base import PowerState
 from services.compute.drivers.fake import ironic_node_uuid
 from services.registry.liveness import utcnow
-from tests.e2e.fleet import free_port
 from tests.integration.compute.support import agent_stub
 from tests.integration.registry.support import key, register
+from tests.ports import free_port
 
 WAIT_S = 10  # a generous bound, so a broken action fails the test instead of hanging it
 DOWN_TIME_S = 1.0

@@ -8,7 +8,6 @@ import asyncio
 import importlib
 import json
 import re
-import socket
 from pathlib import Path
 
 import grpc
@@ -31,6 +30,7 @@ from services.registry.app import start_registry
 from services.registry.settings import RegistrySettings
 from tests.integration.node.support import instance, snapshot
 from tests.integration.registry.support import status_of
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 ADMIN = (("authorization", "Bearer change-me-admin"),)
@@ -43,12 +43,6 @@ def compose() -> dict:
 
 def _env(compose: dict, service: str) -> dict[str, str]:
     return dict(compose["services"][service]["environment"])
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _tokens_file(compose: dict) -> Path:
@@ -157,7 +151,7 @@ async def test_the_compose_settings_start_a_registry_and_node_service_that_work_
         "data_dir": tmp_path,
     }
     # Compose names the peers (node:50052, registry:50051); here they are local ports.
-    registry_port = _free_port()
+    registry_port = free_port()
     node_service = await start_node_service(
         NodeSettings(
             **common,

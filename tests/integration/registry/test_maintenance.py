@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import uuid as uuidlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -43,16 +42,11 @@ from services.registry.store import maintenance as store
 from services.scheduler.app import Scheduler, start_scheduler
 from services.scheduler.settings import SchedulerSettings
 from tests.integration.scheduler.cloud import eventually
+from tests.ports import free_port
 
 ENTER = host_pb2.MAINTENANCE_MODE_ENABLED
 LEAVE = host_pb2.MAINTENANCE_MODE_DISABLED
 ROOM = 4  # one-vCPU instances per agent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -10,8 +10,8 @@ from berth.cli.embedded_redis import EmbeddedRedis, find_redis_server
 from berth.v1 import scheduler_pb2
 from grpc import aio
 
-from tests.e2e.fleet import free_port
 from tests.integration.scheduler.cloud import Cloud, eventually, spec
+from tests.ports import free_port
 
 
 @pytest.fixture
