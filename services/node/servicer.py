@@ -18,7 +18,7 @@ from services.node.events import NodeFeed
 from services.node.metrics import SNAPSHOTS
 from services.node.nodes import Nodes
 from services.node.reports import SnapshotWriter
-from services.node.snapshots import validate
+from services.node.snapshots import Validator
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self._writer = writer
         self._feed = feed
         self._stopping = stopping
+        self._validate = Validator()
 
     async def ReportSnapshot(self, request, context):
         return await self._report(request)
@@ -88,7 +89,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         try:
             if not request.HasField("snapshot"):
                 raise InvalidArgument.field("snapshot", "must be set")
-            report = validate(request.snapshot)
+            report = self._validate(request.snapshot)
             auth.require_host(report.host)  # an agent reports only for its own host
             answer = await self._writer.submit(report)
         except Exception as exc:
