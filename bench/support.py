@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from berth.cli.children import die_with_parent
+from berth.cli.children import dies_with_parent
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -287,12 +287,11 @@ class ServiceProcess:
             ]
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                command,
+                dies_with_parent(command),  # an interrupted bench leaves no server behind
                 cwd=REPO,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(),  # an interrupted bench leaves no server behind
             )
 
     def log_tail(self, lines: int = 20) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from berth.cli.children import PARENT_PID_ENV, die_with_parent
+from berth.cli.children import dies_with_parent
 
 _started: list[subprocess.Popen[Any]] = []
 
@@ -27,15 +27,7 @@ _started: list[subprocess.Popen[Any]] = []
 def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
     """subprocess.Popen(argv, **popen), in a new process group that dies with this one.
     Start it from the main thread: the kernel's signal follows the thread that started it."""
-    if list(argv[1:2]) == ["-m"] and str(argv[2]).startswith("services."):
-        # A Berth process arms the signal itself (die_with_parent_from_env): this process
-        # has threads, and running Python between fork and exec (a preexec_fn) can abort
-        # the child (seen once in threading._after_fork).
-        env = dict(popen.pop("env", None) or os.environ)
-        env[PARENT_PID_ENV] = str(os.getpid())
-        proc = subprocess.Popen(argv, start_new_session=True, env=env, **popen)
-    else:
-        proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=die_with_parent(), **popen)
+    proc = subprocess.Popen(dies_with_parent(argv), start_new_session=True, **popen)
     _started.append(proc)
     return proc
 

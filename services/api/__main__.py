@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import uvicorn
-from berth.cli.children import die_with_parent_from_env
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
@@ -16,7 +15,6 @@ from services.common.settings import load_settings, split_host_port
 
 
 def main() -> None:
-    die_with_parent_from_env()
     settings = load_settings(ApiSettings)
     setup_logging(settings.log_level, settings.log_format)
     address = settings.listen_address

@@ -12,8 +12,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from berth.cli.children import die_with_parent_from_env
-
 from services.common.logs import setup_logging
 from services.common.metrics import serve_metrics
 from services.common.reporter import ServiceReporter
@@ -66,7 +64,6 @@ def run(
 
         await run_until_signalled(process, service_names, settings.shutdown_grace)
 
-    die_with_parent_from_env()
     settings = load_settings(settings_class)
     setup_logging(settings.log_level, settings.log_format)
     worker = this_worker()

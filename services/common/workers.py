@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from berth.cli.children import die_with_parent
+from berth.cli.children import dies_with_parent
 
 from services.common.backoff import Backoff
 from services.common.listeners import require_free
@@ -147,7 +147,7 @@ class Supervisor:
     def _start(self, index: int) -> None:
         env = os.environ | {WORKER_ENV: f"{index}/{self.count}", "BERTH_LISTEN": self.address}
         self._workers[index] = subprocess.Popen(
-            [sys.executable, *sys.orig_argv[1:]], env=env, preexec_fn=die_with_parent()
+            dies_with_parent([sys.executable, *sys.orig_argv[1:]]), env=env
         )
 
     def _on_signal(self, signum: int, _frame: object) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TextIO
 
-from berth.cli.children import die_with_parent
+from berth.cli.children import dies_with_parent
 from berth.cli.output import Output, UsageError
 from berth.cli.up import (
     COMPUTE_MODULE,
@@ -179,11 +179,10 @@ def spawn(command: AgentCommand) -> ForegroundProcess:
     """Start the agent with this terminal's output. A session of its own keeps Ctrl-C away
     from it: `berth agent` forwards the signal once, rather than the agent getting two."""
     return subprocess.Popen(
-        command.argv,
+        dies_with_parent(command.argv),  # a SIGKILL of `berth agent` takes the agent down too
         env=command.env,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=die_with_parent(),  # a SIGKILL of `berth agent` takes the agent down too
     )
 
 

@@ -2,66 +2,64 @@
 
 `berth up` stops its children in order on Ctrl-C or SIGTERM; a SIGKILL (or a crash) gives
 it no chance to. On Linux the kernel then sends each child SIGTERM itself
-(PR_SET_PDEATHSIG, set in the child before it runs), so no registry, agent or Redis is left
-holding ports and files. Elsewhere this does nothing and the parent's own handlers remain
-the only way down.
+(PR_SET_PDEATHSIG, set in the child before its program runs), so no registry, agent or
+Redis is left holding ports and files. Elsewhere this does nothing and the parent's own
+handlers remain the only way down.
+
+The child sets the signal itself, in a small launcher that then execs the program: no
+Python runs in the parent's forked copy (no `preexec_fn`). A parent that has used gRPC
+cannot afford one: gRPC's fork handlers abort such a child now and then (1 start in 10 to
+20, with grpcio 1.85.3), and `berth up`, the tests and the benchmarks all start processes
+while their gRPC clients run. Without a preexec_fn, Python starts the child by vfork, and
+no fork handler runs at all.
 """
 
 from __future__ import annotations
 
-import ctypes
+import errno
 import os
-import signal
+import shutil
 import sys
-from collections.abc import Callable
-from functools import cache
+from collections.abc import Sequence
 
-_PR_SET_PDEATHSIG = 1
+# Runs in the child, in place of the program: PR_SET_PDEATHSIG (1) to SIGTERM (15), then
+# the program, which keeps the setting. If the parent died before the setting took, the
+# signal will never come: stop now instead. Isolated (-I -S): nothing of the environment
+# (PYTHONPATH, site-packages) is loaded, and the program still gets the whole environment.
+_ARM_THEN_EXEC = """\
+import ctypes, os, sys
+parent = int(sys.argv[1])
+try:
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    pass
+else:
+    prctl(1, 15)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), 15)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
 
-@cache
-def _prctl() -> Callable[..., int] | None:
-    """libc's prctl, looked up in the parent: loading a library between fork and exec can
-    deadlock on a lock another thread of the parent held at the fork."""
+def dies_with_parent(argv: Sequence[str]) -> list[str]:
+    """The command line that runs `argv` so that it gets SIGTERM when this process ends.
+
+    Give it to subprocess.Popen, with no preexec_fn, from the main thread: the signal follows
+    the thread that started the child. The child's pid is the program's (the launcher execs
+    it). A program that cannot be found raises FileNotFoundError here, as Popen would."""
+    argv = [str(arg) for arg in argv]
+    _require_program(argv[0])
     if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
+        return argv
+    return [sys.executable, "-I", "-S", "-c", _ARM_THEN_EXEC, str(os.getpid()), *argv]
 
 
-def die_with_parent() -> Callable[[], None]:
-    """A `preexec_fn` for subprocess.Popen (`preexec_fn=die_with_parent()`, called in the
-    parent): the child gets SIGTERM when this process ends. The signal follows the thread
-    that started the child, so start long-lived children from the main thread."""
-    parent = os.getpid()
-    prctl = _prctl()
-
-    def arm() -> None:  # runs in the child, between fork and exec
-        if prctl is None:
-            return
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            # The parent died before the line above armed the signal: it will never come.
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return arm
-
-
-# Set by a parent that starts a Berth process without a preexec_fn (a multithreaded parent
-# must not run Python between fork and exec): the child arms the signal itself at start.
-PARENT_PID_ENV = "BERTH_DIE_WITH_PARENT_PID"
-
-
-def die_with_parent_from_env() -> None:
-    """At a Berth process's start: when its parent asked (PARENT_PID_ENV), get SIGTERM when
-    that parent ends; if it has ended already, stop now."""
-    wanted = os.environ.pop(PARENT_PID_ENV, "")
-    prctl = _prctl()
-    if not wanted.isdigit() or prctl is None:
-        return
-    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(wanted):
-        os.kill(os.getpid(), signal.SIGTERM)
+def _require_program(program: str) -> None:
+    """Raise what Popen would for a program it cannot run (the launcher would only fail)."""
+    if os.sep not in program:
+        if shutil.which(program) is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    elif not os.path.exists(program):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    elif os.path.isdir(program) or not os.access(program, os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)

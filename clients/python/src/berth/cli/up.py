@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from berth.cli.children import die_with_parent
+from berth.cli.children import dies_with_parent
 from berth.cli.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from berth.cli.fleet import DEMO_FLEET, AgentSpec, agent_env, demo_fleet
 from berth.cli.fleet import DRIVERS as DRIVERS  # `berth agent` imports them from here
@@ -208,13 +208,13 @@ def spawn(spec: ServiceSpec, env: Mapping[str, str], log_path: Path) -> Process:
         # A session of its own keeps Ctrl-C away from the child, so `berth up` alone
         # decides the order of shutdown (SIGTERM, grace, SIGKILL).
         return subprocess.Popen(
-            [sys.executable, "-m", spec.module],
+            # even a SIGKILL of `berth up` takes it down
+            dies_with_parent([sys.executable, "-m", spec.module]),
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent(),  # even a SIGKILL of `berth up` takes it down
         )
 
 
