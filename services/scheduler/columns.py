@@ -131,8 +131,8 @@ class View:
         taken = self._taken.get(name)
         if taken is None:
             array: npt.NDArray[np.generic] = getattr(self._columns, name)
-            # np.take is much faster than array[..., rows]
-            taken = self._taken[name] = np.take(array, self.rows, axis=-1)
+            # take is much faster than array[..., rows]; the method skips np.take's wrapper
+            taken = self._taken[name] = array.take(self.rows, axis=-1)
         return taken
 
     def __len__(self) -> int:

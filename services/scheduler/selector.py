@@ -433,7 +433,8 @@ class Selector:
             # Rule out every candidate on the host just taken (`rows` is sorted).
             host = mirror.nodes[mirror.node_at[int(rows[best])] or ""].host
             on_host = np.array(mirror.rows_on_host(host), np.intp)
-            found = np.searchsorted(rows, on_host).clip(0, len(rows) - 1)
+            # np.minimum, not .clip: clip's Python wrapper costs more than the search
+            found = np.minimum(rows.searchsorted(on_host), len(rows) - 1)
             remaining[found[rows[found] == on_host]] = -np.inf
             best = int(remaining.argmax())
             if remaining[best] == -np.inf:

@@ -117,7 +117,7 @@ class Weighing:
             and self._reweigh(previous, *changed)
         ):
             return previous.totals
-        values = self._raw[:, first : last + 1] if gapless else np.take(self._raw, rows, axis=1)
+        values = self._raw[:, first : last + 1] if gapless else self._raw.take(rows, axis=1)
         highest = values.max(axis=1)
         lows = [
             float(values[i].min()) if w.minval is None else w.minval
@@ -135,20 +135,28 @@ class Weighing:
         """Weigh again only the candidates among `changed`, if no weigher's bounds moved;
         False when they may have (then every candidate is weighed)."""
         rows = previous.rows
-        at = np.searchsorted(rows, changed).clip(0, len(rows) - 1)
+        # np.minimum, not .clip, and the reductions over every weigher at once: on the
+        # few changed rows numpy's Python wrappers cost more than the arithmetic.
+        at = np.minimum(rows.searchsorted(changed), len(rows) - 1)
         inside = rows[at] == changed
         at, before = at[inside], before[:, inside]
         if not len(at):
             return True
         after = self._raw[:, rows[at]]
+        lows_before, lows_after = (
+            np.minimum.reduce(before, axis=1),
+            np.minimum.reduce(after, axis=1),
+        )
+        highs_before = np.maximum.reduce(before, axis=1)
+        highs_after = np.maximum.reduce(after, axis=1)
         for index, weigher in enumerate(self.weighers):
             low, high = previous.lows[index], previous.highs[index]
             # A bound held by a rewritten node may have gone with it; a new value beyond a
             # bound moves it.
-            if weigher.minval is None and (before[index].min() <= low or after[index].min() < low):
+            if weigher.minval is None and (lows_before[index] <= low or lows_after[index] < low):
                 return False
             if weigher.maxval is None and (
-                before[index].max() >= high or after[index].max() > high
+                highs_before[index] >= high or highs_after[index] > high
             ):
                 return False
         totals = previous.totals
