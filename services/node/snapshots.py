@@ -121,15 +121,10 @@ def extra_specs_text(specs: Mapping[str, str]) -> str | None:
     return json.dumps(dict(sorted(specs.items())), separators=(",", ":")) if specs else None
 
 
-def validate(snapshot: node_pb2.ResourceSnapshot) -> Report:
-    """Check every field; returns the report or raises INVALID_ARGUMENT naming the field."""
-    host, nodename, node_uuid, epoch = _identity(snapshot)
-    _content(snapshot)
-    return Report(snapshot, host, nodename, node_uuid, epoch, snapshot.sequence, _digest(snapshot))
-
-
 class Validator:
-    """validate(), remembering for each node the digest of the last content it found valid.
+    """Checks every field of a snapshot: returns its Report, or raises INVALID_ARGUMENT
+    naming the field. It remembers, for each node, the digest of the last content it found
+    valid (a new Validator checks everything).
 
     An agent sends each node's snapshot every minute, nearly always unchanged, and checking
     every field of the same content again was a quarter of the node service's CPU on such
@@ -171,12 +166,8 @@ def _identity(snapshot: node_pb2.ResourceSnapshot) -> tuple[str, str, str, datet
         raise InvalidArgument.field("snapshot.boot_epoch", "must be set (when the tracker started)")
     if snapshot.sequence < 0:
         raise InvalidArgument.field("snapshot.sequence", "must not be negative")
-    return (
-        host,
-        nodename,
-        node_uuid,
-        snapshot.boot_epoch.ToDatetime(tzinfo=UTC),
-    )  # microseconds, as the column keeps
+    epoch = snapshot.boot_epoch.ToDatetime(tzinfo=UTC)  # microseconds, as the column keeps
+    return host, nodename, node_uuid, epoch
 
 
 def _content(snapshot: node_pb2.ResourceSnapshot) -> bool:

@@ -1,5 +1,5 @@
 """The node service's Validator: the content of a node's unchanged snapshot is checked
-once, and yet every report is exactly what a full check gives."""
+once, and yet every report is exactly what a full check (a new Validator) gives."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from berth.client.errors import InvalidArgument
 
 from services.node import snapshots
-from services.node.snapshots import Validator, validate
+from services.node.snapshots import Validator
 from tests.integration.node.support import instance, snapshot
 
 
@@ -31,7 +31,7 @@ def test_an_unchanged_snapshot_is_checked_once_and_reported_as_a_full_check_woul
     content_checks,
 ):
     held = (instance(), instance(vcpus=1))
-    full = [validate(snapshot("kvm-1", sequence=n, instances=held)) for n in (1, 2, 3)]
+    full = [Validator()(snapshot("kvm-1", sequence=n, instances=held)) for n in (1, 2, 3)]
     content_checks.clear()
     validator = Validator()
     assert [validator(snapshot("kvm-1", sequence=n, instances=held)) for n in (1, 2, 3)] == full
@@ -72,7 +72,7 @@ def test_the_same_content_from_another_node_is_checked_for_that_node(content_che
 
 def test_non_canonical_uuids_are_rewritten_every_time_never_remembered(content_checks):
     raw = str(uuidlib.uuid4()).upper()
-    canonical = validate(snapshot("kvm-1", instances=(instance(uuid=raw.lower()),)))
+    canonical = Validator()(snapshot("kvm-1", instances=(instance(uuid=raw.lower()),)))
     content_checks.clear()
     validator = Validator()
     for sequence in (1, 2):
