@@ -18,10 +18,11 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from berth.client.errors import Aborted, FailedPrecondition, InvalidArgument
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import db
+from services.common.batch_sql import BatchStatement
 from services.common.store import EventColumns
 from services.common.streams import until_stopped
 from services.common.supervise import supervised
@@ -63,6 +64,10 @@ class ChangeLog:
     def __init__(self, counter: type[Any], event: type[Any]) -> None:
         self.counter = counter
         self.event = event
+        names = ["revision", "type", "kind", "object_uuid", "payload", "created_at"]
+        self._insert = BatchStatement(
+            insert(event).values({name: bindparam(name) for name in names}), names
+        )
 
     async def add(
         self,
@@ -88,17 +93,10 @@ class ChangeLog:
         query = select(counter.revision).where(counter.id == 1)
         last = int((await session.execute(query)).scalar_one())
         first = last - len(events) + 1
-        await session.execute(
-            insert(self.event),
+        await self._insert.execute(
+            session,
             [
-                {
-                    "revision": first + i,
-                    "type": type_,
-                    "kind": kind,
-                    "object_uuid": uuid,
-                    "payload": payload,
-                    "created_at": now,
-                }
+                (first + i, type_, kind, uuid, payload, now)
                 for i, (type_, kind, uuid, payload) in enumerate(events)
             ],
         )

@@ -15,6 +15,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_, u
 from sqlalchemy.engine import CursorResult, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.batch_sql import BatchStatement
 from services.common.changefeed import ChangeLog
 from services.node.store.models import ComputeNode, Event, NodeInstance, RevisionCounter
 
@@ -104,41 +105,38 @@ _SNAPSHOT_COLUMNS = (
 )  # fmt: skip
 
 
+_REWRITE = BatchStatement(
+    update(NODES)
+    .where(NODES.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _SNAPSHOT_COLUMNS}),
+    ["b_id", *(f"b_{name}" for name in _SNAPSHOT_COLUMNS)],
+)
+
+
 async def rewrite_nodes(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
     """Store changed snapshots: every snapshot column of each row, by id."""
-    if not rows:
-        return
-    statement = (
-        update(NODES)
-        .where(NODES.c.id == bindparam("b_id"))
-        .values({name: bindparam(f"b_{name}") for name in _SNAPSHOT_COLUMNS})
+    await _REWRITE.execute(
+        session, [(row["id"], *(row[name] for name in _SNAPSHOT_COLUMNS)) for row in rows]
     )
-    params = [
-        {"b_id": row["id"], **{f"b_{name}": row[name] for name in _SNAPSHOT_COLUMNS}}
-        for row in rows
-    ]
-    await session.execute(statement, params)
+
+
+_TOUCH = BatchStatement(
+    update(NODES)
+    .where(NODES.c.id == bindparam("b_id"))
+    .values(
+        boot_epoch=bindparam("b_epoch", type_=NODES.c.boot_epoch.type),
+        sequence=bindparam("b_sequence", type_=NODES.c.sequence.type),
+        reported_at=bindparam("b_now", type_=NODES.c.reported_at.type),
+    ),
+    ["b_id", "b_epoch", "b_sequence", "b_now"],
+)
 
 
 async def touch_nodes(
     session: AsyncSession, touches: Sequence[tuple[int, datetime, int, datetime]]
 ) -> None:
     """Record (id, boot epoch, sequence, now) of unchanged snapshots: no generation, no event."""
-    if not touches:
-        return
-    statement = (
-        update(NODES)
-        .where(NODES.c.id == bindparam("b_id"))
-        .values(
-            boot_epoch=bindparam("b_epoch", type_=NODES.c.boot_epoch.type),
-            sequence=bindparam("b_sequence"),
-            reported_at=bindparam("b_now", type_=NODES.c.reported_at.type),
-        )
-    )
-    await session.execute(
-        statement,
-        [{"b_id": i, "b_epoch": e, "b_sequence": s, "b_now": n} for i, e, s, n in touches],
-    )
+    await _TOUCH.execute(session, touches)
 
 
 async def list_nodes(
@@ -194,14 +192,23 @@ async def soft_delete_nodes(session: AsyncSession, node_ids: Sequence[int], now:
 # --- instances --------------------------------------------------------------------------
 
 
+# Every column of an instance's row but its id.
+_INSTANCE_COLUMNS = [column.name for column in INSTANCES.c if column.name != "id"]
+_INSERT_INSTANCES = BatchStatement(
+    insert(INSTANCES).values({name: bindparam(name) for name in _INSTANCE_COLUMNS}),
+    _INSTANCE_COLUMNS,
+)
+
+
 async def replace_instances(
     session: AsyncSession, node_ids: Sequence[int], rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Make `rows` the instances of `node_ids` (a changed snapshot lists all of them)."""
     if node_ids:
         await session.execute(delete(INSTANCES).where(INSTANCES.c.node_id.in_(node_ids)))
-    if rows:
-        await session.execute(insert(INSTANCES), list(rows))
+    await _INSERT_INSTANCES.execute(
+        session, [tuple(row[name] for name in _INSTANCE_COLUMNS) for row in rows]
+    )
 
 
 async def instance_keys(
