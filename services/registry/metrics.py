@@ -31,6 +31,10 @@ HEARTBEATS = Counter(
     ["result"],
 )
 
+REGISTRATIONS_ABANDONED = Counter(
+    "berth_registrations_abandoned_total",
+    "Registrations dropped unwritten because their caller left (deadline) before their batch.",
+)
 REGISTRATION_BATCH = Histogram(
     "berth_registration_batch_size",
     "Registrations (RegisterService) stored per transaction by the group commit.",

@@ -10,6 +10,11 @@ Each registration is answered exactly as alone: the first of a (host, binary) cr
 row, a later one in the same batch waits for the next batch and restarts it. A row another
 replica inserted meanwhile (IntegrityError) or a lost lock race retries the whole batch,
 which then reads the winner's row.
+
+A registration whose caller left (its deadline passed) before its batch began is dropped,
+not written: under a cold start larger than the database keeps up with, agents retry after
+their deadline, and writing what nobody waits for any more would only put their retries
+further back (`berth_registrations_abandoned_total`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import db
-from services.registry.metrics import REGISTRATION_BATCH
+from services.registry.metrics import REGISTRATION_BATCH, REGISTRATIONS_ABANDONED
 from services.registry.store import repository as repo
 from services.registry.store.models import Service
 
@@ -53,6 +58,7 @@ class Registration:
     answer: asyncio.Future[tuple[registry_pb2.Service, bool]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    abandoned: bool = False  # its caller left before an answer
 
     @property
     def key(self) -> tuple[str, str]:
@@ -78,13 +84,20 @@ class Registrations:
         self._queue.append(registration)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queue(), name="registrations")
-        # The write goes on if this caller leaves: the batch's other callers need it.
-        return await asyncio.shield(registration.answer)
+        # A batch being written goes on if this caller leaves: its other callers need it.
+        try:
+            return await asyncio.shield(registration.answer)
+        except asyncio.CancelledError:
+            registration.abandoned = True
+            raise
 
     async def _write_queue(self) -> None:
         batch: list[Registration] = []
         try:
-            while self._queue:
+            while True:
+                self._drop_abandoned()
+                if not self._queue:
+                    return
                 batch, seen = [], set()
                 for registration in self._queue:
                     if len(batch) < MAX_BATCH and registration.key not in seen:
@@ -107,6 +120,15 @@ class Registrations:
                     registration.answer.exception()
             self._queue = []
             raise
+
+    def _drop_abandoned(self) -> None:
+        left = [r for r in self._queue if r.abandoned]
+        if left:
+            self._queue = [r for r in self._queue if not r.abandoned]
+            for registration in left:
+                registration.answer.cancel()
+            REGISTRATIONS_ABANDONED.inc(len(left))
+            log.info("dropped %d registrations whose callers left before their turn", len(left))
 
     async def _write(self, batch: list[Registration]) -> None:
         failure: BaseException = FailedPrecondition(
