@@ -33,6 +33,9 @@ class BatchStatement:
     async def execute(
         self, session: AsyncSession | AsyncConnection, rows: Iterable[Sequence[Any]]
     ) -> None:
+        rows = list(rows)
+        if not rows:
+            return
         connection = await session.connection() if isinstance(session, AsyncSession) else session
         sql, order, processors = self._compile(connection.dialect)
         params = [
@@ -42,8 +45,7 @@ class BatchStatement:
             )
             for row in rows
         ]
-        if params:
-            await connection.exec_driver_sql(sql, params)
+        await connection.exec_driver_sql(sql, params)
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         # What the SQL depends on (a process may hold engines of several backends: tests).
