@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from berth.client.errors import NotFound, ResourceExhausted
 
-from services.scheduler.columns import BoolArray, FloatArray, RowIndex
+from services.scheduler.columns import BoolArray, FloatArray, RowIndex, find_sorted
 from services.scheduler.context import PlacementContext
 from services.scheduler.filters.base import HostFilter
 from services.scheduler.filters.runner import FilterRun
@@ -433,9 +433,8 @@ class Selector:
             # Rule out every candidate on the host just taken (`rows` is sorted).
             host = mirror.nodes[mirror.node_at[int(rows[best])] or ""].host
             on_host = np.array(mirror.rows_on_host(host), np.intp)
-            # np.minimum, not .clip: clip's Python wrapper costs more than the search
-            found = np.minimum(rows.searchsorted(on_host), len(rows) - 1)
-            remaining[found[rows[found] == on_host]] = -np.inf
+            found, present = find_sorted(rows, on_host)
+            remaining[found[present]] = -np.inf
             best = int(remaining.argmax())
             if remaining[best] == -np.inf:
                 return alternates

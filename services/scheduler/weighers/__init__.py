@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.scheduler.columns import FloatArray, RowIndex, View
+from services.scheduler.columns import FloatArray, RowIndex, View, find_sorted
 from services.scheduler.mirror import Mirror
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.weighers.base import Weigher
@@ -135,18 +135,15 @@ class Weighing:
         """Weigh again only the candidates among `changed`, if no weigher's bounds moved;
         False when they may have (then every candidate is weighed)."""
         rows = previous.rows
-        # np.minimum, not .clip, and the reductions over every weigher at once: on the
-        # few changed rows numpy's Python wrappers cost more than the arithmetic.
-        at = np.minimum(rows.searchsorted(changed), len(rows) - 1)
-        inside = rows[at] == changed
+        at, inside = find_sorted(rows, changed)
         at, before = at[inside], before[:, inside]
         if not len(at):
             return True
         after = self._raw[:, rows[at]]
-        lows_before, lows_after = (
-            np.minimum.reduce(before, axis=1),
-            np.minimum.reduce(after, axis=1),
-        )
+        # Each bound over every weigher at once: on the few changed rows numpy's Python
+        # wrappers (.min(), .max()) cost more than the arithmetic.
+        lows_before = np.minimum.reduce(before, axis=1)
+        lows_after = np.minimum.reduce(after, axis=1)
         highs_before = np.maximum.reduce(before, axis=1)
         highs_after = np.maximum.reduce(after, axis=1)
         for index, weigher in enumerate(self.weighers):
