@@ -29,7 +29,7 @@ child.wait()
 
 # A parent that serves gRPC (as `berth up`, the tests and the benchmarks do while they start
 # processes) starts short children one after another and counts those that did not exit 0.
-# Forked with a preexec_fn, about 1 in 10 to 20 were aborted by gRPC's fork handlers.
+# Forked with a preexec_fn, 1 to 2 in 20 to 60 were aborted by gRPC's fork handlers.
 _GRPC_PARENT = """
 import asyncio, subprocess, sys
 from grpc import aio
