@@ -9,9 +9,9 @@ handlers remain the only way down.
 The child sets the signal itself, in a small launcher that then execs the program: no
 Python runs in the parent's forked copy (no `preexec_fn`). A parent that has used gRPC
 cannot afford one: gRPC's fork handlers abort such a child now and then (1 to 2 starts in
-20 to 60 measured, with grpcio 1.85.3), and `berth up`, the tests and the benchmarks all start processes
-while their gRPC clients run. Without a preexec_fn, Python starts the child by vfork, and
-no fork handler runs at all.
+20 to 60 measured, with grpcio 1.85.3), and `berth up`, the tests and the benchmarks all
+start processes while their gRPC clients run. Without a preexec_fn, Python starts the
+child by vfork, and no fork handler runs at all.
 """
 
 from __future__ import annotations
